@@ -1,0 +1,40 @@
+"""Exceptions raised by the library. Each message names the place and the fix.
+
+The CLI turns these into a one-line error and exit code 2; the UI turns them into ``gr.Error``.
+"""
+
+
+class CurateError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class SettingsError(CurateError):
+    """A setting has an invalid value (the message names the key)."""
+
+
+class SeedFileError(CurateError):
+    """A seed file is malformed (the message names the file, the line and what is wrong)."""
+
+
+class ModelNotFoundError(CurateError):
+    """An unknown model name, or a model that cannot be found offline."""
+
+
+class ModelPackageMissingError(CurateError):
+    """An embedded model's registry package is not installed (the message gives the pip command)."""
+
+
+class ChecksumError(CurateError):
+    """An assembled model file does not have the expected sha256."""
+
+
+class BackendError(CurateError):
+    """A language-model backend failed (server unreachable after retries, bad response, ...)."""
+
+
+class StoreError(CurateError):
+    """The store refused an operation (unknown row, schema newer than this code, ...)."""
+
+
+class ConflictError(StoreError):
+    """A write based on a stale version of a row (someone else changed it first)."""

@@ -1,0 +1,105 @@
+"""The one narrow protocol every language-model backend implements.
+
+A backend is an object with a ``model_id`` and two methods:
+
+* ``generate(prompts, params) -> list[Completion]`` — one completion per prompt, in order.
+* ``loglik(prompts, continuations) -> list[list[float]]`` — for each pair, the per-token negative
+  log-likelihood (natural log) of ``continuation`` given ``prompt``; CAR needs it.
+
+Backends register a factory in :mod:`curate.lm.registry`; nothing branches on model names elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Style = Literal["completion", "chat"]
+FinishReason = Literal["stop", "length", "eos", "repetition", "error"]
+
+
+class GenParams(BaseModel):
+    """Sampling parameters of one ``generate`` call. ``temperature == 0`` means greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_k: int = Field(50, ge=0, description="0 disables top-k")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1, le=32768)
+    min_new_tokens: int = Field(0, ge=0)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    style: Style = "completion"
+    repetition_guard: bool = Field(
+        True, description="stop a completion that keeps repeating the same n-gram (small models loop)"
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> "GenParams":
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens ({self.min_new_tokens}) must not exceed max_new_tokens ({self.max_new_tokens})"
+            )
+        if any(s == "" for s in self.stop):
+            raise ValueError("stop sequences must be non-empty strings")
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def as_record(self) -> dict:
+        """A JSON-able dict for provenance columns."""
+        return self.model_dump(mode="json")
+
+
+@dataclass
+class Completion:
+    """One generated text. ``text`` has stop sequences trimmed (the stop string itself is not included)."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    model_id: str = ""
+    style: Style = "completion"
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class LM(Protocol):
+    """What the pipeline needs from a language model."""
+
+    model_id: str
+    supports_chat: bool
+
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]: ...
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]: ...
+
+
+def apply_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop sequence. Returns (trimmed text, whether a stop was found)."""
+    cut = len(text)
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and i < cut:
+            cut = i
+    return text[:cut], cut != len(text)
+
+
+def has_degenerate_repetition(token_ids: Sequence[int], ngram: int = 8, repeats: int = 4) -> bool:
+    """True when the tail of ``token_ids`` is the same ``ngram``-token block ``repeats`` times in a row.
+
+    The guard against the loops small models fall into under greedy decoding (SmolLM2 does).
+    """
+    span = ngram * repeats
+    if len(token_ids) < span:
+        return False
+    tail = list(token_ids[-span:])
+    block = tail[-ngram:]
+    return all(tail[i * ngram : (i + 1) * ngram] == block for i in range(repeats))

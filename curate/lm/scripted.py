@@ -1,0 +1,84 @@
+"""A scripted language model: a real implementation of the backend protocol with canned completions.
+
+Tests (and dry runs) drive the whole pipeline with it, so parsing, filters, resume and consensus are exact
+and fast::
+
+    lm = ScriptedLM("fake", ["1. first |EoS|", "second"])
+    lm.enqueue(["more", "texts"])
+
+Completions are served in order; when the script runs out, ``default`` is returned (or, with
+``default=None``, :class:`~curate.errors.BackendError` is raised). A callable script receives the prompt
+and returns the text. Stop sequences and ``max_new_tokens`` (counted in whitespace tokens) are honoured.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable, Sequence
+
+from ..errors import BackendError
+from .base import Completion, GenParams, apply_stops
+
+
+class ScriptedLM:
+    supports_chat = True
+
+    def __init__(
+        self,
+        model_id: str = "scripted",
+        script: Iterable[str] | Callable[[str], str] = (),
+        *,
+        default: str | None = "",
+        context_length: int = 8192,
+        nll: float = 2.0,
+    ):
+        self.model_id = model_id
+        self.context_length = context_length
+        self._fn = script if callable(script) else None
+        self._queue: deque[str] = deque([] if callable(script) else script)
+        self._default = default
+        self._nll = nll
+        self.calls: list[tuple[list[str], GenParams]] = []
+
+    def enqueue(self, texts: Iterable[str]) -> None:
+        self._queue.extend(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _next(self, prompt: str) -> str:
+        if self._fn is not None:
+            return self._fn(prompt)
+        if self._queue:
+            return self._queue.popleft()
+        if self._default is None:
+            raise BackendError(f"ScriptedLM {self.model_id!r} ran out of scripted completions")
+        return self._default
+
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]:
+        self.calls.append((list(prompts), params))
+        out = []
+        for p in prompts:
+            raw = self._next(p)
+            text, stopped = apply_stops(raw, params.stop)
+            words = text.split(" ")
+            finish = "stop" if stopped else "eos"
+            if len(text.split()) > params.max_new_tokens:
+                text = " ".join(words[: params.max_new_tokens])
+                finish = "length"
+            out.append(
+                Completion(
+                    text=text,
+                    finish_reason=finish,
+                    prompt_tokens=self.count_tokens(p),
+                    completion_tokens=len(text.split()),
+                    model_id=self.model_id,
+                    style=params.style,
+                )
+            )
+        return out
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        if len(prompts) != len(continuations):
+            raise ValueError("loglik needs as many prompts as continuations")
+        return [[self._nll] * max(1, len(c.split())) for c in continuations]

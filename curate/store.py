@@ -1,0 +1,683 @@
+"""The SQLite store: schema, migrations and every query. No other module knows SQL.
+
+One :class:`Store` owns one database file (or ``":memory:"``). Opening it applies any pending migration
+(``m001_…``, ``m002_…``, only ever appended, each recorded once applied, each in a transaction with its
+record), so a fresh database and an existing one are handled the same way. The journal is WAL, so the
+app's readers never block the background writer.
+
+Rows get content-hash ids (``content_id``): re-inserting the same row collapses instead of duplicating,
+which is what makes every stage resumable.
+
+Data flows one way: seeds → completions → instructions → instances → outputs → consensus / scores →
+reviews → export. Thresholds are queries over stored scores, never recomputation.
+
+A ``Store`` is used from one thread; open one per thread (opening is cheap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+from sqlite_utils.utils import hash_record
+
+from .errors import ConflictError, StoreError
+
+__all__ = ["Store", "content_id", "PASSING_SQL", "REVIEW_ACTIONS", "REVIEW_STATUSES", "JOB_STATES"]
+
+REVIEW_ACTIONS = ("accept", "edit", "reject", "reset")
+REVIEW_STATUSES = ("pending", "accepted", "edited", "rejected")
+JOB_STATES = ("queued", "running", "pausing", "paused", "cancelling", "cancelled", "done", "failed",
+              "interrupted")
+ACTIVE_JOB_STATES = ("queued", "running", "pausing", "cancelling")
+EXACT_REASONS = ("exact_o0", "exact_others")
+
+# The consensus keep rule (curate.consensus.passes) as SQL over the stored columns: exact-match rows pass
+# whatever tau is; rows of the Rouge branch pass iff the chosen text is non-empty and the minimum pairwise
+# Rouge-L is strictly above tau; "empty" and "invalid" rows never pass.
+PASSING_SQL = (
+    "(c.reason IN ('exact_o0', 'exact_others') AND c.chosen_nonempty = 1)"
+    " OR (c.reason IN ('rouge', 'below_threshold') AND c.chosen_nonempty = 1 AND c.min_pairwise > :tau)"
+)
+
+
+def content_id(**parts: Any) -> str:
+    """A stable sha1 id over the given named parts (sqlite-utils' ``hash_record``)."""
+    return hash_record(parts)
+
+
+def now() -> float:
+    return time.time()
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Migrations: append only. Never edit one that has shipped; add m00N instead.
+# ---------------------------------------------------------------------------------------------------------
+migrations = Migrations("curate")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE seeds (
+            id TEXT PRIMARY KEY,             -- content hash of (instruction, instances)
+            seed_key TEXT NOT NULL,          -- the id in the seed file
+            source TEXT NOT NULL,
+            name TEXT,
+            instruction TEXT NOT NULL,
+            instances TEXT NOT NULL,         -- JSON list of {input, output}
+            task_type TEXT NOT NULL CHECK (task_type IN ('A', 'B')),
+            is_classification INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,              -- generate | ensemble | ...
+            config TEXT NOT NULL,            -- JSON
+            state TEXT NOT NULL,
+            progress TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            pid INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            heartbeat REAL
+        );
+        CREATE TABLE completions (       -- every raw model completion, parsed or not: nothing is lost
+            id TEXT PRIMARY KEY,
+            job_id TEXT REFERENCES jobs(id),
+            stage TEXT NOT NULL,             -- instruction | instance
+            task_type TEXT,
+            instruction_id TEXT,             -- instance stage: the instruction it was prompted for
+            model_id TEXT NOT NULL,
+            params TEXT NOT NULL,            -- JSON GenParams
+            prompt_style TEXT NOT NULL DEFAULT 'completion',
+            demos INTEGER,                   -- few-shot demos in the prompt (after any trimming)
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            text TEXT NOT NULL,
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            seconds REAL,
+            parse_status TEXT NOT NULL DEFAULT 'ok',  -- ok | unparseable
+            parse_reason TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX completions_instruction ON completions(instruction_id);
+        CREATE TABLE instructions (
+            id TEXT PRIMARY KEY,             -- content hash of (completion_id, position)
+            seq INTEGER NOT NULL,            -- insertion order
+            text TEXT NOT NULL,
+            task_type TEXT NOT NULL CHECK (task_type IN ('A', 'B')),
+            origin TEXT NOT NULL,            -- instruction_prompt | instance_completion
+            completion_id TEXT REFERENCES completions(id),
+            position INTEGER NOT NULL,
+            generator_model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            job_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('kept', 'filtered')),
+            reason TEXT,                     -- NULL when kept; else the filter that rejected it
+            detail TEXT,                     -- JSON: e.g. {"most_similar": ..., "score": ...}
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX instructions_status ON instructions(status, task_type);
+        CREATE INDEX instructions_reason ON instructions(reason);
+        CREATE TABLE instances (             -- a candidate: one (instruction, input, output) to review
+            id TEXT PRIMARY KEY,             -- content hash of (completion_id, position)
+            seq INTEGER NOT NULL,
+            instruction_id TEXT NOT NULL REFERENCES instructions(id),
+            task_type TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL,
+            completion_id TEXT REFERENCES completions(id),
+            position INTEGER NOT NULL,
+            generator_model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            job_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+            reason TEXT,
+            review_status TEXT NOT NULL DEFAULT 'pending',
+            version INTEGER NOT NULL DEFAULT 0,   -- bumped by every review action (optimistic locking)
+            final_instruction TEXT,
+            final_input TEXT,
+            final_output TEXT,
+            reviewed_by TEXT,
+            reviewed_at REAL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX instances_instruction ON instances(instruction_id);
+        CREATE INDEX instances_review ON instances(status, review_status);
+        CREATE TABLE outputs (               -- one row per (instance, model, prompt style); position 0 = generator
+            id TEXT PRIMARY KEY,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            position INTEGER NOT NULL,
+            model_id TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_style TEXT NOT NULL,      -- generator | reference | chat
+            text TEXT NOT NULL,
+            finish_reason TEXT,
+            completion_tokens INTEGER,
+            job_id TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (instance_id, model_id, prompt_style)
+        );
+        CREATE INDEX outputs_instance ON outputs(instance_id, position);
+        CREATE TABLE consensus (
+            instance_id TEXT PRIMARY KEY REFERENCES instances(id),
+            k INTEGER NOT NULL,
+            output_ids TEXT NOT NULL,        -- JSON list, in the order the matrix uses
+            models TEXT NOT NULL,            -- JSON list of model ids, same order
+            chosen_index INTEGER,
+            chosen_nonempty INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            min_pairwise REAL NOT NULL,
+            pairwise TEXT NOT NULL,          -- JSON k x k
+            scores TEXT NOT NULL,            -- JSON per-output agreement
+            tokenizer TEXT NOT NULL,
+            threshold REAL NOT NULL,         -- tau at compute time (informational: passing is a query)
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX consensus_min ON consensus(min_pairwise);
+        CREATE TABLE scores (                -- reward / quality / CAR and later scorers, one value per row
+            candidate_id TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            detail TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (candidate_id, scorer, name)
+        );
+        CREATE INDEX scores_name ON scores(scorer, name, value);
+        CREATE TABLE reviews (               -- append-only log
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            reviewer TEXT NOT NULL,
+            at REAL NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('accept', 'edit', 'reject', 'reset')),
+            version INTEGER NOT NULL,        -- the candidate's version this action produced
+            before TEXT NOT NULL,            -- JSON
+            after TEXT NOT NULL,             -- JSON
+            reason TEXT
+        );
+        CREATE INDEX reviews_instance ON reviews(instance_id, id);
+        CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews
+            BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END;
+        CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews
+            BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END;
+        """
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The project's database. ``Store(":memory:")`` for tests; ``Store("data/curate.db")`` on disk.
+
+    Raises :class:`~curate.errors.StoreError` when the path cannot be opened (with the path and the fix).
+    """
+
+    def __init__(self, path: str | os.PathLike = "data/curate.db"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder for the database {self.path!r}: {e}. "
+                                 "Pass another --db PATH.") from e
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            self.db = Database(conn)
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open {self.path!r} as a curate database: {e}. "
+                             "Is it a SQLite file? Pass another --db PATH.") from e
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator["Store"]:
+        """All writes inside happen together or not at all (nested blocks use savepoints)."""
+        with self.db.atomic():
+            yield self
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    def table_names(self) -> list[str]:
+        return self.db.table_names()
+
+    def _rows(self, sql: str, params: Any = None) -> list[dict]:
+        return [dict(r) for r in self.db.query(sql, params or {})]
+
+    def _one(self, sql: str, params: Any = None) -> Any:
+        row = self.db.execute(sql, params or {}).fetchone()
+        return None if row is None else row[0]
+
+    def _next_seq(self, table: str) -> int:
+        return (self._one(f"SELECT MAX(seq) FROM {table}") or 0) + 1
+
+    # -- seeds ------------------------------------------------------------------------------------------
+    def add_seeds(self, seeds: Iterable[Any]) -> int:
+        """Store seed tasks (``curate.seeds.SeedTask``). Re-adding the same task is a no-op. Returns the count."""
+        rows = []
+        for s in seeds:
+            inst = [{"input": i.input, "output": i.output} for i in s.instances]
+            rows.append({
+                "id": content_id(instruction=s.instruction, instances=inst),
+                "seed_key": s.id, "source": s.source, "name": s.name, "instruction": s.instruction,
+                "instances": _json(inst), "task_type": s.task_type,
+                "is_classification": int(bool(s.is_classification)),
+            })
+        with self.db.atomic():
+            self.db["seeds"].insert_all(rows, ignore=True)
+        return len(rows)
+
+    def count_seeds(self) -> dict[str, int]:
+        rows = self._rows("SELECT task_type, COUNT(*) AS n FROM seeds GROUP BY task_type")
+        return {r["task_type"]: r["n"] for r in rows}
+
+    # -- jobs -------------------------------------------------------------------------------------------
+    def create_job(self, kind: str, config: dict, *, job_id: str | None = None) -> str:
+        jid = job_id or uuid.uuid4().hex[:12]
+        t = now()
+        self.db["jobs"].insert({"id": jid, "kind": kind, "config": _json(config), "state": "queued",
+                                "progress": "{}", "created_at": t, "updated_at": t, "heartbeat": t})
+        return jid
+
+    def get_job(self, job_id: str) -> dict:
+        """Raises StoreError for an unknown job id."""
+        rows = self._rows("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
+        if not rows:
+            raise StoreError(f"no job {job_id!r} in {self.path}; `curate jobs` lists them")
+        return self._decode_job(rows[0])
+
+    @staticmethod
+    def _decode_job(r: dict) -> dict:
+        r["config"] = json.loads(r["config"])
+        r["progress"] = json.loads(r["progress"] or "{}")
+        return r
+
+    def list_jobs(self, limit: int = 50) -> list[dict]:
+        rows = self._rows("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT :n", {"n": limit})
+        return [self._decode_job(r) for r in rows]
+
+    def update_job(self, job_id: str, *, state: str | None = None, progress: dict | None = None,
+                   error: str | None = None, pid: int | None = None) -> None:
+        if state is not None and state not in JOB_STATES:
+            raise StoreError(f"unknown job state {state!r}; one of {JOB_STATES}")
+        t = now()
+        sets, params = ["updated_at = :t", "heartbeat = :t"], {"t": t, "id": job_id}
+        for col, val in (("state", state), ("error", error), ("pid", pid)):
+            if val is not None:
+                sets.append(f"{col} = :{col}")
+                params[col] = val
+        if progress is not None:
+            sets.append("progress = :progress")
+            params["progress"] = _json(progress)
+        self.db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id", params)
+        self.db.conn.commit()
+
+    def job_state(self, job_id: str) -> str:
+        return self._one("SELECT state FROM jobs WHERE id = :id", {"id": job_id})
+
+    def mark_interrupted(self, alive: Callable[[dict], bool]) -> list[str]:
+        """Active jobs whose worker is gone (``alive(job)`` is false) become 'interrupted'. Returns their ids."""
+        ids = [r["id"] for r in self._rows(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running', 'pausing', 'cancelling')") if not alive(r)]
+        for jid in ids:
+            self.update_job(jid, state="interrupted")
+        return ids
+
+    def request_job_state(self, job_id: str, state: str, *, only_from: Sequence[str]) -> bool:
+        """Move a job to ``state`` if it is in one of ``only_from`` (atomic). Returns whether it moved."""
+        cur = self.db.execute(
+            f"UPDATE jobs SET state = :s, updated_at = :t WHERE id = :id AND state IN "
+            f"({', '.join(repr(x) for x in only_from)})", {"s": state, "t": now(), "id": job_id})
+        self.db.conn.commit()
+        return cur.rowcount > 0
+
+    # -- completions ------------------------------------------------------------------------------------
+    def add_completion(self, row: dict) -> str:
+        """Store one raw completion. ``row`` needs stage, model_id, params (dict), prompt_hash, text.
+
+        The id is a content hash of (stage, model, params, prompt hash, seed, text, job): re-adding collapses.
+        """
+        row = dict(row)
+        row["params"] = _json(row["params"]) if not isinstance(row["params"], str) else row["params"]
+        row.setdefault("created_at", now())
+        row["id"] = content_id(stage=row["stage"], model_id=row["model_id"], params=row["params"],
+                               prompt_hash=row["prompt_hash"], rng_seed=row.get("rng_seed"),
+                               text=row["text"], job_id=row.get("job_id"),
+                               instruction_id=row.get("instruction_id"))
+        self.db["completions"].insert(row, ignore=True)
+        return row["id"]
+
+    def mark_completion(self, completion_id: str, parse_status: str, reason: str | None) -> None:
+        self.db.execute("UPDATE completions SET parse_status = :s, parse_reason = :r WHERE id = :id",
+                        {"s": parse_status, "r": reason, "id": completion_id})
+
+    def completion_stats(self) -> list[dict]:
+        return self._rows(
+            "SELECT stage, model_id, COUNT(*) AS completions, SUM(completion_tokens) AS tokens,"
+            " SUM(seconds) AS seconds, SUM(parse_status = 'unparseable') AS unparseable"
+            " FROM completions GROUP BY stage, model_id ORDER BY stage, model_id")
+
+    # -- instructions -----------------------------------------------------------------------------------
+    def add_instruction(self, row: dict) -> tuple[str, bool]:
+        """Store one parsed instruction (kept or filtered, with its reason). Returns (id, newly inserted)."""
+        row = dict(row)
+        row["id"] = content_id(completion_id=row["completion_id"], position=row["position"],
+                               origin=row["origin"])
+        if self._one("SELECT 1 FROM instructions WHERE id = :id", {"id": row["id"]}):
+            return row["id"], False
+        row["params"] = row["params"] if isinstance(row["params"], str) else _json(row["params"])
+        row["detail"] = None if row.get("detail") is None else _json(row["detail"])
+        row.setdefault("created_at", now())
+        row["seq"] = self._next_seq("instructions")
+        self.db["instructions"].insert(row)
+        return row["id"], True
+
+    def kept_instruction_texts(self, task_type: str | None = None) -> list[str]:
+        sql = "SELECT text FROM instructions WHERE status = 'kept'"
+        if task_type:
+            sql += " AND task_type = :t"
+        return [r["text"] for r in self._rows(sql + " ORDER BY seq", {"t": task_type})]
+
+    def count_kept_instructions(self, task_type: str | None = None, origin: str | None = None) -> int:
+        where, p = ["status = 'kept'"], {}
+        if task_type:
+            where.append("task_type = :t"); p["t"] = task_type
+        if origin:
+            where.append("origin = :o"); p["o"] = origin
+        return self._one(f"SELECT COUNT(*) FROM instructions WHERE {' AND '.join(where)}", p)
+
+    def count_completions(self, stage: str, task_type: str | None = None) -> int:
+        sql, p = "SELECT COUNT(*) FROM completions WHERE stage = :s", {"s": stage}
+        if task_type:
+            sql += " AND task_type = :t"; p["t"] = task_type
+        return self._one(sql, p)
+
+    def instructions_without_instances(self, task_type: str | None = None, limit: int = 1000) -> list[dict]:
+        """Kept instructions that no instance completion has been stored for yet (resume point)."""
+        sql = ("SELECT i.* FROM instructions i WHERE i.status = 'kept' AND i.origin = 'instruction_prompt'"
+               " AND NOT EXISTS (SELECT 1 FROM completions c WHERE c.stage = 'instance'"
+               " AND c.instruction_id = i.id)")
+        if task_type:
+            sql += " AND i.task_type = :t"
+        return self._rows(sql + " ORDER BY i.seq LIMIT :n", {"t": task_type, "n": limit})
+
+    def get_instruction(self, instruction_id: str) -> dict:
+        rows = self._rows("SELECT * FROM instructions WHERE id = :id", {"id": instruction_id})
+        if not rows:
+            raise StoreError(f"no instruction {instruction_id!r}")
+        return rows[0]
+
+    def filter_reason_counts(self, stage: str = "instructions") -> dict[str, int]:
+        """Counts per reason (``None`` = kept/ok) for 'instructions', 'instances' or 'completions'."""
+        if stage == "instructions":
+            sql = "SELECT COALESCE(reason, 'kept') AS r, COUNT(*) AS n FROM instructions GROUP BY r"
+        elif stage == "instances":
+            sql = "SELECT COALESCE(reason, 'ok') AS r, COUNT(*) AS n FROM instances GROUP BY r"
+        elif stage == "completions":
+            sql = ("SELECT stage || ':' || COALESCE(parse_reason, 'ok') AS r, COUNT(*) AS n"
+                   " FROM completions GROUP BY r")
+        else:
+            raise StoreError(f"unknown stage {stage!r}: instructions, instances or completions")
+        return {r["r"]: r["n"] for r in self._rows(sql + " ORDER BY n DESC")}
+
+    def instructions(self, *, status: str | None = None, reason: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[dict]:
+        where, p = ["1=1"], {"n": limit, "o": offset}
+        if status:
+            where.append("status = :s"); p["s"] = status
+        if reason:
+            where.append("reason = :r"); p["r"] = reason
+        return self._rows(f"SELECT * FROM instructions WHERE {' AND '.join(where)}"
+                          " ORDER BY seq LIMIT :n OFFSET :o", p)
+
+    # -- instances --------------------------------------------------------------------------------------
+    def add_instance(self, row: dict) -> tuple[str, bool]:
+        row = dict(row)
+        row["id"] = content_id(completion_id=row["completion_id"], position=row["position"])
+        if self._one("SELECT 1 FROM instances WHERE id = :id", {"id": row["id"]}):
+            return row["id"], False
+        row["params"] = row["params"] if isinstance(row["params"], str) else _json(row["params"])
+        row.setdefault("created_at", now())
+        row["seq"] = self._next_seq("instances")
+        self.db["instances"].insert(row)
+        return row["id"], True
+
+    def get_instance(self, instance_id: str) -> dict:
+        """The candidate with its instruction text. Raises StoreError if unknown."""
+        rows = self._rows("SELECT x.*, i.text AS instruction FROM instances x"
+                          " JOIN instructions i ON i.id = x.instruction_id WHERE x.id = :id",
+                          {"id": instance_id})
+        if not rows:
+            raise StoreError(f"no candidate {instance_id!r} in {self.path}")
+        return rows[0]
+
+    def count_instances(self, status: str | None = "ok") -> int:
+        if status is None:
+            return self._one("SELECT COUNT(*) FROM instances")
+        return self._one("SELECT COUNT(*) FROM instances WHERE status = :s", {"s": status})
+
+    def instances_missing_output(self, model_id: str, prompt_style: str, limit: int = 64) -> list[dict]:
+        """OK instances that have no output yet from (model, style): the ensembling resume point."""
+        return self._rows(
+            "SELECT x.id, x.input, x.task_type, i.text AS instruction FROM instances x"
+            " JOIN instructions i ON i.id = x.instruction_id WHERE x.status = 'ok'"
+            " AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.instance_id = x.id"
+            " AND o.model_id = :m AND o.prompt_style = :s) ORDER BY x.seq LIMIT :n",
+            {"m": model_id, "s": prompt_style, "n": limit})
+
+    # -- outputs ----------------------------------------------------------------------------------------
+    def add_outputs(self, rows: Sequence[dict]) -> int:
+        """Store ensemble outputs; one per (instance, model, prompt style) — re-adding is a no-op."""
+        prepared = []
+        for r in rows:
+            r = dict(r)
+            r["id"] = content_id(instance_id=r["instance_id"], model_id=r["model_id"],
+                                 prompt_style=r["prompt_style"])
+            r["params"] = r["params"] if isinstance(r["params"], str) else _json(r["params"])
+            r.setdefault("created_at", now())
+            prepared.append(r)
+        with self.db.atomic():
+            self.db["outputs"].insert_all(prepared, ignore=True)
+        return len(prepared)
+
+    def outputs_for(self, instance_id: str) -> list[dict]:
+        return self._rows("SELECT * FROM outputs WHERE instance_id = :id ORDER BY position, model_id",
+                          {"id": instance_id})
+
+    def instances_needing_consensus(self, min_outputs: int = 2, limit: int = 1000) -> list[dict]:
+        """Instances with ≥ ``min_outputs`` outputs whose consensus is missing or older than an output."""
+        return self._rows(
+            "SELECT x.id FROM instances x WHERE x.status = 'ok'"
+            " AND (SELECT COUNT(*) FROM outputs o WHERE o.instance_id = x.id) >= :k"
+            " AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.instance_id = x.id"
+            "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.instance_id = x.id))"
+            " ORDER BY x.seq LIMIT :n", {"k": min_outputs, "n": limit})
+
+    # -- consensus --------------------------------------------------------------------------------------
+    def save_consensus(self, rows: Sequence[dict]) -> None:
+        prepared = []
+        for r in rows:
+            r = dict(r)
+            for key in ("output_ids", "models", "pairwise", "scores"):
+                r[key] = _json(r[key])
+            r["chosen_nonempty"] = int(bool(r["chosen_nonempty"]))
+            r.setdefault("created_at", now())
+            prepared.append(r)
+        with self.db.atomic():
+            self.db["consensus"].insert_all(prepared, replace=True)
+
+    def get_consensus(self, instance_id: str) -> dict | None:
+        rows = self._rows("SELECT * FROM consensus WHERE instance_id = :id", {"id": instance_id})
+        if not rows:
+            return None
+        r = rows[0]
+        for key in ("output_ids", "models", "pairwise", "scores"):
+            r[key] = json.loads(r[key])
+        return r
+
+    def count_passing(self, tau: float) -> dict[str, int]:
+        """{'scored', 'passing'} at threshold ``tau`` — one indexed query, no recomputation."""
+        row = self.db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {PASSING_SQL} THEN 1 ELSE 0 END), 0)"
+            " FROM consensus c", {"tau": tau}).fetchone()
+        return {"scored": row[0], "passing": row[1]}
+
+    def passing_ids(self, tau: float) -> list[str]:
+        return [r["instance_id"] for r in self._rows(
+            f"SELECT c.instance_id FROM consensus c JOIN instances x ON x.id = c.instance_id"
+            f" WHERE {PASSING_SQL} ORDER BY x.seq", {"tau": tau})]
+
+    def min_pairwise_histogram(self, bins: int = 20) -> list[dict]:
+        """Counts of min_pairwise (Rouge branch rows) in ``bins`` equal bins over [0, 1]."""
+        rows = self._rows(
+            "SELECT MIN(CAST(min_pairwise * :b AS INTEGER), :b - 1) AS bin, COUNT(*) AS n FROM consensus"
+            " WHERE reason IN ('rouge', 'below_threshold') GROUP BY bin ORDER BY bin", {"b": bins})
+        counts = {r["bin"]: r["n"] for r in rows}
+        return [{"lo": i / bins, "hi": (i + 1) / bins, "n": counts.get(i, 0)} for i in range(bins)]
+
+    def consensus_reason_counts(self) -> dict[str, int]:
+        return {r["reason"]: r["n"] for r in self._rows(
+            "SELECT reason, COUNT(*) AS n FROM consensus GROUP BY reason ORDER BY n DESC")}
+
+    # -- scores -----------------------------------------------------------------------------------------
+    def set_scores(self, rows: Sequence[dict]) -> None:
+        """Upsert (candidate_id, scorer, name) → value rows."""
+        prepared = [{**r, "detail": None if r.get("detail") is None else _json(r["detail"]),
+                     "created_at": r.get("created_at", now())} for r in rows]
+        with self.db.atomic():
+            self.db["scores"].insert_all(prepared, replace=True)
+
+    def scores_for(self, candidate_id: str) -> list[dict]:
+        return self._rows("SELECT * FROM scores WHERE candidate_id = :id ORDER BY scorer, name",
+                          {"id": candidate_id})
+
+    # -- reviews ----------------------------------------------------------------------------------------
+    def review(self, instance_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
+               instruction: str | None = None, input: str | None = None, output: str | None = None,
+               reason: str | None = None) -> dict:
+        """Apply one review action and append it to the log, atomically.
+
+        ``accept`` takes ``output`` (defaults to the consensus choice, else the generator's output);
+        ``edit`` takes any of instruction/input/output (unchanged fields keep their current value);
+        ``reject`` takes an optional ``reason``; ``reset`` returns the candidate to pending.
+        With ``expected_version`` set, raises :class:`ConflictError` when someone else reviewed the
+        candidate since that version (nothing is written). Returns the updated candidate.
+        """
+        if action not in REVIEW_ACTIONS:
+            raise StoreError(f"unknown review action {action!r}; one of {', '.join(REVIEW_ACTIONS)}")
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a review needs a reviewer name")
+        with self.db.atomic():
+            cur = self.get_instance(instance_id)
+            if expected_version is not None and cur["version"] != expected_version:
+                last = self.review_log(instance_id)[-1:]
+                who = f" by {last[0]['reviewer']} ({last[0]['action']})" if last else ""
+                raise ConflictError(
+                    f"candidate {instance_id[:10]} changed since you opened it{who}: it is at version "
+                    f"{cur['version']}, you had {expected_version}. Reload it and review again.")
+            before = self._final(cur)
+            if action == "accept":
+                chosen = output if output is not None else self._default_output(cur)
+                after = {**before, "output": chosen}
+                status = "accepted"
+            elif action == "edit":
+                after = {"instruction": before["instruction"] if instruction is None else instruction,
+                         "input": before["input"] if input is None else input,
+                         "output": before["output"] if output is None else output}
+                if not after["instruction"].strip() or not after["output"].strip():
+                    raise StoreError("an edit needs a non-empty instruction and output")
+                status = "edited"
+            elif action == "reject":
+                after, status = before, "rejected"
+            else:
+                after, status = before, "pending"
+            version = cur["version"] + 1
+            t = now()
+            keep_final = status in ("accepted", "edited")
+            self.db.execute(
+                "UPDATE instances SET review_status = :st, version = :v, final_instruction = :fi,"
+                " final_input = :fx, final_output = :fo, reviewed_by = :who, reviewed_at = :t WHERE id = :id",
+                {"st": status, "v": version, "fi": after["instruction"] if keep_final else None,
+                 "fx": after["input"] if keep_final else None, "fo": after["output"] if keep_final else None,
+                 "who": reviewer, "t": t, "id": instance_id})
+            self.db["reviews"].insert({"instance_id": instance_id, "reviewer": reviewer, "at": t,
+                                       "action": action, "version": version, "before": _json(before),
+                                       "after": _json(after), "reason": reason})
+        return self.get_instance(instance_id)
+
+    def _final(self, cur: dict) -> dict:
+        if cur["final_output"] is not None:
+            return {"instruction": cur["final_instruction"], "input": cur["final_input"],
+                    "output": cur["final_output"]}
+        return {"instruction": cur["instruction"], "input": cur["input"], "output": cur["output"]}
+
+    def _default_output(self, cur: dict) -> str:
+        c = self.get_consensus(cur["id"])
+        if c and c["chosen_index"] is not None:
+            text = self._one("SELECT text FROM outputs WHERE id = :id", {"id": c["output_ids"][c["chosen_index"]]})
+            if text is not None:
+                return text
+        return cur["output"]
+
+    def review_log(self, instance_id: str | None = None, limit: int = 1000) -> list[dict]:
+        sql = "SELECT * FROM reviews"
+        if instance_id:
+            sql += " WHERE instance_id = :id"
+        return self._rows(sql + " ORDER BY id LIMIT :n", {"id": instance_id, "n": limit})
+
+    def review_counts(self) -> dict[str, int]:
+        return {r["review_status"]: r["n"] for r in self._rows(
+            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+
+    # -- overview ---------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counts per stage and reason: what `curate stats` prints and the app's overview shows."""
+        return {
+            "seeds": self.count_seeds(),
+            "completions": self.completion_stats(),
+            "instructions": self.filter_reason_counts("instructions"),
+            "instructions_kept_by_type": {
+                t: self.count_kept_instructions(t) for t in ("A", "B")},
+            "instances": self.filter_reason_counts("instances"),
+            "unparseable": {k: v for k, v in self.filter_reason_counts("completions").items()
+                            if not k.endswith(":ok")},
+            "outputs_by_model": {r["model_id"]: r["n"] for r in self._rows(
+                "SELECT model_id, COUNT(*) AS n FROM outputs GROUP BY model_id ORDER BY model_id")},
+            "consensus": self.consensus_reason_counts(),
+            "reviews": self.review_counts(),
+        }
