@@ -47,8 +47,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
     table = Table(title="Embedded models (offline, from package-registry packages)")
-    for col in ("name", "role", "chat", "status", "licence", "description"):
-        table.add_column(col)
+    for col in ("name", "role", "chat", "status", "licence"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", ratio=1)
     for spec in registry.list_embedded():
         st = registry.model_status(spec.name)
         state = "ready" if st.get("verified") else "assembled" if st.get("assembled") else \

@@ -47,6 +47,9 @@ PASSING_SQL = (
     "(c.reason IN ('exact_o0', 'exact_others') AND c.chosen_nonempty = 1)"
     " OR (c.reason IN ('rouge', 'below_threshold') AND c.chosen_nonempty = 1 AND c.min_pairwise > :tau)"
 )
+# Rows of the Rouge branch that can pass, through their partial index (the planner does not pick it alone).
+_ROUGE_ROWS = ("INDEXED BY consensus_rouge_min WHERE reason IN ('rouge', 'below_threshold')"
+               " AND chosen_nonempty = 1")
 
 
 def content_id(**parts: Any) -> str:
@@ -134,6 +137,7 @@ def m001_initial(db: Database) -> None:
             detail TEXT,                     -- JSON: e.g. {"most_similar": ..., "score": ...}
             created_at REAL NOT NULL
         );
+        CREATE UNIQUE INDEX instructions_seq ON instructions(seq);
         CREATE INDEX instructions_status ON instructions(status, task_type);
         CREATE INDEX instructions_reason ON instructions(reason);
         CREATE TABLE instances (             -- a candidate: one (instruction, input, output) to review
@@ -161,6 +165,7 @@ def m001_initial(db: Database) -> None:
             reviewed_at REAL,
             created_at REAL NOT NULL
         );
+        CREATE UNIQUE INDEX instances_seq ON instances(seq);
         CREATE INDEX instances_instruction ON instances(instruction_id);
         CREATE INDEX instances_review ON instances(status, review_status);
         CREATE TABLE outputs (               -- one row per (instance, model, prompt style); position 0 = generator
@@ -193,7 +198,10 @@ def m001_initial(db: Database) -> None:
             threshold REAL NOT NULL,         -- tau at compute time (informational: passing is a query)
             created_at REAL NOT NULL
         );
-        CREATE INDEX consensus_min ON consensus(min_pairwise);
+        CREATE INDEX consensus_reason ON consensus(reason, chosen_nonempty);
+        -- rows of the Rouge branch that can pass: counting those above tau is an index range scan
+        CREATE INDEX consensus_rouge_min ON consensus(min_pairwise)
+            WHERE reason IN ('rouge', 'below_threshold') AND chosen_nonempty = 1;
         CREATE TABLE scores (                -- reward / quality / CAR and later scorers, one value per row
             candidate_id TEXT NOT NULL,
             scorer TEXT NOT NULL,
@@ -551,11 +559,12 @@ class Store:
         return r
 
     def count_passing(self, tau: float) -> dict[str, int]:
-        """{'scored', 'passing'} at threshold ``tau`` — one indexed query, no recomputation."""
-        row = self.db.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {PASSING_SQL} THEN 1 ELSE 0 END), 0)"
-            " FROM consensus c", {"tau": tau}).fetchone()
-        return {"scored": row[0], "passing": row[1]}
+        """{'scored', 'passing'} at threshold ``tau``: index-only counts, no recomputation (PASSING_SQL's rule)."""
+        scored = self._one("SELECT COUNT(*) FROM consensus")
+        exact = self._one("SELECT COUNT(*) FROM consensus WHERE reason IN ('exact_o0', 'exact_others')"
+                          " AND chosen_nonempty = 1")
+        rouge = self._one(f"SELECT COUNT(*) FROM consensus {_ROUGE_ROWS} AND min_pairwise > :tau", {"tau": tau})
+        return {"scored": scored, "passing": exact + rouge}
 
     def passing_ids(self, tau: float) -> list[str]:
         return [r["instance_id"] for r in self._rows(
@@ -563,12 +572,16 @@ class Store:
             f" WHERE {PASSING_SQL} ORDER BY x.seq", {"tau": tau})]
 
     def min_pairwise_histogram(self, bins: int = 20) -> list[dict]:
-        """Counts of min_pairwise (Rouge branch rows) in ``bins`` equal bins over [0, 1]."""
-        rows = self._rows(
-            "SELECT MIN(CAST(min_pairwise * :b AS INTEGER), :b - 1) AS bin, COUNT(*) AS n FROM consensus"
-            " WHERE reason IN ('rouge', 'below_threshold') GROUP BY bin ORDER BY bin", {"b": bins})
-        counts = {r["bin"]: r["n"] for r in rows}
-        return [{"lo": i / bins, "hi": (i + 1) / bins, "n": counts.get(i, 0)} for i in range(bins)]
+        """Counts of min_pairwise over the Rouge-branch rows in ``bins`` equal bins over [0, 1] (the last bin
+        includes 1.0). One index range count per bin, so it costs about one pass over the index."""
+        out = []
+        for i in range(bins):
+            lo, hi = i / bins, (i + 1) / bins
+            upper = "" if i == bins - 1 else " AND min_pairwise < :hi"
+            n = self._one(f"SELECT COUNT(*) FROM consensus {_ROUGE_ROWS} AND min_pairwise >= :lo{upper}",
+                          {"lo": lo, "hi": hi})
+            out.append({"lo": lo, "hi": hi, "n": n})
+        return out
 
     def consensus_reason_counts(self) -> dict[str, int]:
         return {r["reason"]: r["n"] for r in self._rows(
@@ -681,3 +694,158 @@ class Store:
             "consensus": self.consensus_reason_counts(),
             "reviews": self.review_counts(),
         }
+
+    # -- review queue (app) ---------------------------------------------------------------------------
+    # The queries behind the app's review queue, threshold panel and overview (curate.review wraps them).
+    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "auto-filtered")
+    QUEUE_CONSENSUS = ("pass", "fail", "none")
+    QUEUE_SORTS = {
+        "seq": "x.seq", "-seq": "x.seq DESC",
+        "min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise, x.seq",
+        "-min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise DESC, x.seq",
+        "reviewed": "x.reviewed_at IS NULL, x.reviewed_at DESC, x.seq",
+    }
+
+    def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
+                     model: str | None = None, consensus: str | None = None, tau: float = 0.01,
+                     search: str | None = None) -> tuple[str, dict]:
+        """WHERE clause (over ``x`` instances, ``i`` instructions, ``c`` consensus) of the review queue.
+
+        ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
+        ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
+        """
+        where, p = [], {"tau": tau}
+        if status == "auto-filtered":
+            where.append("x.status = 'rejected'")
+        elif status:
+            if status not in REVIEW_STATUSES:
+                raise StoreError(f"unknown review status {status!r}; one of {', '.join(self.QUEUE_STATUSES)}")
+            where.append("x.status = 'ok' AND x.review_status = :status"); p["status"] = status
+        if task_type:
+            where.append("x.task_type = :task_type"); p["task_type"] = task_type
+        if model:
+            where.append("x.generator_model = :model"); p["model"] = model
+        if consensus == "pass":
+            where.append(f"c.instance_id IS NOT NULL AND ({PASSING_SQL})")
+        elif consensus == "fail":
+            where.append(f"c.instance_id IS NOT NULL AND NOT ({PASSING_SQL})")
+        elif consensus == "none":
+            where.append("c.instance_id IS NULL")
+        elif consensus:
+            raise StoreError(f"unknown consensus filter {consensus!r}; one of {', '.join(self.QUEUE_CONSENSUS)}")
+        if search and search.strip():
+            p["q"] = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(i.text LIKE :q ESCAPE '\\' OR x.input LIKE :q ESCAPE '\\'"
+                         " OR x.output LIKE :q ESCAPE '\\' OR x.final_output LIKE :q ESCAPE '\\'"
+                         " OR x.final_instruction LIKE :q ESCAPE '\\')")
+        return " AND ".join(where) or "1=1", p
+
+    def ensure_queue_indexes(self) -> None:
+        """Indexes the review queue and the ``seq`` counters need at 50K rows (idempotent).
+
+        Without ``instances(seq)`` every ``add_instance`` scans the table for ``MAX(seq)`` and each queue page
+        sorts every row. TODO(lead): move these into an appended migration (m00N) and drop this method.
+        """
+        self.db.executescript(
+            "CREATE INDEX IF NOT EXISTS instances_seq ON instances(seq);"
+            "CREATE INDEX IF NOT EXISTS instructions_seq ON instructions(seq);"
+            "CREATE INDEX IF NOT EXISTS instances_queue ON instances(status, review_status, seq);")
+
+    _QUEUE_FROM = (" FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+                   " LEFT JOIN consensus c ON c.instance_id = x.id")
+
+    def review_queue(self, *, sort: str = "seq", limit: int = 50, offset: int = 0, snippet: int = 160,
+                     **filters: Any) -> list[dict]:
+        """One page of candidates (filters as in :meth:`_queue_where`), texts cut to ``snippet`` chars.
+
+        Each row: id, seq, task_type, generator_model, status, reason, review_status, version, reviewed_by,
+        instruction, input, output (the reviewed text when there is one), k, min_pairwise, consensus
+        reason, passes (1/0 at ``tau``; NULL without consensus).
+        """
+        if sort not in self.QUEUE_SORTS:
+            raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
+        where, p = self._queue_where(**filters)
+        p.update(n=limit, o=offset, s=snippet)
+        return self._rows(
+            "SELECT x.id, x.seq, x.task_type, x.generator_model, x.status, x.reason, x.review_status,"
+            " x.version, x.reviewed_by, substr(COALESCE(x.final_instruction, i.text), 1, :s) AS instruction,"
+            " substr(COALESCE(x.final_input, x.input), 1, :s) AS input,"
+            " substr(COALESCE(x.final_output, x.output), 1, :s) AS output, c.k, c.min_pairwise,"
+            " c.reason AS consensus_reason,"
+            f" CASE WHEN c.instance_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
+            f"{self._QUEUE_FROM} WHERE {where} ORDER BY {self.QUEUE_SORTS[sort]} LIMIT :n OFFSET :o", p)
+
+    def count_queue(self, **filters: Any) -> int:
+        """How many candidates match the queue filters (see :meth:`_queue_where`)."""
+        where, p = self._queue_where(**filters)
+        joins = ""
+        if "q" in p:  # text search reads the instruction
+            joins += " JOIN instructions i ON i.id = x.instruction_id"
+        if filters.get("consensus"):
+            joins += " LEFT JOIN consensus c ON c.instance_id = x.id"
+        return self._one(f"SELECT COUNT(*) FROM instances x{joins} WHERE {where}", p)
+
+    def next_in_queue(self, after_seq: int | None = None, **filters: Any) -> str | None:
+        """Id of the first candidate matching the filters after ``after_seq`` in queue order (``seq``),
+        wrapping round to the start; None when nothing matches."""
+        where, p = self._queue_where(**filters)
+        sql = f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq > :after ORDER BY x.seq LIMIT 1"
+        found = self._one(sql, {**p, "after": after_seq if after_seq is not None else -1})
+        if found is None and after_seq is not None:
+            found = self._one(sql, {**p, "after": -1})
+        return found
+
+    def pending_passing(self, tau: float) -> list[dict]:
+        """(id, version) of the pending, OK candidates whose consensus passes at ``tau``, in seq order."""
+        return self._rows(
+            "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
+            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
+            {"tau": tau})
+
+    def count_pending_passing(self, tau: float) -> int:
+        return self._one(
+            "SELECT COUNT(*) FROM instances x JOIN consensus c ON c.instance_id = x.id"
+            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL})", {"tau": tau})
+
+    def generator_models(self) -> list[str]:
+        """The distinct generator models of the stored candidates (the queue's model filter)."""
+        return [r["m"] for r in self._rows(
+            "SELECT DISTINCT generator_model AS m FROM instances ORDER BY m")]
+
+    def model_contribution(self, tau: float) -> list[dict]:
+        """Per model: kept / filtered instructions it generated, OK / rejected candidates, candidates passing
+        consensus at ``tau``, accepted+edited / rejected reviews, ensemble outputs and how often consensus
+        chose its output."""
+        rows: dict[str, dict] = {}
+
+        def row(m: str) -> dict:
+            return rows.setdefault(m, {"model": m, "instructions_kept": 0, "instructions_filtered": 0,
+                                       "candidates_ok": 0, "candidates_rejected": 0, "passing": 0,
+                                       "accepted": 0, "rejected": 0, "outputs": 0, "chosen": 0})
+        for r in self._rows("SELECT generator_model AS m, SUM(status = 'kept') AS k, SUM(status != 'kept') AS f"
+                            " FROM instructions GROUP BY m"):
+            row(r["m"]).update(instructions_kept=r["k"], instructions_filtered=r["f"])
+        for r in self._rows(
+                "SELECT x.generator_model AS m, SUM(x.status = 'ok') AS ok, SUM(x.status != 'ok') AS bad,"
+                " SUM(x.status = 'ok' AND x.review_status IN ('accepted', 'edited')) AS acc,"
+                " SUM(x.status = 'ok' AND x.review_status = 'rejected') AS rej,"
+                f" SUM(CASE WHEN c.instance_id IS NOT NULL AND ({PASSING_SQL}) THEN 1 ELSE 0 END) AS pass"
+                " FROM instances x LEFT JOIN consensus c ON c.instance_id = x.id GROUP BY m", {"tau": tau}):
+            row(r["m"]).update(candidates_ok=r["ok"], candidates_rejected=r["bad"], passing=r["pass"],
+                               accepted=r["acc"], rejected=r["rej"])
+        for r in self._rows("SELECT model_id AS m, COUNT(*) AS n FROM outputs WHERE prompt_style != 'generator'"
+                            " GROUP BY m"):
+            row(r["m"])["outputs"] = r["n"]
+        for r in self._rows("SELECT json_extract(models, '$[' || chosen_index || ']') AS m, COUNT(*) AS n"
+                            " FROM consensus WHERE chosen_index IS NOT NULL GROUP BY m"):
+            if r["m"] is not None:
+                row(r["m"])["chosen"] = r["n"]
+        return [rows[m] for m in sorted(rows)]
+
+    def reviewer_progress(self) -> list[dict]:
+        """Per reviewer: actions in the review log by kind, candidates touched, first and last time."""
+        return self._rows(
+            "SELECT reviewer, COUNT(*) AS actions, COUNT(DISTINCT instance_id) AS candidates,"
+            " SUM(action = 'accept') AS accept, SUM(action = 'edit') AS edit, SUM(action = 'reject') AS reject,"
+            " SUM(action = 'reset') AS reset, MIN(at) AS first_at, MAX(at) AS last_at"
+            " FROM reviews GROUP BY reviewer ORDER BY actions DESC, reviewer")
