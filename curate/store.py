@@ -257,10 +257,23 @@ class Store:
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            migrations.apply(self.db)
+            self._migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open {self.path!r} as a curate database: {e}. "
                              "Is it a SQLite file? Pass another --db PATH.") from e
+
+    def _migrate(self) -> None:
+        """Apply pending migrations under a write lock, so two processes opening a new database at once
+        do not both run m001 (the second waits, then finds nothing pending)."""
+        if not migrations.pending(self.db):
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)  # nested in our transaction: savepoints
+            self.db.conn.commit()
+        except BaseException:
+            self.db.conn.rollback()
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def close(self) -> None:

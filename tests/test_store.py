@@ -192,3 +192,20 @@ def test_stats_shape():
     assert s["instances"] == {"ok": 1}
     assert s["outputs_by_model"] == {"m0": 1, "m1": 1}
     assert s["reviews"] == {"pending": 1}
+
+
+def _open(path):
+    Store(path).close()
+
+
+def test_concurrent_first_open_migrates_once(tmp_path):
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    path = str(tmp_path / "race.db")
+    procs = [ctx.Process(target=_open, args=(path,)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert Store(path).applied_migrations() == ["m001_initial"]

@@ -93,7 +93,8 @@ def apply_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 def has_degenerate_repetition(token_ids: Sequence[int], ngram: int = 8, repeats: int = 4) -> bool:
-    """True when the tail of ``token_ids`` is the same ``ngram``-token block ``repeats`` times in a row.
+    """True when the last ``ngram * repeats`` tokens are one block of some period p ≤ ``ngram`` repeated,
+    i.e. ``tail[i] == tail[i + p]`` all along the tail (loops of 1, 2, 3, … 8 tokens all count).
 
     The guard against the loops small models fall into under greedy decoding (SmolLM2 does).
     """
@@ -101,5 +102,13 @@ def has_degenerate_repetition(token_ids: Sequence[int], ngram: int = 8, repeats:
     if len(token_ids) < span:
         return False
     tail = list(token_ids[-span:])
-    block = tail[-ngram:]
-    return all(tail[i * ngram : (i + 1) * ngram] == block for i in range(repeats))
+    return any(all(tail[i] == tail[i + p] for i in range(span - p)) for p in range(1, ngram + 1))
+
+
+def has_degenerate_repetition_reference(token_ids: Sequence[int], ngram: int = 8, repeats: int = 4) -> bool:
+    """The plain twin: the tail equals its first p tokens repeated, for some period p ≤ ngram."""
+    span = ngram * repeats
+    if len(token_ids) < span:
+        return False
+    tail = list(token_ids[-span:])
+    return any((tail[:p] * (span // p + 1))[:span] == tail for p in range(1, ngram + 1))
