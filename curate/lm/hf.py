@@ -1,0 +1,396 @@
+"""The transformers backend: any Hugging Face id, local folder or GGUF file as an :class:`~curate.lm.base.LM`.
+
+fp32 on CPU (bf16 halves batched throughput there), bf16/fp16 with ``device_map="auto"`` on CUDA.
+``generate`` runs prompts in batches of ``batch_size`` with left padding; each row stops on its own at
+EOS, at one of its stop strings or when it starts looping (the repetition guard), and reports which.
+``loglik`` scores continuations by per-token negative log-likelihood (natural log).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from ..errors import BackendError, ModelNotFoundError
+from .base import Completion, GenParams, apply_stops, has_degenerate_repetition
+
+__all__ = ["HFBackend", "convert_gguf", "transformers_version"]
+
+# Bytes of fp32 logits one loglik forward may materialise (rows x kept positions x vocabulary x 4).
+_LOGLIK_LOGITS_BUDGET = 256 << 20
+
+
+def transformers_version() -> str:
+    return transformers.__version__
+
+
+class HFBackend:
+    """A causal LM loaded with transformers.
+
+    ``model`` is a Hugging Face id, a local model folder, a ``.gguf`` file, or a folder together with
+    ``gguf_file``. ``chat_template``: ``None`` uses the tokenizer's chat template when it has one,
+    ``False`` never does (completion only), ``True`` requires one. Raises ModelNotFoundError (with the
+    fix) when the model cannot be found offline.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        gguf_file: str | None = None,
+        model_id: str | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        batch_size: int = 8,
+        chat_template: bool | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        source, gguf_file = _resolve_source(model, gguf_file)
+        self.model_id = model_id or (gguf_file or str(model))
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = torch.float32 if self.device == "cpu" else _cuda_dtype()
+        self.tokenizer, self.model = _load(source, gguf_file, self.device, dtype)
+        self.model.eval()
+        if self.model.device.type == "cpu":
+            _own_weights(self.model)
+        self._eos_ids = _eos_ids(self.model, self.tokenizer)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_ids[0]
+        # Only what we pass decides decoding: drop the checkpoint's sampling defaults (temperature,
+        # repetition_penalty, ...) so GenParams mean the same thing for every model.
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self._eos_ids, pad_token_id=self._pad_id
+        )
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if chat_template and not has_template:
+            raise BackendError(f"{self.model_id}: chat_template=True but its tokenizer has no chat template")
+        self.supports_chat = has_template and chat_template is not False
+        n_ctx = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        self.context_length: int | None = int(n_ctx) if n_ctx else None
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._lock = threading.Lock()  # one call at a time: the cores are shared anyway, and seeding is global
+
+    def __repr__(self) -> str:
+        return f"HFBackend({self.model_id!r}, device={self.device!r}, batch_size={self.batch_size})"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    # -- generate -------------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]:
+        """One Completion per prompt, in order. Raises BackendError for a chat request to a model
+        without a chat template, or a prompt that does not fit the context."""
+        encoded = [self._encode_prompt(p, params.style) for p in prompts]
+        out: list[Completion | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths batch together
+        devices = [self.model.device] if self.model.device.type == "cuda" else []
+        with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, c in zip(chunk, self._generate_batch([encoded[i] for i in chunk], params)):
+                    out[i] = c
+        return out  # type: ignore[return-value]
+
+    def _encode_prompt(self, prompt: str, style: str) -> list[int]:
+        if style == "chat":
+            if not self.supports_chat:
+                raise BackendError(
+                    f"{self.model_id} has no chat template, so it cannot take chat-style prompts; "
+                    "use it for completion-style (few-shot) prompts only"
+                )
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids  # the template has the BOS
+        else:
+            ids = self.tokenizer(prompt).input_ids
+        if not ids:
+            ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self._eos_ids[0]]
+        if self.context_length and len(ids) >= self.context_length:
+            raise BackendError(
+                f"{self.model_id}: the prompt is {len(ids)} tokens but the context holds {self.context_length}; "
+                "shorten it (fewer or shorter demonstrations)"
+            )
+        return ids
+
+    def _generate_batch(self, rows: list[list[int]], params: GenParams) -> list[Completion]:
+        B, T = len(rows), max(len(r) for r in rows)
+        input_ids = torch.full((B, T), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((B, T), dtype=torch.long)
+        for b, r in enumerate(rows):  # left padding: every row ends at column T-1
+            input_ids[b, T - len(r) :] = torch.tensor(r)
+            attention[b, T - len(r) :] = 1
+        max_new = params.max_new_tokens
+        if self.context_length:
+            max_new = max(1, min(max_new, self.context_length - T))
+        stopper = _RowStopper(self.tokenizer, T, params.stop, self._eos_ids, params.repetition_guard)
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            min_new_tokens=min(params.min_new_tokens, max_new) or None,
+            do_sample=not params.greedy,
+            temperature=params.temperature if not params.greedy else 1.0,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self._pad_id,
+        )
+        dev = self.model.device
+        output = self.model.generate(
+            input_ids=input_ids.to(dev),
+            attention_mask=attention.to(dev),
+            generation_config=config,
+            stopping_criteria=StoppingCriteriaList([stopper]),
+        )
+        generated = output[:, T:].tolist()
+        return [self._completion(b, rows[b], generated[b], stopper, params) for b in range(B)]
+
+    def _completion(
+        self, b: int, prompt: list[int], gen: list[int], stopper: "_RowStopper", params: GenParams
+    ) -> Completion:
+        n, reason = stopper.finished.get(b, (len(gen), "length"))
+        text = self.tokenizer.decode(gen[: n - 1] if reason == "eos" else gen[:n], skip_special_tokens=True)
+        text, stopped = apply_stops(text, params.stop)
+        return Completion(
+            text=text,
+            finish_reason="stop" if stopped else reason,
+            prompt_tokens=len(prompt),
+            completion_tokens=n,
+            model_id=self.model_id,
+            style=params.style,
+        )
+
+    # -- loglik ---------------------------------------------------------------------------------------
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        """For each pair, the NLL (natural log) of each continuation token given the prompt and the
+        continuation tokens before it. Prompt and continuation are tokenised separately, so the
+        continuation's tokens are exactly its own. Raises BackendError when a pair exceeds the context."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"loglik needs as many prompts as continuations ({len(prompts)} != {len(continuations)})")
+        pairs = [self._encode_pair(p, c) for p, c in zip(prompts, continuations)]
+        out: list[list[float]] = [[] for _ in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: sum(map(len, pairs[i])))
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        with self._lock, torch.inference_mode():
+            i = 0
+            while i < len(order):
+                chunk = [order[i]]  # grow the chunk while its kept logits stay within the budget
+                while (
+                    i + len(chunk) < len(order)
+                    and len(chunk) < self.batch_size
+                    and (len(chunk) + 1) * (max(len(pairs[j][1]) for j in chunk + [order[i + len(chunk)]]) + 1)
+                    * vocab * 4 <= _LOGLIK_LOGITS_BUDGET
+                ):
+                    chunk.append(order[i + len(chunk)])
+                for j, nll in zip(chunk, self._loglik_batch([pairs[j] for j in chunk])):
+                    out[j] = nll
+                i += len(chunk)
+        return out
+
+    def _encode_pair(self, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+        p = self.tokenizer(prompt).input_ids
+        if not p:  # the first continuation token needs something to be conditioned on
+            p = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self._eos_ids[0]]
+        c = self.tokenizer(continuation, add_special_tokens=False).input_ids
+        if self.context_length and len(p) + len(c) > self.context_length:
+            raise BackendError(
+                f"{self.model_id}: prompt ({len(p)} tokens) + continuation ({len(c)} tokens) exceed the context "
+                f"of {self.context_length} tokens"
+            )
+        return p, c
+
+    def _loglik_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+        seqs = [p + c for p, c in pairs]
+        B, T = len(seqs), max(len(s) for s in seqs)
+        C = max(len(c) for _, c in pairs)  # every continuation lies in the last C columns (left padding)
+        input_ids = torch.full((B, T), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((B, T), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            input_ids[b, T - len(s) :] = torch.tensor(s)
+            attention[b, T - len(s) :] = 1
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        dev = self.model.device
+        kwargs: dict[str, Any] = {"logits_to_keep": C + 1} if self._keeps_logits else {}
+        logits = self.model(
+            input_ids=input_ids.to(dev), attention_mask=attention.to(dev), position_ids=position_ids.to(dev), **kwargs
+        ).logits
+        logits = logits[:, -(C + 1) : -1].float()  # (B, C, V): column k predicts token T-C+k
+        targets = input_ids[:, T - C :].to(logits.device)  # (B, C)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, C)
+        return [nll[b, C - len(c) :].tolist() if c else [] for b, (_, c) in enumerate(pairs)]
+
+
+class _RowStopper(StoppingCriteria):
+    """Finishes each row on its own and remembers why: ``finished[row] = (tokens generated, reason)``.
+
+    Reasons: ``eos`` (its last token is an EOS id), ``stop`` (its decoded text contains a stop string),
+    ``repetition`` (its tail is a loop, see :func:`has_degenerate_repetition`).
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, stops: Sequence[str], eos_ids: Sequence[int], guard: bool):
+        self.tokenizer = tokenizer
+        self.start = prompt_width
+        self.stops = tuple(stops)
+        self.eos = set(eos_ids)
+        self.guard = guard
+        self.finished: dict[int, tuple[int, str]] = {}
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids[:, self.start :].tolist()
+        for row, ids in enumerate(generated):
+            if row not in self.finished and (reason := self._reason(ids)):
+                self.finished[row] = (len(ids), reason)
+        return torch.tensor([row in self.finished for row in range(len(generated))], device=input_ids.device)
+
+    def _reason(self, ids: list[int]) -> str | None:
+        if ids and ids[-1] in self.eos:
+            return "eos"
+        if self.stops and apply_stops(self.tokenizer.decode(ids, skip_special_tokens=True), self.stops)[1]:
+            return "stop"
+        if self.guard and has_degenerate_repetition(ids):
+            return "repetition"
+        return None
+
+
+# -- loading --------------------------------------------------------------------------------------------
+
+
+def _resolve_source(model: str | Path, gguf_file: str | None) -> tuple[str, str | None]:
+    """(what from_pretrained gets, gguf file name): a ``.gguf`` path is split into its folder and name;
+    a folder without config.json holding exactly one ``.gguf`` file uses that file."""
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir() and gguf_file is None and not (path / "config.json").exists():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(path), ggufs[0].name
+    return (str(path) if path.exists() else str(model)), gguf_file
+
+
+def _load(source: str, gguf_file: str | None, device: str, dtype) -> tuple[Any, Any]:
+    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    model_kwargs: dict[str, Any] = {"dtype": dtype}
+    if device.startswith("cuda"):
+        model_kwargs["device_map"] = "auto" if device == "cuda" else device
+    try:
+        tokenizer = _from_pretrained(AutoTokenizer, source, **kwargs)
+        model = _from_pretrained(AutoModelForCausalLM, source, **kwargs, **model_kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(_not_found_message(source, gguf_file, exc)) from None
+    if not device.startswith("cuda"):
+        model.to(device)
+    return tokenizer, model
+
+
+def _from_pretrained(cls, source: str, **kwargs):
+    """Local files first; the network only when the source is not a local path and HF_HUB_OFFLINE is unset."""
+    try:
+        return cls.from_pretrained(source, local_files_only=True, **kwargs)
+    except OSError:
+        if Path(source).exists() or _offline():
+            raise
+    return cls.from_pretrained(source, **kwargs)
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _not_found_message(source: str, gguf_file: str | None, exc: Exception) -> str:
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if Path(source).exists():
+        what = f"{source}/{gguf_file}" if gguf_file else source
+        return f"could not load a transformers model from {what}: {why}"
+    return (
+        f"model {source!r} could not be found locally, and it cannot be downloaded: this machine is offline "
+        f"(or HF_HUB_OFFLINE is set). Use a local model folder or .gguf file (e.g. one saved with "
+        f"save_pretrained, or copied from a machine with a network into the Hugging Face cache), or an "
+        f"embedded model name (see `curate models`). [{why}]"
+    )
+
+
+def _cuda_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# End-of-text / end-of-turn tokens of common families. A GGUF file often names only one of them as EOS
+# (Qwen's only <|im_end|>), yet a model that emits any of them has finished.
+_END_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    """The generation config's EOS ids, the tokenizer's, and the known end tokens it has as added tokens."""
+    ids: list[int] = []
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    added = tokenizer.get_added_vocab()
+    known = [added[t] for t in _END_TOKENS if t in added]
+    configured = [configured] if isinstance(configured, int) else list(configured or [])
+    for x in configured + [tokenizer.eos_token_id] + known:
+        if x is not None and x not in ids:
+            ids.append(int(x))
+    if not ids:
+        raise BackendError("the model has no end-of-sequence token (neither its generation config nor its tokenizer)")
+    return ids
+
+
+def _own_weights(model) -> None:
+    """Copy every weight into the process's own memory, Linear weights input-major (same shape, same values).
+
+    1. transformers leaves the weights memory-mapped from the safetensors file; once they are touched the
+       mapping counts in the resident size on top of any copy, so everything is copied and the map dropped:
+       the model then costs its weights once (Qwen 0.5B: 3.0 GB resident instead of 4.5 GB).
+    2. On CPU, MKL's fp32 GEMM with few rows (decoding: one row per sequence) runs about twice as fast with
+       the weight stored input-major, and large prefill GEMMs equally fast: batched generation of SmolLM2
+       at batch 8 goes from ~57 to ~71 tokens/s on 2 cores. Tied embeddings share that storage (a lookup
+       gathers strided rows, a negligible cost).
+    """
+    linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    seen: set[int] = set()
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            if id(t) in linear and t.dim() == 2:
+                t.data = t.data.t().contiguous().t()
+            else:
+                t.data = t.data.clone()
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Dequantise a GGUF file into a plain transformers folder (fp32 safetensors, config, tokenizer).
+
+    Loading the folder gives bit-identical weights in seconds instead of parsing the GGUF again
+    (about a minute on 2 cores). ``out_dir`` is written in place; callers make it atomic.
+    """
+    from safetensors.torch import save_model
+
+    gguf_path, out = Path(gguf_path), Path(out_dir)
+    tokenizer, model = _load(str(gguf_path.parent), gguf_path.name, "cpu", torch.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)  # the weights are plain fp32 now
+    type(model.config).from_dict(config).save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    save_model(model, str(out / "model.safetensors"))  # handles tied embeddings
+    tokenizer.save_pretrained(out)
+    del model
+    return out

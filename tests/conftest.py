@@ -1,0 +1,20 @@
+"""Shared fixtures. Tests never reach the Hugging Face hub: HF_HUB_OFFLINE is set before anything imports it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real embedded SmolLM2-135M-Instruct through the transformers backend, loaded once per test run."""
+    from curate.lm.registry import load_lm
+
+    return load_lm("smollm2-135m-instruct", batch_size=8)

@@ -1,0 +1,316 @@
+"""The transformers backend: tiny models built here from a config (fast), and the real embedded SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from curate.errors import BackendError, ModelNotFoundError
+from curate.lm.base import LM, GenParams
+from curate.lm.hf import HFBackend, _RowStopper
+
+CORPUS = ["the quick brown fox jumps over the lazy dog", "hello world", "write a poem about the sea"] * 20
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+PROMPTS = ["hello", "the quick brown fox jumps over", "write a poem about the sea, the lazy dog and the world", "fox"]
+
+
+def _tokenizer(eos: str = "<|endoftext|>", chat: bool = True):
+    """A byte-level BPE tokenizer trained on a few sentences; id 0 is "!", id 1 is '"'; no pad token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.BPE())
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    t.train_from_iterator(
+        CORPUS, trainers.BpeTrainer(vocab_size=320, initial_alphabet=alphabet, show_progress=False)
+    )
+    t.add_special_tokens(["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token=eos)
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def _save_tiny(folder, *, eos: str = "<|endoftext|>", zero_norm: bool = False, chat: bool = True, seed: int = 0):
+    """A 2-layer Llama with random weights saved as a local folder. ``zero_norm`` zeroes the final norm,
+    so every logit is 0 and greedy decoding emits token 0 ("!") forever (or EOS at once if "!" is EOS)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _tokenizer(eos, chat)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        pad_token_id=None, tie_word_embeddings=False, initializer_range=1.0,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    if zero_norm:
+        model.model.norm.weight.data.zero_()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return HFBackend(_save_tiny(tmp_path_factory.mktemp("tiny")), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_loop(tmp_path_factory):
+    return HFBackend(_save_tiny(tmp_path_factory.mktemp("tiny_loop"), zero_norm=True))
+
+
+@pytest.fixture(scope="module")
+def tiny_eos(tmp_path_factory):
+    return HFBackend(_save_tiny(tmp_path_factory.mktemp("tiny_eos"), eos="!", zero_norm=True))
+
+
+# -- tiny models: loading ------------------------------------------------------------------------------
+
+
+def test_tiny_folder_loads_as_a_backend(tiny):
+    assert isinstance(tiny, LM)
+    assert tiny.supports_chat and tiny.context_length == 128
+    assert tiny.model.dtype == torch.float32 and tiny.device == "cpu"
+    assert tiny.tokenizer.pad_token == "<|endoftext|>"  # it had none
+    assert tiny.count_tokens("hello world") == 2
+    assert tiny.model_id.endswith("tiny0")
+
+
+def test_chat_template_false_makes_it_completion_only(tiny):
+    lm = HFBackend(tiny.model.name_or_path, chat_template=False)
+    assert not lm.supports_chat
+    with pytest.raises(BackendError, match="no chat template"):
+        lm.generate(["hi"], GenParams(style="chat", max_new_tokens=2))
+
+
+def test_chat_template_true_requires_one(tmp_path):
+    folder = _save_tiny(tmp_path / "nochat", chat=False)
+    assert not HFBackend(folder).supports_chat
+    with pytest.raises(BackendError, match="no chat template"):
+        HFBackend(folder, chat_template=True)
+
+
+def test_unknown_hf_id_says_offline_and_how_to_fix():
+    with pytest.raises(ModelNotFoundError) as err:
+        HFBackend("curate-tests/no-such-model-anywhere")
+    msg = str(err.value)
+    assert "could not be found locally" in msg and "offline" in msg
+    assert "local model folder" in msg and "embedded model" in msg
+    assert "Traceback" not in msg
+
+
+def test_folder_without_a_model_is_reported(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="could not load a transformers model"):
+        HFBackend(tmp_path)
+
+
+# -- tiny models: generate ------------------------------------------------------------------------------
+
+
+def test_batched_equals_one_by_one_under_greedy(tiny):
+    params = GenParams(max_new_tokens=12, repetition_guard=False)
+    batched = tiny.generate(PROMPTS, params)
+    single = [tiny.generate([p], params)[0] for p in PROMPTS]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    assert [c.prompt_tokens for c in batched] == [tiny.count_tokens(p) for p in PROMPTS]
+    assert all(c.finish_reason in ("length", "eos") for c in batched)
+
+
+def test_chat_style_applies_the_template(tiny):
+    c = tiny.generate(["hello"], GenParams(style="chat", max_new_tokens=3, repetition_guard=False))[0]
+    expected = tiny.count_tokens("<|user|>hello\n<|assistant|>")
+    assert c.style == "chat" and c.prompt_tokens == expected
+
+
+def test_seeded_sampling_is_reproducible(tiny):
+    params = GenParams(temperature=1.0, top_k=0, max_new_tokens=16, seed=7, repetition_guard=False)
+    a = tiny.generate(PROMPTS, params)
+    b = tiny.generate(PROMPTS, params)
+    c = tiny.generate(PROMPTS, params.model_copy(update={"seed": 8}))
+    assert [x.text for x in a] == [x.text for x in b]
+    assert [x.text for x in a] != [x.text for x in c]
+
+
+def test_seed_does_not_touch_the_global_rng(tiny):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny.generate(["hello"], GenParams(temperature=1.0, max_new_tokens=4, seed=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_prompt_longer_than_context_names_the_lengths(tiny):
+    long_prompt = "the quick brown fox " * 60
+    n = tiny.count_tokens(long_prompt)
+    with pytest.raises(BackendError, match=f"{n} tokens but the context holds 128"):
+        tiny.generate([long_prompt], GenParams(max_new_tokens=4))
+
+
+def test_new_tokens_are_clamped_to_the_context(tiny_loop):
+    prompt = "the quick brown fox " * 20
+    n = tiny_loop.count_tokens(prompt)
+    c = tiny_loop.generate([prompt], GenParams(max_new_tokens=256, repetition_guard=False))[0]
+    assert c.finish_reason == "length" and c.completion_tokens == 128 - n
+
+
+def test_repetition_guard_stops_a_loop(tiny_loop):
+    looped = tiny_loop.generate(["hello", "fox"], GenParams(max_new_tokens=64))
+    assert [c.finish_reason for c in looped] == ["repetition", "repetition"]
+    assert [c.completion_tokens for c in looped] == [32, 32]  # 8-token block seen 4 times
+    assert looped[0].text == "!" * 32
+    free = tiny_loop.generate(["hello"], GenParams(max_new_tokens=40, repetition_guard=False))[0]
+    assert free.finish_reason == "length" and free.text == "!" * 40
+
+
+def test_stop_string_trims_and_reports_stop(tiny_loop):
+    c = tiny_loop.generate(["hello"], GenParams(max_new_tokens=20, stop=("!!!",)))[0]
+    assert c.finish_reason == "stop" and c.text == "" and c.completion_tokens == 3
+
+
+def test_eos_and_min_new_tokens(tiny_eos):
+    first = tiny_eos.generate(["hello"], GenParams(max_new_tokens=10))[0]
+    assert (first.finish_reason, first.text, first.completion_tokens) == ("eos", "", 1)
+    held = tiny_eos.generate(["hello"], GenParams(max_new_tokens=10, min_new_tokens=5))[0]
+    assert held.finish_reason == "eos" and held.text == '"' * 5 and held.completion_tokens == 6
+
+
+def test_row_stopper_finishes_rows_independently():
+    tok = _tokenizer()
+    eos = tok.eos_token_id
+    a = tok("hello world").input_ids
+    assert len(a) == 2
+    stopper = _RowStopper(tok, prompt_width=2, stops=["world"], eos_ids=[eos], guard=True)
+    ids = torch.tensor([
+        [5, 5] + a,          # its text reaches the stop string
+        [5, 5, 7, 7],        # nothing yet
+        [5, 5, 9, eos],      # EOS after one token
+    ])
+    assert stopper(ids, None).tolist() == [True, False, True]
+    assert stopper.finished == {0: (2, "stop"), 2: (2, "eos")}
+    ids[1, 3] = a[1]  # row 1 reaches it one step later; finished rows keep their first reason
+    assert stopper(ids, None).tolist() == [True, True, True]
+    assert stopper.finished[1] == (2, "stop") and stopper.finished[2] == (2, "eos")
+    loop = torch.tensor([[5, 5] + [3, 4] * 16])
+    guard = _RowStopper(tok, 2, [], [eos], guard=True)
+    assert guard(loop, None).tolist() == [True] and guard.finished == {0: (32, "repetition")}
+    assert _RowStopper(tok, 2, [], [eos], guard=False)(loop, None).tolist() == [False]
+
+
+# -- tiny models: loglik -------------------------------------------------------------------------------
+
+
+def _reference_nll(lm: HFBackend, prompt: str, continuation: str) -> list[float]:
+    """The plain computation: one unpadded forward, log-softmax, pick the continuation's tokens."""
+    p = lm.tokenizer(prompt).input_ids
+    c = lm.tokenizer(continuation, add_special_tokens=False).input_ids
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([p + c])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    return [-logp[len(p) + k - 1, tok].item() for k, tok in enumerate(c)]
+
+
+def test_loglik_matches_the_plain_computation(tiny):
+    prompts = ["hello", "the quick brown fox", "write a poem", "the"]
+    conts = [" world", " jumps over the lazy dog", " about the sea and the fox", ""]
+    got = tiny.loglik(prompts, conts)
+    for g, p, c in zip(got, prompts, conts):
+        assert len(g) == tiny.count_tokens(c)
+        assert g == pytest.approx(_reference_nll(tiny, p, c), abs=1e-4)
+    assert got[3] == []
+    assert all(math.isfinite(x) and x > 0 for row in got for x in row)
+
+
+def test_loglik_needs_pairs(tiny):
+    with pytest.raises(ValueError, match="as many prompts as continuations"):
+        tiny.loglik(["a", "b"], ["c"])
+
+
+def test_loglik_over_the_context_names_the_lengths(tiny):
+    with pytest.raises(BackendError, match="exceed the context of 128 tokens"):
+        tiny.loglik(["the quick brown fox " * 20], [" jumps over the lazy dog" * 20])
+
+
+# -- the real SmolLM2 (loaded once per session) --------------------------------------------------------
+
+TASKS = (
+    "Come up with a series of tasks:\n1. Write a poem about the sea. |EoS|\n"
+    "2. Summarize the article in two sentences. |EoS|\n3. Translate the sentence into French. |EoS|\n4."
+)
+
+
+@pytest.mark.slow
+def test_smollm2_is_the_embedded_model(smollm2):
+    assert smollm2.model_id == "smollm2-135m-instruct"
+    assert smollm2.supports_chat and smollm2.context_length == 8192
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_stop_sequence(smollm2):
+    c = smollm2.generate([TASKS], GenParams(max_new_tokens=48, stop=("|EoS|",)))[0]
+    assert c.finish_reason == "stop"
+    assert "|EoS|" not in c.text and c.text.strip()
+    assert 0 < c.completion_tokens < 48
+
+
+@pytest.mark.slow
+def test_smollm2_batched_equals_one_by_one(smollm2):
+    prompts = [TASKS, "The capital of France is", "List three fruits:\n-", "Once upon a time, in a small village,"]
+    params = GenParams(max_new_tokens=24, stop=("|EoS|", "\n\n"))
+    batched = smollm2.generate(prompts, params)
+    single = [smollm2.generate([p], params)[0] for p in prompts]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [(c.finish_reason, c.completion_tokens) for c in batched] == [
+        (c.finish_reason, c.completion_tokens) for c in single
+    ]
+    # rows finish on their own: the short answer stops early while another runs to the limit
+    assert {c.finish_reason for c in batched} >= {"stop", "length"}
+    assert len({c.completion_tokens for c in batched}) > 1
+
+
+@pytest.mark.slow
+def test_smollm2_seeded_sampling_is_reproducible(smollm2):
+    params = GenParams(temperature=0.7, top_k=50, max_new_tokens=16, seed=1234)
+    prompts = ["The capital of France is", TASKS]
+    assert [c.text for c in smollm2.generate(prompts, params)] == [c.text for c in smollm2.generate(prompts, params)]
+
+
+@pytest.mark.slow
+def test_smollm2_chat_style(smollm2):
+    c = smollm2.generate(["What is the capital of France?"], GenParams(style="chat", max_new_tokens=32))[0]
+    assert c.style == "chat" and "Paris" in c.text
+    assert c.finish_reason == "eos"
+    assert "<|im_end|>" not in c.text and "<|im_start|>" not in c.text
+
+
+@pytest.mark.slow
+def test_smollm2_repetition_guard(smollm2):
+    """SmolLM2 loops under greedy chat decoding (", hello" forever); the guard ends it early."""
+    params = GenParams(style="chat", max_new_tokens=64)
+    c = smollm2.generate(["Write the word 'hello' one hundred times."], params)[0]
+    assert c.finish_reason == "repetition" and c.completion_tokens < 64
+    assert c.text.lower().count("hello") >= 10
+    unguarded = params.model_copy(update={"repetition_guard": False})
+    free = smollm2.generate(["Write the word 'hello' one hundred times."], unguarded)[0]
+    assert free.finish_reason == "length" and free.completion_tokens == 64
+
+
+@pytest.mark.slow
+def test_smollm2_loglik(smollm2):
+    prompts = ["The capital of France is", "The capital of France is"]
+    nll = smollm2.loglik(prompts, [" Paris.", " purple elephant spoons."])
+    assert [len(x) for x in nll] == [smollm2.count_tokens(" Paris."), smollm2.count_tokens(" purple elephant spoons.")]
+    assert all(math.isfinite(x) and x > 0 for row in nll for x in row)
+    mean = [sum(x) / len(x) for x in nll]
+    assert mean[0] < mean[1]
+    alone = smollm2.loglik(prompts[:1], [" Paris."])[0]
+    assert alone == pytest.approx(nll[0], abs=1e-3)
