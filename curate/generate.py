@@ -1,0 +1,531 @@
+"""Ensemble-Instruct generation: instructions, then instances, from a mixture of small LMs.
+
+The run is a loop of small steps over stored rows. Each step (one batch of prompts, possibly spread over
+several models) first generates every completion of the batch and then writes the raw completions, the
+parsed rows and every rejection with its reason in **one transaction**, so a run stopped at any point
+(Ctrl-C, kill -9, a crash, a backend error) loses at most the batch in flight, and running it again
+continues to the requested count: the target is "N kept instructions in the store", not "N more".
+
+Everything random is keyed by stored counts, not by process state: prompt number ``n`` of a stage (the
+number of completions of that stage already stored, plus its place in the batch) decides its model
+(:meth:`Mixture.pick`) and its prompt RNG seed. A resumed run therefore builds the same prompts, sends them
+to the same models with the same sampling seeds, and (with a deterministic model) ends with the same rows
+as an uninterrupted run.
+
+Provenance on every completion / instruction / instance row: ``model_id`` (``generator_model``), ``params``
+(the sampling parameters, including the batch's sampling ``seed``), ``prompt_hash`` (sha256 of the prompt,
+16 hex digits) and ``rng_seed`` (the seed of the RNG that chose and shuffled the prompt's demos).
+
+1. Seeds are stored; the novelty index is rebuilt from all seeds plus every kept instruction.
+2. Instruction stage, per task type, until the store holds the target of kept instructions of that type:
+   prompts → mixture → completions → split → filters (§2.2) → kept / filtered(reason). Two reasons come
+   on top of the six filters: ``truncated`` for the last instruction of a completion cut off by
+   ``max_new_tokens`` (or the repetition guard) before its ``|EoS|``, checked first, and ``surplus`` for
+   instructions past the target in the last batch (stored, never dropped). A completion with no
+   instruction in it is marked unparseable (``empty`` / ``no_instruction``).
+3. Instance stage: every kept instruction without an instance completion gets one instance prompt; the
+   parsed instance is stored (``ok``, or ``rejected`` with the parser's reason) with the generator's output
+   as output 0. Later blocks with their own instruction become extra candidates: they pass the same
+   filters (else ``filtered`` with the filter's reason) and need a valid instance (else ``filtered`` with
+   reason ``no_instance``); only a kept one gets its instance row (the others stay in the raw completion).
+   A completion with nothing usable is marked unparseable with the reason.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import filters, parse, prompts
+from .errors import BackendError, CurateError
+from .lm.base import Completion, GenParams
+from .mixture import Mixture, MixtureEntry, ModelPool
+from .rouge import NoveltyIndex
+from .seeds import SeedTask, load_seeds, split_by_type
+from .store import Store
+
+DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
+INSTRUCTION_PARAMS = GenParams(temperature=0.7, top_k=50, top_p=1.0, max_new_tokens=256, min_new_tokens=15,
+                               stop=(prompts.EOS,))
+INSTANCE_PARAMS = GenParams(temperature=0.7, top_k=50, top_p=1.0, max_new_tokens=512, min_new_tokens=50,
+                            stop=("\n\n", prompts.EOS))
+FROM_PROMPT, FROM_INSTANCE = "instruction_prompt", "instance_completion"  # instructions.origin
+CUT_OFF = ("length", "repetition")  # finish reasons after which the last instruction / example is incomplete
+CONTEXT_MARGIN = 2  # tokens a backend may add around a prompt (BOS / EOS) beyond count_tokens(prompt)
+
+
+def _default_mixture() -> list[MixtureEntry]:
+    return [MixtureEntry(model=m) for m in DEFAULT_MODELS]
+
+
+class GenerateConfig(BaseModel):
+    """Everything a generation run needs; stored with the job for provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: int = Field(ge=1, description="target number of kept instructions in the store (N >= 1)")
+    task_type: Literal["A", "B", "both"] = "both"
+    instances: bool = Field(True, description="also generate instances for the kept instructions")
+    seeds: str | None = Field(None, description="seed file; default: the shipped Self-Instruct seeds")
+    instruction_models: list[MixtureEntry] = Field(default_factory=_default_mixture, min_length=1)
+    instance_models: list[MixtureEntry] = Field(default_factory=_default_mixture, min_length=1)
+    assignment: Literal["weighted", "round_robin"] = "weighted"
+    seed: int = 0
+    batch_size: int = Field(8, ge=1, le=256)
+    instruction_demos: dict[str, int] = Field(default_factory=lambda: dict(prompts.DEFAULT_INSTRUCTION_DEMOS))
+    instance_demos: dict[str, int] = Field(default_factory=lambda: dict(prompts.DEFAULT_INSTANCE_DEMOS))
+    max_machine_demos: int = Field(prompts.MAX_MACHINE_DEMOS, ge=0)
+    similarity_threshold: float = Field(filters.SIMILARITY_THRESHOLD, ge=0, le=1)
+    instruction_params: GenParams = INSTRUCTION_PARAMS
+    instance_params: GenParams = INSTANCE_PARAMS
+    max_idle_batches: int = Field(25, ge=1, description="give up after this many batches in a row that keep "
+                                                        "no new instruction")
+
+    @model_validator(mode="after")
+    def _demos(self) -> "GenerateConfig":
+        for name in ("instruction_demos", "instance_demos"):
+            d = getattr(self, name)
+            if set(d) != {"A", "B"} or any(v < 1 for v in d.values()):
+                raise ValueError(f"{name} needs positive counts for both 'A' and 'B', got {d}")
+        return self
+
+
+@dataclass
+class Progress:
+    """What a running generation reports (the CLI's progress bar and the app's Run tab show it)."""
+
+    stage: str = "starting"
+    target: int = 0
+    kept: int = 0
+    filtered: Counter = field(default_factory=Counter)
+    instances: int = 0
+    instances_rejected: Counter = field(default_factory=Counter)
+    extra_candidates: int = 0
+    completions: int = 0
+    unparseable: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    gen_seconds: float = 0.0
+    started: float = field(default_factory=time.time)
+    kept_this_run: int = 0
+    trimmed: dict = field(default_factory=dict)  # "stage model" -> {"prompts", "fewest", "requested", "context"}
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.gen_seconds if self.gen_seconds > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        left = self.target - self.kept
+        elapsed = time.time() - self.started
+        if left <= 0:
+            return 0.0
+        if self.kept_this_run == 0 or elapsed <= 0:
+            return None
+        return left / (self.kept_this_run / elapsed)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def note_trim(self, stage: str, spec: str, prompt: prompts.Prompt, context: int | None) -> None:
+        """Count a prompt whose demos were cut to fit ``spec``'s context (one summary warning per model)."""
+        t = self.trimmed.setdefault(f"{stage} {spec}", {"prompts": 0, "fewest": prompt.demos,
+                                                         "requested": prompt.requested_demos,
+                                                         "context": context})
+        t["prompts"] += 1
+        t["fewest"] = min(t["fewest"], prompt.demos)
+
+    def all_warnings(self) -> list[str]:
+        trims = [f"{key.split(' ', 1)[1]}: {t['prompts']} {key.split(' ', 1)[0]} prompt(s) trimmed to fit its "
+                 f"context of {t['context']} tokens (down to {t['fewest']} of {t['requested']} demos)"
+                 for key, t in self.trimmed.items()]
+        return [*self.warnings, *trims]
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "target": self.target, "kept": self.kept,
+                "filtered": dict(self.filtered), "instances": self.instances,
+                "instances_rejected": dict(self.instances_rejected),
+                "extra_candidates": self.extra_candidates, "completions": self.completions,
+                "unparseable": dict(self.unparseable), "trimmed": {k: dict(v) for k, v in self.trimmed.items()},
+                "tokens": self.tokens, "tok_s": round(self.tok_s, 2), "eta_s": self.eta_s(),
+                "warnings": self.all_warnings()}
+
+
+class Stopped(Exception):
+    """Raised inside a run when ``should_stop()`` asks it to stop between steps."""
+
+
+ProgressFn = Callable[[Progress], None]
+StopFn = Callable[[], bool]
+
+
+def split_targets(n: int, task_type: str, by_type: dict[str, list[SeedTask]]) -> dict[str, int]:
+    """How many kept instructions each type should reach.
+
+    "both" splits ``n`` in the proportion of the seed types (125:50 for the shipped seeds); a type without
+    seeds gets nothing. Raises CurateError for ``n <= 0`` or when the requested type has no seed tasks.
+    """
+    if n <= 0:
+        raise CurateError(f"the number of instructions must be at least 1 (got {n})")
+    if task_type in ("A", "B"):
+        if not by_type[task_type]:
+            other = "B" if task_type == "A" else "A"
+            raise CurateError(f"the seed set has no type-{task_type} tasks, so type-{task_type} instructions "
+                              f"cannot be generated; use --type {other} or add type-{task_type} seeds")
+        return {task_type: n}
+    na, nb = len(by_type["A"]), len(by_type["B"])
+    if na + nb == 0:
+        raise CurateError("the seed set is empty")
+    a = round(n * na / (na + nb))
+    return {t: c for t, c in (("A", a), ("B", n - a)) if c > 0 and by_type[t]} or {("A" if na else "B"): n}
+
+
+@dataclass
+class _Item:
+    """One prompt of a batch: its model, its prompt and the seed that built it; ``row``: its instruction."""
+
+    spec: str
+    prompt: prompts.Prompt
+    rng_seed: int
+    row: dict | None = None
+    params: GenParams | None = None        # set when generated: the call's params (with its sampling seed)
+    completion: Completion | None = None
+    seconds: float = 0.0
+
+
+class Generator:
+    """One generation run over a store. Use :func:`run_generation` unless you need the pieces.
+
+    Raises CurateError (before anything is written) for a seed file it cannot read and for a task type
+    the seeds do not have.
+    """
+
+    def __init__(self, store: Store, config: GenerateConfig, pool: ModelPool, *, job_id: str | None = None,
+                 on_progress: ProgressFn | None = None, should_stop: StopFn | None = None):
+        self.store, self.cfg, self.pool, self.job_id = store, config, pool, job_id
+        self.on_progress = on_progress or (lambda p: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.progress = Progress()
+        self.seeds: list[SeedTask] = load_seeds(config.seeds)
+        self.by_type = split_by_type(self.seeds)
+        self.targets = split_targets(config.instructions, config.task_type, self.by_type)
+        self.instr_mix = Mixture(config.instruction_models, config.assignment, seed=f"i{config.seed}")
+        self.inst_mix = Mixture(config.instance_models, config.assignment, seed=f"x{config.seed}")
+        self.index = NoveltyIndex()
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Stopped()
+
+    def _seed(self, *key) -> int:
+        """A 32-bit seed from the run's seed and ``key`` (stable across processes, unlike ``hash``)."""
+        return zlib.crc32(":".join(map(str, (self.cfg.seed, *key))).encode())
+
+    def _context(self, spec: str) -> tuple[int | None, Callable[[str], int] | None]:
+        lm = self.pool.get(spec)
+        return getattr(lm, "context_length", None), getattr(lm, "count_tokens", None)
+
+    def _fits(self, spec: str, params: GenParams) -> prompts.Fits | None:
+        ctx, count = self._context(spec)
+        if not ctx or count is None:
+            return None
+        return lambda text: count(text) + params.max_new_tokens + CONTEXT_MARGIN <= ctx
+
+    def _too_long(self, spec: str, stage: str, params: GenParams) -> str:
+        ctx, _ = self._context(spec)
+        return (f"{spec}: even with 1 demo the {stage} prompt plus max_new_tokens={params.max_new_tokens} "
+                f"does not fit the model's context of {ctx} tokens; use a model with a longer context or "
+                "lower max_new_tokens")
+
+    def _generate(self, items: list[_Item], params: GenParams, call_key: tuple) -> None:
+        """Fill ``item.completion`` for every item, one ``generate`` call per model (raw completion style).
+
+        Raises BackendError when a backend answers with the wrong number of completions; whatever the
+        backend raises propagates (nothing of the batch has been written yet).
+        """
+        by_spec: dict[str, list[_Item]] = {}
+        for it in items:
+            by_spec.setdefault(it.spec, []).append(it)
+        for spec, group in by_spec.items():
+            p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
+            t0 = time.perf_counter()
+            outs = self.pool.get(spec).generate([it.prompt.text for it in group], p)
+            dt = time.perf_counter() - t0
+            if not isinstance(outs, list) or len(outs) != len(group):
+                got = len(outs) if isinstance(outs, list) else type(outs).__name__
+                raise BackendError(f"{spec} returned {got} completions for {len(group)} prompts")
+            self.progress.gen_seconds += dt
+            for it, comp in zip(group, outs):
+                if not isinstance(comp.text, str):
+                    comp.text, comp.finish_reason, comp.error = "", "error", f"no text ({comp.text!r})"
+                it.params, it.completion, it.seconds = p, comp, dt / len(group)
+                self.progress.tokens += comp.completion_tokens or 0
+                self.progress.completions += 1
+
+    def _add_completion(self, it: _Item, stage: str, task_type: str, instruction_id: str | None = None) -> str:
+        c = it.completion
+        return self.store.add_completion({
+            "job_id": self.job_id, "stage": stage, "task_type": task_type, "instruction_id": instruction_id,
+            "model_id": it.spec, "params": it.params.as_record(), "prompt_hash": it.prompt.hash,
+            "rng_seed": it.rng_seed, "text": c.text, "finish_reason": c.finish_reason,
+            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "seconds": it.seconds, "demos": it.prompt.demos, "prompt_style": c.style})
+
+    def _unparseable(self, completion_id: str, reason: str) -> None:
+        self.store.mark_completion(completion_id, "unparseable", reason)
+        self.progress.unparseable[reason] += 1
+
+    def _provenance(self, it: _Item, completion_id: str, position: int) -> dict:
+        return {"completion_id": completion_id, "position": position, "generator_model": it.spec,
+                "params": it.params.as_record(), "prompt_hash": it.prompt.hash, "rng_seed": it.rng_seed,
+                "job_id": self.job_id}
+
+    def _backend_failed(self, it: _Item, completion_id: str) -> bool:
+        c = it.completion
+        if c.finish_reason != "error" and not c.error:
+            return False
+        self._unparseable(completion_id, "backend_error")
+        self.progress.warn(f"{it.spec}: {c.error or 'the backend reported an error'}")
+        return True
+
+    def _report(self) -> None:
+        self.on_progress(self.progress)
+
+    def _count_kept(self) -> int:
+        return sum(self.store.count_kept_instructions(t, origin=FROM_PROMPT) for t in self.targets)
+
+    # -- 1. setup ---------------------------------------------------------------------------------------
+    def run(self) -> Progress:
+        if self.cfg.task_type == "both" and not self.by_type["B"]:
+            self.progress.warn("the seed set has no type-B tasks: generating type A only")
+        for t in self.targets:
+            asked = max(self.cfg.instruction_demos[t], self.cfg.instance_demos[t])
+            if len(self.by_type[t]) < asked:
+                self.progress.warn(f"only {len(self.by_type[t])} type-{t} seed tasks: prompts have fewer demos "
+                                   f"than the {asked} asked for")
+        self.store.add_seeds(self.seeds)
+        self.index = NoveltyIndex([s.instruction for s in self.seeds])
+        for text in self.store.kept_instruction_texts():
+            self.index.add(text)
+        # 2. instructions, per type
+        self.progress.target = sum(self.targets.values())
+        for t, n in self.targets.items():
+            self._instructions(t, n)
+        self.progress.kept = self._count_kept()
+        # 3. instances
+        if self.cfg.instances:
+            self._instances(list(self.targets))
+        self.progress.stage = "done"
+        self._report()
+        return self.progress
+
+    # -- 2. instruction stage ---------------------------------------------------------------------------
+    def _instructions(self, task_type: str, target: int) -> None:
+        st, cfg = self.store, self.cfg
+        params = cfg.instruction_params
+        idle, idle_outcomes = 0, Counter()
+        while True:
+            kept = st.count_kept_instructions(task_type, origin=FROM_PROMPT)
+            self.progress.stage = f"instructions {task_type}"
+            self.progress.kept = self._count_kept()
+            self._report()
+            if kept >= target:
+                return
+            self._check_stop()
+            step = st.count_completions("instruction")  # the number of this batch's first prompt
+            items = self._instruction_batch(task_type, step)
+            self._generate(items, params, ("instr", task_type, step))
+            outcomes: Counter = Counter()
+            with st.atomic():
+                for it in items:
+                    kept = self._store_instruction_completion(task_type, it, kept, target, outcomes)
+            if outcomes["kept"]:
+                idle, idle_outcomes = 0, Counter()
+                continue
+            idle += 1
+            idle_outcomes.update(outcomes)
+            if idle >= cfg.max_idle_batches:
+                what = ", ".join(f"{k} {v}" for k, v in idle_outcomes.most_common()) or "nothing"
+                raise CurateError(
+                    f"{idle} batches in a row ({idle * cfg.batch_size} completions) kept no new type-{task_type} "
+                    f"instruction ({what}). The models may be returning empty or unusable text: check "
+                    "`curate stats`, try other models or a higher temperature.")
+
+    def _instruction_batch(self, task_type: str, step: int) -> list[_Item]:
+        cfg, params = self.cfg, self.cfg.instruction_params
+        seed_texts = [s.instruction for s in self.by_type[task_type]]
+        machine = self.store.kept_instruction_texts(task_type)
+        items = []
+        for n in range(step, step + cfg.batch_size):
+            spec = self.instr_mix.pick(n)
+            rng_seed = self._seed("instr", task_type, n)
+            pr = prompts.instruction_prompt(
+                seed_texts, machine, random.Random(rng_seed), demos=cfg.instruction_demos[task_type],
+                max_machine=cfg.max_machine_demos, fits=self._fits(spec, params))
+            if not pr.fits:
+                raise CurateError(self._too_long(spec, "instruction", params))
+            if pr.trimmed:
+                self.progress.note_trim("instruction", spec, pr, self._context(spec)[0])
+            items.append(_Item(spec, pr, rng_seed))
+        return items
+
+    def _store_instruction_completion(self, task_type: str, it: _Item, kept: int, target: int,
+                                      outcomes: Counter) -> int:
+        """Store one completion and the instructions in it; returns the new kept count of the type."""
+        cid = self._add_completion(it, "instruction", task_type)
+        if self._backend_failed(it, cid):
+            outcomes["backend_error"] += 1
+            return kept
+        pieces = [(filters.clean_instruction(p), closed)
+                  for p, closed in parse.instruction_pieces(it.completion.text)]
+        if not any(text for text, _ in pieces):
+            reason = "empty" if not it.completion.text.strip() else "no_instruction"
+            self._unparseable(cid, reason)
+            outcomes[reason] += 1
+            return kept
+        cut_off = it.completion.finish_reason in CUT_OFF
+        for pos, (text, closed) in enumerate(pieces):
+            if not text:
+                continue
+            if cut_off and not closed and pos == len(pieces) - 1:
+                v = filters.Verdict(False, "truncated", {"finish_reason": it.completion.finish_reason})
+            else:
+                v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
+            status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
+            if v.keep and kept >= target:
+                status, reason, detail = "filtered", "surplus", {"target": target}
+            _, new = self.store.add_instruction({
+                "text": text, "task_type": task_type, "origin": FROM_PROMPT, "status": status,
+                "reason": reason, "detail": detail, **self._provenance(it, cid, pos)})
+            if not new:
+                continue
+            outcomes[reason or "kept"] += 1
+            if status == "kept":
+                self.index.add(text)
+                kept += 1
+                self.progress.kept_this_run += 1
+            else:
+                self.progress.filtered[reason] += 1
+        return kept
+
+    # -- 3. instance stage ------------------------------------------------------------------------------
+    def _instances(self, types: list[str]) -> None:
+        st, cfg = self.store, self.cfg
+        self.progress.stage = "instances"
+        done: set[str] = set()
+        while True:
+            todo = [r for t in types for r in st.instructions_without_instances(t, limit=cfg.batch_size)]
+            todo = sorted(todo, key=lambda r: r["seq"])[: cfg.batch_size]
+            self._report()
+            if not todo:
+                break
+            if any(r["id"] in done for r in todo):  # a write that did not stick: never loop on it
+                raise CurateError("an instance completion was not recorded; the store may be read-only or full")
+            done.update(r["id"] for r in todo)
+            self._check_stop()
+            step = st.count_completions("instance")
+            items, too_long = self._instance_batch(todo, step)
+            self._generate(items, cfg.instance_params, ("inst", step))
+            with st.atomic():
+                for it in too_long:
+                    cid = self._add_completion(it, "instance", it.row["task_type"], it.row["id"])
+                    self._unparseable(cid, "prompt_too_long")
+                for it in items:
+                    self._store_instance_completion(it)
+        if self.progress.completions and not self.progress.instances and self.progress.instances_rejected:
+            self.progress.warn("no usable instance came out of this run's instance completions "
+                               f"({dict(self.progress.instances_rejected)}): check the instance models")
+
+    def _instance_batch(self, todo: list[dict], step: int) -> tuple[list[_Item], list[_Item]]:
+        """Items to generate, and items whose prompt cannot fit the model (recorded without a model call)."""
+        cfg, params = self.cfg, self.cfg.instance_params
+        items, too_long = [], []
+        for n, row in enumerate(todo, start=step):
+            spec = self.inst_mix.pick(n)
+            rng_seed = self._seed("inst", row["id"])
+            pr = prompts.instance_prompt(row["text"], row["task_type"], self.seeds, random.Random(rng_seed),
+                                         demos=cfg.instance_demos[row["task_type"]], fits=self._fits(spec, params))
+            it = _Item(spec, pr, rng_seed, row=row)
+            if not pr.fits:
+                self.progress.warn(self._too_long(spec, "instance", params))
+                it.params = params.model_copy(update={"style": "completion"})
+                it.completion = Completion("", "error", 0, 0, model_id=spec, error="prompt too long")
+                too_long.append(it)
+                continue
+            if pr.trimmed:
+                self.progress.note_trim("instance", spec, pr, self._context(spec)[0])
+            items.append(it)
+        return items, too_long
+
+    def _store_instance_completion(self, it: _Item) -> None:
+        row = it.row
+        cid = self._add_completion(it, "instance", row["task_type"], row["id"])
+        if self._backend_failed(it, cid):
+            return
+        parsed = parse.parse_instances(it.completion.text, row["task_type"],
+                                       cut_off=it.completion.finish_reason in CUT_OFF)
+        if not any(p.ok for p in parsed):
+            self._unparseable(cid, parsed[0].reason)
+        for pos, item in enumerate(parsed):
+            if item.instruction is None:
+                self._store_instance(it, cid, pos, item, row["id"])
+                continue
+            iid = self._store_extra_candidate(it, cid, pos, item)
+            if iid is not None:
+                self._store_instance(it, cid, pos, item, iid)
+
+    def _store_extra_candidate(self, it: _Item, cid: str, pos: int, item: parse.ParsedInstance) -> str | None:
+        """An instruction found in an instance completion: the §2.2 filters, then it needs a valid instance.
+        Returns its id when kept (its instance is stored next), else None (the block stays in the raw text)."""
+        v = filters.instruction_verdict(item.instruction, self.index, self.cfg.similarity_threshold)
+        status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
+        if v.keep and not item.ok:
+            status, reason, detail = "filtered", "no_instance", {"instance_reason": item.reason}
+        iid, new = self.store.add_instruction({
+            "text": item.instruction, "task_type": item.task_type, "origin": FROM_INSTANCE, "status": status,
+            "reason": reason, "detail": detail, **self._provenance(it, cid, pos)})
+        if new and status == "kept":
+            self.index.add(item.instruction)
+            self.progress.extra_candidates += 1
+        elif new:
+            self.progress.filtered[reason] += 1
+        return iid if status == "kept" else None
+
+    def _store_instance(self, it: _Item, cid: str, pos: int, item: parse.ParsedInstance,
+                        instruction_id: str) -> None:
+        iid, new = self.store.add_instance({
+            "instruction_id": instruction_id, "task_type": item.task_type, "input": item.input,
+            "output": item.output, "status": "ok" if item.ok else "rejected", "reason": item.reason,
+            **self._provenance(it, cid, pos)})
+        if not new:
+            return
+        if not item.ok:
+            self.progress.instances_rejected[item.reason] += 1
+            return
+        self.progress.instances += 1
+        self.store.add_outputs([{"instance_id": iid, "position": 0, "model_id": it.spec,
+                                 "params": it.params.as_record(), "prompt_style": "generator",
+                                 "text": item.output, "finish_reason": it.completion.finish_reason,
+                                 "completion_tokens": it.completion.completion_tokens, "job_id": self.job_id}])
+
+
+def run_generation(store: Store, config: GenerateConfig, pool: ModelPool | None = None, *,
+                   job_id: str | None = None, on_progress: ProgressFn | None = None,
+                   should_stop: StopFn | None = None) -> Progress:
+    """Run (or resume) generation until the store holds ``config.instructions`` kept instructions.
+
+    Raises :class:`Stopped` when ``should_stop()`` turned true between steps (everything written so far
+    stays), :class:`~curate.errors.CurateError` for bad settings or a run that makes no progress, and
+    whatever the backends raise (``BackendError``) — in every case the finished batches are stored.
+    """
+    gen = Generator(store, config, pool or ModelPool(), job_id=job_id, on_progress=on_progress,
+                    should_stop=should_stop)
+    return gen.run()
+
