@@ -1,0 +1,36 @@
+"""Start the curate app: ``python app.py [--db PATH] [--port N] [--host H] [--auth user:pass[,user2:pass2]]
+[--config FILE]``. Binds 127.0.0.1 unless --host says otherwise; with --auth every page and API call needs a
+login. Everything else lives in curate.ui."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="the curate review app (Gradio)")
+    p.add_argument("--db", help="the SQLite store (default: data/curate.db, or the settings file)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--auth", help="require a login: user:pass, comma-separate several")
+    p.add_argument("--config", help="settings TOML file (default: $CURATE_CONFIG or ./curate.toml)")
+    args = p.parse_args(argv)
+
+    from curate.errors import CurateError
+    from curate.settings import load_settings
+    from curate.ui import launch
+    try:
+        settings = load_settings(args.config, db=args.db, port=args.port, host=args.host, auth=args.auth)
+        launch(settings)
+    except CurateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Reviewing candidates: the queue, one candidate's detail, accept / edit / reject / undo, thresholds and the
+bulk "accept all that pass" — plain functions over a :class:`~curate.store.Store`, shared by the app and the
+CLI.
+
+Every write goes through :meth:`Store.review`, so each action is one row in the append-only review log (who,
+when, before, after) and takes the candidate's ``version`` for optimistic locking: a write based on a stale
+version raises :class:`~curate.errors.ConflictError` and changes nothing. Thresholds are queries over stored
+consensus rows (no recomputation).
+
+Undo restores the state before the candidate's latest action, through ordinary review actions marked
+``undo of review #N`` in the log (the log itself is never rewritten).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .consensus import normalise
+from .errors import ConflictError, StoreError
+from .store import Store
+
+__all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
+           "reject", "undo", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
+           "STATUS_OF_ACTION"]
+
+PAGE_SIZE = 50
+HISTOGRAM_BINS = 100  # 0.01 wide: the τ slider's step, so τ always falls on a bin edge
+STATUS_OF_ACTION = {"accept": "accepted", "edit": "edited", "reject": "rejected", "reset": "pending"}
+_UNDO = re.compile(r"^undo of review #(\d+)(?:: (.*))?$", re.S)
+
+Status = Literal["pending", "accepted", "edited", "rejected", "auto-filtered"]
+Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "reviewed"]
+
+
+class QueueFilter(BaseModel):
+    """What the review queue shows. ``None`` / "" means "any"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status | None = "pending"
+    task_type: Literal["A", "B"] | None = None
+    model: str | None = None
+    consensus: Literal["pass", "fail", "none"] | None = Field(
+        None, description="pass / fail: consensus kept / not kept at tau; none: not ensembled yet")
+    tau: float = Field(0.01, ge=0.0, le=1.0)
+    search: str = ""
+    sort: Sort = "seq"
+
+    def store_filters(self) -> dict[str, Any]:
+        return {"status": self.status, "task_type": self.task_type, "model": self.model or None,
+                "consensus": self.consensus, "tau": self.tau, "search": self.search}
+
+
+# -- the queue -----------------------------------------------------------------------------------------------
+def queue_page(store: Store, f: QueueFilter, page: int = 1, page_size: int = PAGE_SIZE,
+               total: int | None = None) -> dict:
+    """One page of the queue: {rows, total, page, pages, page_size}; ``page`` is clamped to 1..pages.
+    ``total``: the filter's count when the caller already knows it."""
+    if total is None:
+        total = store.count_queue(**f.store_filters())
+    pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, int(page or 1)), pages)
+    rows = store.review_queue(sort=f.sort, limit=page_size, offset=(page - 1) * page_size, **f.store_filters())
+    return {"rows": rows, "total": total, "page": page, "pages": pages, "page_size": page_size}
+
+
+def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None) -> str | None:
+    """The next *pending* candidate after ``after_seq`` under the filter's other conditions (wrapping round);
+    None when none is left."""
+    return store.next_in_queue(after_seq, **{**f.store_filters(), "status": "pending"})
+
+
+# -- one candidate -------------------------------------------------------------------------------------------
+def candidate(store: Store, instance_id: str, tau: float = 0.01) -> dict:
+    """Everything the review pane shows about one candidate. Raises StoreError for an unknown id.
+
+    ``outputs`` is in the consensus matrix order (o0 = the generator's), each with model, prompt style, text,
+    agreement (mean Rouge-L to the others) and whether consensus chose it; ``consensus`` holds the pairwise
+    matrix, the reason, whether it passes at ``tau`` and a one-paragraph explanation; ``final`` the reviewed
+    texts (None while pending or rejected: the original texts are never changed).
+    """
+    x = store.get_instance(instance_id)
+    cons = store.get_consensus(instance_id)
+    outs = _ordered_outputs(store, instance_id, cons)
+    outputs = [{"index": i, "model": o["model_id"], "style": o["prompt_style"], "text": o["text"],
+                "agreement": cons["scores"][i] if cons and i < len(cons["scores"]) else None,
+                "chosen": bool(cons) and cons["chosen_index"] == i} for i, o in enumerate(outs)]
+    log = store.review_log(instance_id)
+    final = None
+    if x["final_output"] is not None:
+        final = {"instruction": x["final_instruction"], "input": x["final_input"], "output": x["final_output"]}
+    reject_reason = None
+    if x["review_status"] == "rejected" and log:
+        reject_reason = _plain_reason(log[-1]["reason"])
+    consensus_view = None
+    if cons:
+        passes = _passes(cons, tau)
+        consensus_view = {"k": cons["k"], "models": cons["models"], "pairwise": cons["pairwise"],
+                          "reason": cons["reason"], "chosen_index": cons["chosen_index"],
+                          "min_pairwise": cons["min_pairwise"], "passes": passes, "tau": tau,
+                          "explanation": explain_consensus(cons, [o["text"] for o in outs], tau)}
+    return {"id": x["id"], "seq": x["seq"], "version": x["version"], "status": x["status"], "reason": x["reason"],
+            "review_status": x["review_status"] if x["status"] == "ok" else "auto-filtered",
+            "task_type": x["task_type"], "generator_model": x["generator_model"],
+            "instruction": x["instruction"], "input": x["input"], "output": x["output"], "final": final,
+            "reject_reason": reject_reason, "reviewed_by": x["reviewed_by"], "reviewed_at": x["reviewed_at"],
+            "outputs": outputs, "consensus": consensus_view,
+            "log": [{"id": r["id"], "reviewer": r["reviewer"], "at": r["at"], "action": r["action"],
+                     "version": r["version"], "reason": r["reason"]} for r in log]}
+
+
+def _ordered_outputs(store: Store, instance_id: str, cons: dict | None) -> list[dict]:
+    """The candidate's outputs in the consensus matrix order (stored order when not ensembled yet)."""
+    outs = store.outputs_for(instance_id)
+    if not cons:
+        return outs
+    by_id = {o["id"]: o for o in outs}
+    return [by_id[i] for i in cons["output_ids"] if i in by_id] + [
+        o for o in outs if o["id"] not in set(cons["output_ids"])]
+
+
+def _passes(cons: dict, tau: float) -> bool:
+    """curate.consensus.passes over a stored row (the same rule as the store's PASSING_SQL)."""
+    if cons["reason"] in ("exact_o0", "exact_others"):
+        return bool(cons["chosen_nonempty"])
+    if cons["reason"] in ("rouge", "below_threshold", "empty"):
+        return bool(cons["chosen_nonempty"]) and cons["min_pairwise"] > tau
+    return False
+
+
+def explain_consensus(cons: dict, texts: list[str], tau: float) -> str:
+    """Which output consensus chose and why, in words (DESIGN.md §2.4)."""
+    c, models = cons["chosen_index"], cons["models"]
+    if c is None:
+        return f"No output chosen ({cons['reason']})."
+    who = f"o{c} ({models[c]}{', the generator' if c == 0 else ''})"
+    verdict = "passes" if _passes(cons, tau) else "is filtered"
+    if cons["reason"] in ("exact_o0", "exact_others"):
+        norm = [normalise(t) for t in texts]
+        twins = [f"o{j}" for j in range(len(norm)) if j != c and c < len(norm) and norm[j] == norm[c]]
+        rule = ("the generator's output equals another output" if cons["reason"] == "exact_o0"
+                else "two ensemble outputs are equal and the generator's matches none")
+        return (f"Chose {who}: {rule} after normalising (lower case, no punctuation, single spaces)"
+                f"{' — same as ' + ', '.join(twins) if twins else ''}. Exact matches pass at any threshold.")
+    row = cons["pairwise"][c] if c < len(cons["pairwise"]) else []
+    total = sum(v for j, v in enumerate(row) if j != c)
+    if cons["reason"] == "empty" or not cons["chosen_nonempty"]:
+        return f"Chose {who}, but its normalised text is empty, so the candidate never passes."
+    op = ">" if cons["min_pairwise"] > tau else "≤"
+    return (f"Chose {who}: the largest sum of Rouge-L F1 to the other outputs ({total:.3f}; ties go to the "
+            f"lowest index). The smallest pairwise Rouge-L is {cons['min_pairwise']:.3f} {op} τ = {tau:g}, "
+            f"so the candidate {verdict} at this threshold.")
+
+
+# -- review actions ------------------------------------------------------------------------------------------
+def accept(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
+           output_index: int | None = None) -> dict:
+    """Accept the consensus choice, or output ``output_index`` (matrix order). Returns the updated row.
+
+    Raises ConflictError when ``version`` is stale, StoreError for an unknown id or output index.
+    """
+    text = None
+    if output_index is not None:
+        outs = _ordered_outputs(store, instance_id, store.get_consensus(instance_id))
+        if not 0 <= output_index < len(outs):
+            raise StoreError(f"candidate {instance_id[:10]} has outputs o0..o{len(outs) - 1}; "
+                             f"there is no o{output_index}")
+        text = outs[output_index]["text"]
+    return store.review(instance_id, "accept", reviewer=reviewer, expected_version=version, output=text)
+
+
+def edit(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
+         instruction: str | None = None, input: str | None = None, output: str | None = None) -> dict:
+    """Save edited texts as the candidate's reviewed version (the original stays). Fields left None keep
+    their current value. Raises ConflictError / StoreError (empty instruction or output)."""
+    return store.review(instance_id, "edit", reviewer=reviewer, expected_version=version,
+                        instruction=instruction, input=input, output=output)
+
+
+def reject(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
+           reason: str | None = None) -> dict:
+    """Reject the candidate, with an optional reason. Raises ConflictError / StoreError."""
+    return store.review(instance_id, "reject", reviewer=reviewer, expected_version=version,
+                        reason=(reason or "").strip() or None)
+
+
+def _plain_reason(reason: str | None) -> str | None:
+    m = _UNDO.match(reason or "")
+    return (m.group(2) if m else reason) or None
+
+
+def _undo_target(log: list[dict]) -> dict | None:
+    """The latest log entry that is not part of an undo and has not been undone."""
+    undone: set[int] = set()
+    for entry in reversed(log):
+        m = _UNDO.match(entry["reason"] or "")
+        if m:
+            undone.add(int(m.group(1)))
+        elif entry["id"] not in undone:
+            return entry
+    return None
+
+
+def undo(store: Store, instance_id: str, *, reviewer: str, version: int | None = None) -> dict:
+    """Undo the latest (not yet undone) review action on a candidate: restore the status and texts it had
+    before, through review actions logged as ``undo of review #N``. Repeating goes further back.
+
+    Only the reviewer who made that action can undo it. Raises ConflictError (stale ``version``, or the
+    latest action is someone else's) and StoreError (nothing to undo).
+    """
+    log = store.review_log(instance_id, limit=100_000)
+    target = _undo_target(log)
+    if target is None:
+        raise StoreError(f"nothing to undo on candidate {instance_id[:10]}: it has no review left to undo")
+    if target["reviewer"] != reviewer:
+        raise ConflictError(f"the latest review of candidate {instance_id[:10]} is {target['reviewer']}'s "
+                            f"({target['action']}); you can only undo your own actions")
+    earlier = [e for e in log if e["id"] < target["id"]]
+    status = STATUS_OF_ACTION[earlier[-1]["action"]] if earlier else "pending"
+    texts = json.loads(earlier[-1]["after"]) if earlier else None
+    why = f"undo of review #{target['id']}"
+    with store.atomic():
+        cur = store.get_instance(instance_id)
+        if version is not None and cur["version"] != version:
+            raise ConflictError(f"candidate {instance_id[:10]} changed since you last saw it (version "
+                                f"{cur['version']}, you had {version}); reload it before undoing")
+        v = cur["version"]
+
+        def act(action: str, **kw: Any) -> dict:
+            nonlocal v
+            row = store.review(instance_id, action, reviewer=reviewer, expected_version=v, reason=why, **kw)
+            v = row["version"]
+            return row
+
+        if status == "pending":
+            return act("reset")
+        if status == "rejected":
+            old = _plain_reason(earlier[-1]["reason"])
+            return store.review(instance_id, "reject", reviewer=reviewer, expected_version=v,
+                                reason=why + (f": {old}" if old else ""))
+        if status == "edited":
+            return act("edit", **texts)
+        # accepted: Store.review's accept keeps the current instruction/input, so make those right first
+        base = _current_base(cur)
+        if base != (texts["instruction"], texts["input"]):
+            cur = act("reset")
+            if (cur["instruction"], cur["input"]) != (texts["instruction"], texts["input"]):
+                act("edit", **texts)
+        return act("accept", output=texts["output"])
+
+
+def _current_base(cur: dict) -> tuple[str, str]:
+    if cur["final_output"] is not None:
+        return cur["final_instruction"], cur["final_input"]
+    return cur["instruction"], cur["input"]
+
+
+# -- thresholds ----------------------------------------------------------------------------------------------
+def threshold_summary(store: Store, tau: float, bins: int = HISTOGRAM_BINS) -> dict:
+    """Counts at threshold ``tau`` and the histogram of min pairwise Rouge-L (rows of the Rouge branch), each
+    bin marked as passing or not; from stored scores only."""
+    counts = store.count_passing(tau)
+    hist = store.min_pairwise_histogram(bins)
+    for b in hist:
+        b["side"] = "passes τ" if b["lo"] >= tau - 1e-9 else "below τ"
+    return {"tau": tau, "scored": counts["scored"], "passing": counts["passing"],
+            "pending_passing": store.count_pending_passing(tau, counts["passing"]), "histogram": hist}
+
+
+def threshold_view(store: Store, f: QueueFilter, page: int = 1, page_size: int = PAGE_SIZE) -> dict:
+    """What moving τ updates: :func:`threshold_summary` at ``f.tau`` plus the queue page under ``f`` (the
+    queue's count is shared with the summary when the filter is "pending and passing")."""
+    s = threshold_summary(store, f.tau)
+    plain = not (f.task_type or f.model or f.search)
+    total = s["pending_passing"] if plain and f.status == "pending" and f.consensus == "pass" else None
+    return {**s, "queue": queue_page(store, f, page, page_size, total)}
+
+
+def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int | None = None) -> dict:
+    """Accept (the consensus choice of) every pending candidate that passes at ``tau``, in one transaction.
+
+    ``expected``: the count the reviewer confirmed; when the pending-passing count differs now, raises
+    ConflictError and accepts nothing. Candidates reviewed meanwhile by someone else are skipped.
+    Returns {accepted, skipped}.
+    """
+    done = skipped = 0
+    with store.atomic():
+        todo = store.pending_passing(tau)
+        if expected is not None and expected != len(todo):
+            raise ConflictError(f"{len(todo)} pending candidates pass at τ = {tau:g} now, not the {expected} "
+                                "you confirmed; check the count and confirm again")
+        for row in todo:
+            try:
+                store.review(row["id"], "accept", reviewer=reviewer, expected_version=row["version"],
+                             reason=f"accept all passing at tau={tau:g}")
+                done += 1
+            except ConflictError:
+                skipped += 1
+    return {"accepted": done, "skipped": skipped}
+
+
+# -- overview -----------------------------------------------------------------------------------------------
+def overview(store: Store, tau: float) -> dict:
+    """Counts per stage and filter reason, per-model contribution and keep rates, reviewer progress."""
+    st = store.stats()
+    passing = store.count_passing(tau)
+    instr = st["instructions"]
+    inst = st["instances"]
+    reviews = st["reviews"]
+    stages = [
+        ("seed tasks", sum(st["seeds"].values())),
+        ("raw completions", sum(r["completions"] for r in st["completions"])),
+        ("instructions kept", instr.get("kept", 0)),
+        ("instructions filtered", sum(n for r, n in instr.items() if r != "kept")),
+        ("candidates", inst.get("ok", 0)),
+        ("candidates auto-filtered", sum(n for r, n in inst.items() if r != "ok")),
+        ("ensembled (consensus computed)", passing["scored"]),
+        (f"passing consensus at τ={tau:g}", passing["passing"]),
+        ("accepted", reviews.get("accepted", 0)),
+        ("edited", reviews.get("edited", 0)),
+        ("rejected", reviews.get("rejected", 0)),
+        ("pending review", reviews.get("pending", 0)),
+    ]
+    reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r != "kept"]
+               + [{"stage": "candidate", "reason": r, "n": n} for r, n in inst.items() if r != "ok"]
+               + [{"stage": "completion", "reason": r, "n": n} for r, n in st["unparseable"].items()]
+               + [{"stage": "consensus", "reason": r, "n": n} for r, n in st["consensus"].items()])
+    models = store.model_contribution(tau)
+    for m in models:
+        made = m["instructions_kept"] + m["instructions_filtered"]
+        m["instruction_keep_rate"] = round(m["instructions_kept"] / made, 3) if made else None
+        m["pass_rate"] = round(m["passing"] / m["candidates_ok"], 3) if m["candidates_ok"] else None
+        m["chosen_rate"] = round(m["chosen"] / passing["scored"], 3) if passing["scored"] else None
+    return {"tau": tau, "stages": [{"stage": s, "n": n} for s, n in stages], "reasons": reasons,
+            "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews}

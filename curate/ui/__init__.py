@@ -1,0 +1,96 @@
+"""The Gradio app: Run (background jobs), Review (queue, candidate, thresholds), Overview.
+
+``build_app(settings, runner)`` returns the Blocks; ``launch(settings)`` serves it (127.0.0.1 unless the
+settings say otherwise; a login when ``auth`` is set, for the app and the API alike). The layout
+(layout.py), the wiring (events.py) and the handlers (handlers.py) are separate; all work happens in the
+library (curate.review, curate.jobs, curate.store).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from .. import jobs  # noqa: E402
+from ..errors import SettingsError  # noqa: E402
+from ..settings import Settings  # noqa: E402
+from ..store import Store  # noqa: E402
+from . import events, layout  # noqa: E402
+from .handlers import Handlers  # noqa: E402
+
+__all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS"]
+
+#: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
+HEAD = """
+<script>
+(() => {
+  const KEYS = {a: "curate-accept", r: "curate-reject", n: "curate-next", u: "curate-undo"};
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const id = KEYS[(e.key || "").toLowerCase()];
+    if (!id) return;
+    const el = document.getElementById(id);
+    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    if (!btn || btn.disabled || btn.offsetParent === null) return;
+    e.preventDefault();
+    btn.click();
+  });
+})();
+</script>
+"""
+
+CSS = """
+#curate-title { margin: 0; }
+#curate-header textarea { font-weight: 600; }
+"""
+
+
+def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
+    """``"alice:pw1,bob:pw2"`` → [("alice", "pw1"), ("bob", "pw2")]; None/"" → None (no login).
+
+    Raises SettingsError on an item without ``user:password``."""
+    if not text or not text.strip():
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user.strip() or not password:
+            raise SettingsError(f"auth item {item.strip()!r} is not user:password (separate several with commas)")
+        pairs.append((user.strip(), password))
+    return pairs
+
+
+def build_app(settings: Settings, runner: jobs.JobRunner | None = None) -> gr.Blocks:
+    """The app over ``settings.db``. Marks jobs a dead server left running as interrupted (resumable).
+
+    ``runner`` runs the jobs (default: a :class:`~curate.jobs.JobRunner` loading models from the registry;
+    tests pass one whose pool holds scripted models)."""
+    with Store(settings.db) as store:
+        store.ensure_queue_indexes()
+        jobs.recover(store)
+    handlers = Handlers(settings, runner or jobs.JobRunner(str(settings.db)))
+    with gr.Blocks(title="curate", fill_width=True) as demo:
+        ui = layout.build(settings)
+        events.wire(ui, handlers, demo)
+    demo.handlers = handlers  # for tests and embedding
+    return demo
+
+
+def launch(settings: Settings, runner: jobs.JobRunner | None = None, **kwargs) -> gr.Blocks:
+    """Build the app and serve it on ``settings.host:settings.port`` (never shared publicly).
+
+    Blocks until the server stops, unless ``prevent_thread_lock=True``; returns the Blocks (``.local_url``,
+    ``.close()``). Raises SettingsError for a malformed ``auth``."""
+    auth = parse_auth(settings.auth)
+    demo = build_app(settings, runner)
+    demo.queue(default_concurrency_limit=4)
+    kwargs.setdefault("server_name", settings.host)
+    kwargs.setdefault("server_port", settings.port)
+    demo.launch(auth=auth, share=False, head=HEAD, css=CSS,
+                auth_message="curate: log in to review" if auth else None, footer_links=["api"], **kwargs)
+    return demo

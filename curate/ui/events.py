@@ -1,0 +1,110 @@
+"""Event wiring: which component events call which handler, with which inputs and outputs. No logic.
+
+Handlers return a dict of component name → value; :func:`_named` turns it into the tuple Gradio expects for
+an output list given by names. UI events are reachable from clients under ``ui_*`` names (undocumented: the
+benchmark drives them); the documented API is the ``gr.api`` endpoints at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+
+from .handlers import JOB, OVERVIEW, QUEUE, THRESHOLD, VIEW, Handlers
+from .layout import UI
+
+
+def _named(fn: Callable[..., dict], names: Sequence[str]) -> Callable[..., Any]:
+    """Wrap a dict-returning handler so it returns the values of ``names`` in order."""
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        values = tuple(out[n] for n in names)
+        return values[0] if len(values) == 1 else values
+    return inner
+
+
+def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
+    _review(ui, h, demo)
+    _run(ui, h)
+    _overview(ui, h)
+    _api(h)
+
+
+def _on(event, fn: Callable[..., dict], inputs: list, names: Sequence[str], ui: UI, *, api: str | None = None,
+        progress: str = "minimal"):
+    outputs = [ui.c[n] for n in names]
+    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress,
+                 api_name=api or f"private_{fn.__name__}",  # keeps the ui_* names free for `api`
+                 api_visibility="undocumented" if api else "private")
+
+
+def _review(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
+    filters = [ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.tau, ui.f_search, ui.f_sort]
+    view_h = [*VIEW, "history"]
+    refresh = THRESHOLD + QUEUE
+
+    def after_review(dep):
+        return _on(dep.then, h.ui_refresh, [*filters, ui.page], refresh, ui, progress="hidden")
+
+    load = _on(demo.load, h.ui_load, [ui.reviewer], ["reviewer", "f_model"], ui)
+    load = _on(load.then, h.ui_threshold, filters, refresh, ui)
+    _on(load.then, h.ui_next, [ui.current, *filters], VIEW, ui)
+
+    for comp in (ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.f_sort):
+        _on(comp.input, h.ui_queue, [*filters, ui.page_same], QUEUE, ui)  # page_same (0) resets to page 1 below
+    _on(ui.f_search.submit, h.ui_queue, [*filters, ui.page_same], QUEUE, ui, api="ui_queue")
+    _on(ui.page.submit, h.ui_queue, [*filters, ui.page], QUEUE, ui)
+    _on(ui.prev_page.click, h.ui_queue, [*filters, ui.page, ui.page_prev], QUEUE, ui)
+    _on(ui.next_page.click, h.ui_queue, [*filters, ui.page, ui.page_next], QUEUE, ui)
+    _on(ui.tau.release, h.ui_threshold, filters, refresh, ui, api="ui_threshold")
+
+    _on(ui.queue.select, h.ui_select, [ui.tau], VIEW, ui)
+    _on(ui.open_btn.click, h.ui_open, [ui.open_id, ui.tau], VIEW, ui, api="ui_open")
+    _on(ui.open_id.submit, h.ui_open, [ui.open_id, ui.tau], VIEW, ui)
+    _on(ui.next.click, h.ui_next, [ui.current, *filters], VIEW, ui, api="ui_next")
+
+    after_review(_on(ui.accept.click, h.ui_accept, [ui.current, ui.no_output, ui.reviewer, ui.history, *filters],
+                     view_h, ui, api="ui_accept"))
+    for i, (btn, idx) in enumerate(zip(ui.slot_buttons, ui.slot_index)):
+        after_review(_on(btn.click, h.ui_accept, [ui.current, idx, ui.reviewer, ui.history, *filters], view_h,
+                         ui))
+    after_review(_on(ui.reject.click, h.ui_reject,
+                     [ui.current, ui.reject_reason, ui.reviewer, ui.history, *filters], view_h, ui,
+                     api="ui_reject"))
+    after_review(_on(ui.save_edit.click, h.ui_edit,
+                     [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
+                      *filters], view_h, ui, api="ui_edit"))
+    after_review(_on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"))
+
+    confirm = ["confirm_box", "confirm_text", "confirm_count"]
+    _on(ui.accept_all.click, h.ui_confirm_all, [ui.tau], confirm, ui)
+    _on(ui.confirm_no.click, h.ui_confirm_cancel, [], confirm, ui)
+    after_review(_on(ui.confirm_yes.click, h.ui_accept_all, [ui.tau, ui.confirm_count, ui.reviewer],
+                     confirm + THRESHOLD, ui, api="ui_accept_all"))
+
+
+def _run(ui: UI, h: Handlers) -> None:
+    job_inputs = [ui.job_kind, ui.job_instructions, ui.job_task_type, ui.job_instances, ui.job_instruction_models,
+                  ui.job_instance_models, ui.job_ensemble_models, ui.job_seed, ui.job_batch]
+    _on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job")
+    _on(ui.timer.tick, h.ui_job_status, [ui.job_id], JOB, ui, progress="hidden")
+    _on(ui.job_id.submit, h.ui_job_status, [ui.job_id], JOB, ui)
+    _on(ui.job_pause.click, h.ui_pause, [ui.job_id], JOB, ui)
+    _on(ui.job_resume.click, h.ui_resume, [ui.job_id], JOB, ui)
+    _on(ui.job_cancel.click, h.ui_cancel, [ui.job_id], JOB, ui)
+    _on(ui.jobs.select, h.ui_job_select, [], ["job_id", *JOB], ui)
+
+
+def _overview(ui: UI, h: Handlers) -> None:
+    _on(ui.overview_tab.select, h.ui_overview, [ui.tau], OVERVIEW, ui)
+    _on(ui.overview_refresh.click, h.ui_overview, [ui.tau], OVERVIEW, ui, api="ui_overview")
+
+
+def _api(h: Handlers) -> None:
+    """The documented API: JSON in, JSON out (see each handler's docstring)."""
+    for name in ("start_job", "job_status", "pause_job", "resume_job", "cancel_job", "queue", "candidate",
+                 "accept", "edit", "reject", "undo", "passing_count", "accept_all_passing", "overview"):
+        gr.api(getattr(h, f"api_{name}"), api_name=name)

@@ -1,0 +1,189 @@
+"""The app in real Chromium (Playwright for Python, Debian's /usr/bin/chromium): review a candidate, move the
+threshold, run a job, untrusted text stays inert, login. Skipped when Chromium or Playwright is missing."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("needs Debian's chromium (apt-get install -y chromium)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from curate import jobs  # noqa: E402
+from curate.settings import load_settings  # noqa: E402
+from curate.store import Store  # noqa: E402
+from curate.ui import launch  # noqa: E402
+from review_fixtures import XSS, filled_store, free_port, scripted_pool  # noqa: E402
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+XSS_INSTRUCTION = 'Explain <img src=x onerror="window.__xss = 3"> and [a link](https://example.com).'
+
+
+def serve(db, **settings):
+    s = load_settings(None, db=str(db), port=free_port(), reviewer="ann", **settings)
+    return launch(s, jobs.JobRunner(str(db), scripted_pool(delay=0.12)), prevent_thread_lock=True, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    db = tmp_path_factory.mktemp("browser") / "b.db"
+    filled_store(db, 60, texts={0: {"instruction": XSS_INSTRUCTION, "outputs": [XSS, XSS.upper(), "other"]}}).close()
+    demo = serve(db)
+    yield db, demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1250})
+    pg = ctx.new_page()
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    yield pg
+    ctx.close()
+
+
+def box(page, elem_id: str):
+    """The text field (input or textarea) of a Textbox / Number."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def header(page):
+    return box(page, "curate-header")
+
+
+def test_review_a_candidate_in_the_browser(app, page):
+    db, url = app
+    page.goto(url)
+    expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)  # the first pending opens
+    # every output, side by side, with its model and agreement score
+    for i, model in enumerate(["smollm2-135m-instruct", "smollm2-135m-instruct", "qwen2.5-0.5b-instruct"]):
+        slot = page.locator(f"#curate-output-{i}")
+        expect(slot).to_be_visible()
+        expect(slot).to_contain_text(re.compile(rf"o{i} · {re.escape(model)} .*agreement \d\.\d\d"))
+    expect(page.locator("#curate-output-3")).to_be_hidden()
+    expect(page.locator("#curate-heatmap")).to_contain_text("1.00")
+    expect(box(page, "curate-explanation")).to_have_value(re.compile("^Chose o0"))
+    # untrusted text is shown literally and runs nothing
+    expect(box(page, "curate-output-0")).to_have_value(XSS)
+    expect(box(page, "curate-instruction")).to_have_value(XSS_INSTRUCTION)
+    expect(page.locator("#curate-queue")).to_contain_text("<img src=x")
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.evaluate("window.__xss") is None and page.dialogs == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+
+    # accept with the keyboard shortcut → stored, next pending opens
+    page.locator("#curate-title").click()
+    page.keyboard.press("a")
+    expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+    # typing "r" in a text box is text, not a shortcut
+    box(page, "curate-reject-reason").fill("")
+    box(page, "curate-reject-reason").type("off topic r")
+    expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+    page.locator("#curate-reject").click()
+    expect(header(page)).to_have_value(re.compile(r"^#3 · "))
+    page.locator("#curate-edit-box").get_by_text("Edit (saved").click()
+    box(page, "curate-edit-output").fill("A better answer.")
+    page.locator("#curate-save-edit").click()
+    expect(header(page)).to_have_value(re.compile(r"^#4 · "))
+    with Store(db) as st:
+        rows = {r["seq"]: r for r in st.review_queue(status=None, limit=3)}
+        assert (rows[1]["review_status"], rows[1]["reviewed_by"]) == ("accepted", "ann")
+        assert rows[2]["review_status"] == "rejected"
+        assert st.review_log(rows[2]["id"])[-1]["reason"] == "off topic r"
+        assert (rows[3]["review_status"], rows[3]["output"]) == ("edited", "A better answer.")
+    # undo (u) restores the edited one to pending and shows it
+    page.locator("#curate-title").click()
+    page.keyboard.press("u")
+    expect(header(page)).to_have_value(re.compile(r"^#3 · .* pending"))
+    # a queue row opens on click
+    expect(page.locator('#curate-queue [data-testid="cell-0-0"]')).to_have_text("3")  # queue refreshed
+    cell = page.locator('#curate-queue [data-testid="cell-4-0"]')
+    seq = cell.inner_text().strip()
+    assert seq != "3"
+    cell.click()
+    expect(header(page)).to_have_value(re.compile(rf"^#{seq} · "))
+
+
+def test_tau_slider_updates_the_pass_count(app, page):
+    db, url = app
+    page.goto(url)
+    count = box(page, "curate-pass-count")
+    expect(count).to_have_value(re.compile(r"pass at τ = 0\.01"), timeout=30_000)
+    before = count.input_value()
+    track = page.locator("#curate-tau input[type=range]")
+    b = track.bounding_box()
+    page.mouse.move(b["x"] + 2, b["y"] + b["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] * 0.6, b["y"] + b["height"] / 2, steps=5)
+    page.mouse.up()  # .release fires on pointer-up
+    expect(count).not_to_have_value(before)
+    tau = float(re.search(r"τ = ([0-9.]+)", count.input_value()).group(1))
+    assert 0.4 < tau < 0.8
+    with Store(db) as st:
+        n = st.count_passing(tau)["passing"]
+    expect(count).to_have_value(re.compile(rf"^{n:,} of "))
+    expect(page.locator("#curate-accept-all")).to_contain_text("Accept all")
+
+
+def test_run_a_job_and_watch_progress(app, page):
+    db, url = app
+    with Store(db) as st:
+        target = st.count_kept_instructions() + 4  # the target is what the store should hold
+    page.goto(url)
+    page.get_by_role("tab", name="Run").click()
+    box(page, "curate-job-n").fill(str(target))
+    page.locator("#curate-job-start").click()
+    state, counts = box(page, "curate-job-state"), box(page, "curate-job-counts")
+    expect(state).to_have_value(re.compile("running|queued"), timeout=15_000)
+    seen = set()
+    for _ in range(200):
+        seen.add(counts.input_value())
+        if state.input_value() == "done":
+            break
+        page.wait_for_timeout(100)
+    expect(state).to_have_value("done", timeout=30_000)
+    expect(counts).to_have_value(re.compile(rf"^kept \d+ / {target} instructions"))
+    assert len(seen) >= 3, seen  # the numbers moved while it ran
+    expect(page.locator("#curate-jobs")).to_contain_text("done")
+
+
+def test_login_is_required_when_auth_is_on(tmp_path, browser):
+    db = tmp_path / "auth.db"
+    filled_store(db, 5).close()
+    demo = serve(db, auth="ann:pw1,bob:pw2")
+    try:
+        page = browser.new_page()
+        page.goto(demo.local_url)
+        expect(page.get_by_role("button", name=re.compile("Login", re.I))).to_be_visible(timeout=20_000)
+        assert page.locator("#curate-queue").count() == 0
+        page.get_by_label(re.compile("username", re.I)).fill("bob")
+        page.get_by_label(re.compile("password", re.I)).fill("wrong")
+        page.get_by_role("button", name=re.compile("Login", re.I)).click()
+        expect(page.get_by_text(re.compile("incorrect", re.I))).to_be_visible()
+        page.get_by_label(re.compile("username", re.I)).fill("bob")  # the form clears after a failure
+        page.get_by_label(re.compile("password", re.I)).fill("pw2")
+        page.get_by_role("button", name=re.compile("Login", re.I)).click()
+        expect(box(page, "curate-reviewer")).to_have_value("bob", timeout=30_000)
+        expect(box(page, "curate-reviewer")).to_be_disabled()
+        page.close()
+    finally:
+        demo.close()
