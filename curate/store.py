@@ -738,10 +738,12 @@ class Store:
             where.append("x.task_type = :task_type"); p["task_type"] = task_type
         if model:
             where.append("x.generator_model = :model"); p["model"] = model
+        # pass / fail: probe a list built once from the consensus index ("+" keeps SQLite walking the queue
+        # in seq order instead of seeking each listed id and sorting: bounded cost at any selectivity)
         if consensus == "pass":
-            where.append(f"c.instance_id IS NOT NULL AND ({PASSING_SQL})")
+            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE {PASSING_SQL})")
         elif consensus == "fail":
-            where.append(f"c.instance_id IS NOT NULL AND NOT ({PASSING_SQL})")
+            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE NOT ({PASSING_SQL}))")
         elif consensus == "none":
             where.append("c.instance_id IS NULL")
         elif consensus:
@@ -757,12 +759,15 @@ class Store:
         """Indexes the review queue and the ``seq`` counters need at 50K rows (idempotent).
 
         Without ``instances(seq)`` every ``add_instance`` scans the table for ``MAX(seq)`` and each queue page
-        sorts every row. TODO(lead): move these into an appended migration (m00N) and drop this method.
+        sorts every row; the two covering indexes make "pending and passing at tau" an index-only join.
+        TODO(lead): move these into an appended migration (m00N) and drop this method.
         """
         self.db.executescript(
             "CREATE INDEX IF NOT EXISTS instances_seq ON instances(seq);"
             "CREATE INDEX IF NOT EXISTS instructions_seq ON instructions(seq);"
-            "CREATE INDEX IF NOT EXISTS instances_queue ON instances(status, review_status, seq);")
+            "CREATE INDEX IF NOT EXISTS instances_review_queue ON instances(status, review_status, seq, id);"
+            "CREATE INDEX IF NOT EXISTS consensus_passing ON consensus(instance_id, reason, chosen_nonempty,"
+            " min_pairwise);")
 
     _QUEUE_FROM = (" FROM instances x JOIN instructions i ON i.id = x.instruction_id"
                    " LEFT JOIN consensus c ON c.instance_id = x.id")
@@ -790,11 +795,15 @@ class Store:
 
     def count_queue(self, **filters: Any) -> int:
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
+        status, consensus = filters.get("status"), filters.get("consensus")
+        if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
+                and not any(filters.get(k) for k in ("task_type", "model", "search"))):
+            return self._count_status_consensus(status, consensus == "pass", filters.get("tau", 0.01))
         where, p = self._queue_where(**filters)
         joins = ""
         if "q" in p:  # text search reads the instruction
             joins += " JOIN instructions i ON i.id = x.instruction_id"
-        if filters.get("consensus"):
+        if filters.get("consensus") == "none":
             joins += " LEFT JOIN consensus c ON c.instance_id = x.id"
         return self._one(f"SELECT COUNT(*) FROM instances x{joins} WHERE {where}", p)
 
@@ -808,6 +817,29 @@ class Store:
             found = self._one(sql, {**p, "after": -1})
         return found
 
+    def _count_status_consensus(self, status: str, passing: bool, tau: float,
+                                everything: int | None = None) -> int:
+        """OK candidates with review ``status`` whose consensus passes (or fails) at ``tau``.
+
+        Joins from the smaller side: either the candidates with that status, or — early in a review, when
+        nearly everything is pending — all consensus rows minus those of the candidates with another status.
+        (Consensus rows exist only for OK candidates: the ensembling stage computes them for those only.)
+        """
+        test = f"({PASSING_SQL})" if passing else f"NOT ({PASSING_SQL})"
+        sizes = {r["review_status"]: r["n"] for r in self._rows(
+            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+        others = [st for st in sizes if st != status]
+        join = ("SELECT COUNT(*) FROM instances x JOIN consensus c ON c.instance_id = x.id"
+                " WHERE x.status = 'ok' AND x.review_status IN ({}) AND " + test)
+        if sizes.get(status, 0) <= sum(sizes[st] for st in others):
+            return self._one(join.format(":s"), {"s": status, "tau": tau})
+        if everything is None:  # all consensus rows passing (failing) at tau
+            everything = self._one(f"SELECT COUNT(*) FROM consensus c WHERE {test}", {"tau": tau})
+        if not others:
+            return everything
+        names = {f"o{i}": st for i, st in enumerate(others)}
+        return everything - self._one(join.format(", ".join(f":{k}" for k in names)), {**names, "tau": tau})
+
     def pending_passing(self, tau: float) -> list[dict]:
         """(id, version) of the pending, OK candidates whose consensus passes at ``tau``, in seq order."""
         return self._rows(
@@ -815,10 +847,10 @@ class Store:
             f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
             {"tau": tau})
 
-    def count_pending_passing(self, tau: float) -> int:
-        return self._one(
-            "SELECT COUNT(*) FROM instances x JOIN consensus c ON c.instance_id = x.id"
-            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL})", {"tau": tau})
+    def count_pending_passing(self, tau: float, passing: int | None = None) -> int:
+        """How many pending OK candidates pass consensus at ``tau`` (what "accept all that pass" would take).
+        ``passing``: the count of all passing rows at ``tau`` when the caller has it (saves a scan)."""
+        return self._count_status_consensus("pending", True, tau, passing)
 
     def generator_models(self) -> list[str]:
         """The distinct generator models of the stored candidates (the queue's model filter)."""
