@@ -329,7 +329,8 @@ def overview(store: Store, tau: float) -> dict:
     reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r != "kept"]
                + [{"stage": "candidate", "reason": r, "n": n} for r, n in inst.items() if r != "ok"]
                + [{"stage": "completion", "reason": r, "n": n} for r, n in st["unparseable"].items()]
-               + [{"stage": "consensus", "reason": r, "n": n} for r, n in st["consensus"].items()])
+               + ([{"stage": "consensus", "reason": f"below τ={tau:g}", "n": passing["scored"] - passing["passing"]}]
+                  if passing["scored"] else []))
     models = store.model_contribution(tau)
     for m in models:
         made = m["instructions_kept"] + m["instructions_filtered"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-import pytest
-from gradio_client import Client
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import pytest  # noqa: E402
+from gradio_client import Client  # noqa: E402
 
 from curate import jobs
 from curate.settings import load_settings

@@ -7,7 +7,9 @@ import os
 import re
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import pytest  # noqa: E402
 
 pytest.importorskip("playwright")
 CHROMIUM = "/usr/bin/chromium"

@@ -261,3 +261,5 @@ def test_overview_counts(store):
     assert sum(m["candidates_ok"] for m in ov["models"]) == 38
     assert ov["reviewers"][0]["reviewer"] == "ann" and ov["reviewers"][0]["accept"] == 1
     assert any(r["reason"] == "empty_output" for r in ov["reasons"])
+    below = next(r for r in ov["reasons"] if r["stage"] == "consensus")
+    assert below["n"] == store.count_passing(0.3)["scored"] - store.count_passing(0.3)["passing"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from types import SimpleNamespace
 
-import gradio as gr
-import pandas as pd
-import pytest
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from curate import jobs, review
 from curate.settings import load_settings

@@ -11,10 +11,7 @@ gets its own store connection.
 """
 
 import functools
-import json
-import math
 import threading
-import time
 from datetime import datetime
 from typing import Any, Callable
 

@@ -51,9 +51,8 @@ def build(settings: Settings) -> UI:
     ui = UI()
     with gr.Row(equal_height=True):
         ui.add("title", gr.Markdown("## curate — review synthetic instruction data", elem_id="curate-title"))
-        ui.add("reviewer", gr.Textbox(settings.reviewer, label="Reviewer", scale=0, min_width=220,
-                                      elem_id="curate-reviewer",
-                                      info="from your login when the app requires one"))
+        ui.add("reviewer", gr.Textbox(settings.reviewer, label="Reviewer (your login when one is required)",
+                                      scale=0, min_width=260, elem_id="curate-reviewer"))
     ui.add("current", gr.State(None))       # {"id", "version", "seq"} of the open candidate (per session)
     ui.add("history", gr.State([]))         # this session's actions, for undo: [[id, version], ...]
     ui.add("no_output", gr.State(None))     # "accept the consensus choice"
@@ -91,9 +90,10 @@ def _review_tab(ui: UI, settings: Settings) -> None:
                 ui.add("page", gr.Number(1, label="Page", precision=0, minimum=1, scale=0, min_width=80,
                                          elem_id="curate-page"))
                 ui.add("next_page", gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="curate-next-page"))
-            ui.add("page_info", gr.Textbox(label="Queue", interactive=False, elem_id="curate-page-info"))
+            ui.add("page_info", gr.Textbox(show_label=False, container=False, interactive=False,
+                                           elem_id="curate-page-info"))
             ui.add("queue", gr.Dataframe(headers=QUEUE_HEADERS, datatype=["str"] * len(QUEUE_HEADERS),
-                                         interactive=False, wrap=False, max_height=330, max_chars=90,
+                                         interactive=False, wrap=False, max_height=300, max_chars=90,
                                          label="Candidates (click a row to open it)", elem_id="curate-queue",
                                          column_widths=["55px", "95px", "50px", "150px", "70px", "55px", "30%",
                                                         "18%", "22%", "90px"]))
@@ -214,7 +214,7 @@ def _overview_tab(ui: UI) -> None:
     ui.add("overview_refresh", gr.Button("Refresh", size="sm", elem_id="curate-overview-refresh"))
     with gr.Row():
         ui.add("ov_stages", gr.Dataframe(headers=["stage", "count"], datatype=["str", "str"], interactive=False,
-                                         label="Counts per stage", max_height=420, elem_id="curate-ov-stages"))
+                                         label="Counts per stage", max_height=560, elem_id="curate-ov-stages"))
         ui.add("ov_reasons_plot", gr.BarPlot(x="reason", y="n", color="stage", title="Filtered, by reason",
                                              x_label_angle=-30, height=300, elem_id="curate-ov-reasons"))
     with gr.Row():
