@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("CURATE_OFFLINE", "1") == "1" else None
+    if os.environ.get("CURATE_OFFLINE", "1") == "1":  # never reach for a model hub unless asked to
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
