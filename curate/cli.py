@@ -232,17 +232,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generation then ensembling on the embedded models: the whole pipeline on a small scale."""
-    gen = build_parser().parse_args(["generate", "--instructions", str(args.instructions), "--db", str(args.db)]
-                                    + (["--config", args.config] if args.config else []))
-    rc = cmd_generate(gen)
+    common = (["--db", args.db] if args.db else []) + (["--config", args.config] if args.config else [])
+    rc = cmd_generate(build_parser().parse_args(["generate", "--instructions", str(args.instructions), *common]))
     if rc:
         return rc
-    ens = build_parser().parse_args(["ensemble", "--db", str(args.db)]
-                                    + (["--config", args.config] if args.config else []))
-    rc = cmd_ensemble(ens)
+    rc = cmd_ensemble(build_parser().parse_args(["ensemble", *common]))
     if rc:
         return rc
-    return cmd_stats(build_parser().parse_args(["stats", "--db", str(args.db)]))
+    return cmd_stats(build_parser().parse_args(["stats", *common]))
 
 
 # ---------------------------------------------------------------------------------------------------------

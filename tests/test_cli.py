@@ -64,3 +64,17 @@ def test_stats_and_threshold_on_an_empty_store(tmp_path, capsys):
     assert st["passing"]["scored"] == 0
     assert main(["threshold", "0.01", "0.5", "--db", db]) == 0
     assert "passing       0 of 0" in capsys.readouterr().out
+
+
+def test_demo_uses_the_default_store_when_no_db_is_given(tmp_path, monkeypatch):
+    """`curate demo` without --db must use the settings' store, not a file named 'None'."""
+    import curate.cli as cli
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(cli, "cmd_generate", lambda a: seen.append(("generate", a.db, a.instructions)) or 0)
+    monkeypatch.setattr(cli, "cmd_ensemble", lambda a: seen.append(("ensemble", a.db)) or 0)
+    monkeypatch.setattr(cli, "cmd_stats", lambda a: seen.append(("stats", a.db)) or 0)
+    assert main(["demo", "-n", "3"]) == 0
+    assert seen == [("generate", None, 3), ("ensemble", None), ("stats", None)]
+    assert main(["demo", "--db", "x.db"]) == 0
+    assert seen[-1] == ("stats", "x.db")
