@@ -61,7 +61,6 @@ def cached_store(path: Path, n: int) -> None:
         p.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with Store(tmp) as st:
-        st.ensure_queue_indexes()
         fill(st, n, consensus="synthetic", batch=2000)
         st.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     tmp.rename(path)

@@ -215,7 +215,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         recover(store)
         if args.cancel:
             ok = cancel(store, args.cancel)
-            print(f"job {args.cancel}: {'cancel requested' if ok else 'not active'}")
+            state = store.get_job(args.cancel)["state"]
+            print(f"job {args.cancel}: " + ({"cancelled": "cancelled (stored rows stay)",
+                                              "cancelling": "cancel requested: it stops after its current step"}
+                                             .get(state, state) if ok else f"{state}, nothing to cancel"))
             return 0 if ok else 1
         if args.resume:
             job = store.get_job(args.resume)
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("jobs", "list jobs, resume or cancel one")
     sp.add_argument("--resume", metavar="JOB", help="run this job again from where it stopped")
-    sp.add_argument("--cancel", metavar="JOB", help="ask a running job to stop")
+    sp.add_argument("--cancel", metavar="JOB", help="cancel a job: a running one stops after its current step")
 
     sp = add("demo", "run the pipeline that exists on the embedded models: generate, ensemble, stats")
     sp.add_argument("--instructions", "-n", type=int, default=8, help="kept instructions to reach (default 8)")

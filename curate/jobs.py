@@ -30,6 +30,8 @@ HOST = socket.gethostname()
 # kind -> function(store, config_dict, pool, job_id, on_progress, should_stop)
 WorkFn = Callable[..., Any]
 KINDS: dict[str, WorkFn] = {}
+# states run_job starts from (resume = run again); every other state is active or final
+RUNNABLE = ("queued", "paused", "interrupted", "failed")
 
 
 def register_kind(kind: str) -> Callable[[WorkFn], WorkFn]:
@@ -86,9 +88,18 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
     job = store.get_job(job_id)
     if job["kind"] not in KINDS:
         raise StoreError(f"job {job_id} has unknown kind {job['kind']!r}; known: {', '.join(KINDS)}")
-    if job["state"] == "done":
-        return job
-    store.update_job(job_id, state="running", pid=os.getpid(), error="")
+    if not store.request_job_state(job_id, "running", only_from=RUNNABLE):
+        # a request that came while the job waited for a worker is honoured now; done / cancelled stay
+        state = store.job_state(job_id)
+        if state == "pausing":
+            store.request_job_state(job_id, "paused", only_from=("pausing",))
+        elif state == "cancelling":
+            store.request_job_state(job_id, "cancelled", only_from=("cancelling",))
+        elif state == "running":
+            raise StoreError(f"job {job_id} is already running (pid {job.get('pid')}); pause or cancel it, "
+                             "or wait for it to end")
+        return store.get_job(job_id)
+    store.update_job(job_id, pid=os.getpid(), error="")
     pool = pool or ModelPool()
 
     def progress(p) -> None:
@@ -129,12 +140,17 @@ def start_job(store: Store, kind: str, config: dict) -> str:
 
 
 def pause(store: Store, job_id: str) -> bool:
+    """Ask a queued or running job to pause; its worker stops after the current step. Returns whether the
+    request was recorded (False: the job is in no state that can pause)."""
     return store.request_job_state(job_id, "pausing", only_from=("queued", "running"))
 
 
 def cancel(store: Store, job_id: str) -> bool:
-    return store.request_job_state(job_id, "cancelling", only_from=("queued", "running", "pausing", "paused",
-                                                                    "interrupted"))
+    """Cancel a job; stored rows stay. A job that is not computing (queued, paused, interrupted, failed)
+    ends at once: :func:`run_job` never runs a cancelled job, even one already waiting for a worker. A
+    running (or pausing) one is asked to stop after its current step. Returns whether anything changed."""
+    return (store.request_job_state(job_id, "cancelled", only_from=RUNNABLE)
+            or store.request_job_state(job_id, "cancelling", only_from=("running", "pausing")))
 
 
 class JobRunner:

@@ -285,9 +285,16 @@ def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int
     """Accept (the consensus choice of) every pending candidate that passes at ``tau``, in one transaction.
 
     ``expected``: the count the reviewer confirmed; when the pending-passing count differs now, raises
-    ConflictError and accepts nothing. Candidates reviewed meanwhile by someone else are skipped.
-    Returns {accepted, skipped}.
-    """
+    ConflictError and accepts nothing. Returns {accepted, skipped} (skipped is 0: the transaction holds the
+    write lock, so nobody reviews one of them meanwhile). Set-based in the store; same result as
+    :func:`accept_all_passing_reference`, the one-review-at-a-time twin."""
+    n = store.accept_pending_passing(tau, reviewer=reviewer, expected=expected,
+                                     reason=f"accept all passing at tau={tau:g}")
+    return {"accepted": n, "skipped": 0}
+
+
+def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, expected: int | None = None) -> dict:
+    """The plain twin of :func:`accept_all_passing`: one :meth:`Store.review` per candidate."""
     done = skipped = 0
     with store.atomic():
         todo = store.pending_passing(tau)

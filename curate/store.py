@@ -232,6 +232,19 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_queue_indexes(db: Database) -> None:
+    """Covering indexes for the review queue at 50K rows: "pending and passing at tau" is an index-only
+    join, and a queue page is read in ``seq`` order without sorting every row."""
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS instances_review_queue ON instances(status, review_status, seq, id);
+        CREATE INDEX IF NOT EXISTS consensus_passing
+            ON consensus(instance_id, reason, chosen_nonempty, min_pairwise);
+        """
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -755,20 +768,6 @@ class Store:
                          " OR x.final_instruction LIKE :q ESCAPE '\\')")
         return " AND ".join(where) or "1=1", p
 
-    def ensure_queue_indexes(self) -> None:
-        """Indexes the review queue and the ``seq`` counters need at 50K rows (idempotent).
-
-        Without ``instances(seq)`` every ``add_instance`` scans the table for ``MAX(seq)`` and each queue page
-        sorts every row; the two covering indexes make "pending and passing at tau" an index-only join.
-        TODO(lead): move these into an appended migration (m00N) and drop this method.
-        """
-        self.db.executescript(
-            "CREATE INDEX IF NOT EXISTS instances_seq ON instances(seq);"
-            "CREATE INDEX IF NOT EXISTS instructions_seq ON instructions(seq);"
-            "CREATE INDEX IF NOT EXISTS instances_review_queue ON instances(status, review_status, seq, id);"
-            "CREATE INDEX IF NOT EXISTS consensus_passing ON consensus(instance_id, reason, chosen_nonempty,"
-            " min_pairwise);")
-
     _QUEUE_FROM = (" FROM instances x JOIN instructions i ON i.id = x.instruction_id"
                    " LEFT JOIN consensus c ON c.instance_id = x.id")
 
@@ -846,6 +845,42 @@ class Store:
             "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
             f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
             {"tau": tau})
+
+    def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
+                               expected: int | None = None) -> int:
+        """Accept, set-based and in one write transaction, every pending OK candidate passing at ``tau``:
+        each takes its consensus choice (else its generator output), its version is bumped and one ``accept``
+        row per candidate goes to the review log — the same rows :meth:`review` writes one at a time.
+
+        ``expected``: the count the reviewer confirmed; when it differs, raises :class:`ConflictError` and
+        writes nothing. Returns how many were accepted."""
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a review needs a reviewer name")
+        with self.db.atomic():
+            # a write first takes the write lock, so no review lands between the read and the update
+            self.db.execute("UPDATE instances SET version = version WHERE 0")
+            rows = self.db.execute(
+                "SELECT x.id, x.version, i.text, x.input, x.output, COALESCE((SELECT o.text FROM outputs o WHERE"
+                " o.id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')), x.output)"
+                " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+                " JOIN consensus c ON c.instance_id = x.id"
+                f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
+                {"tau": tau}).fetchall()
+            if expected is not None and expected != len(rows):
+                raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
+                                    "you confirmed; check the count and confirm again")
+            t = now()
+            self.db.conn.executemany(
+                "UPDATE instances SET review_status = 'accepted', version = version + 1, final_instruction = ?,"
+                " final_input = ?, final_output = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
+                [(text, inp, chosen, reviewer, t, iid) for iid, _v, text, inp, _o, chosen in rows])
+            self.db.conn.executemany(
+                "INSERT INTO reviews (instance_id, reviewer, at, action, version, before, after, reason)"
+                " VALUES (?, ?, ?, 'accept', ?, ?, ?, ?)",
+                [(iid, reviewer, t, v + 1, _json({"instruction": text, "input": inp, "output": out}),
+                  _json({"instruction": text, "input": inp, "output": chosen}), reason)
+                 for iid, v, text, inp, out, chosen in rows])
+        return len(rows)
 
     def count_pending_passing(self, tau: float, passing: int | None = None) -> int:
         """How many pending OK candidates pass consensus at ``tau`` (what "accept all that pass" would take).

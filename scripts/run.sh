@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the pipeline on the embedded offline models (generate, ensemble, stats).
+# Set everything up, then start the app on the embedded offline models: http://127.0.0.1:7860.
+# Extra arguments go to app.py (--db PATH, --port N, --host H, --auth user:pass, --config FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export HF_HUB_OFFLINE=1
-exec .venv/bin/curate demo "$@"
+export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+exec .venv/bin/python app.py "$@"

@@ -36,9 +36,8 @@ def free_port() -> int:
 
 
 def filled_store(path, n: int = 40, **kw) -> Store:
-    """A store at ``path`` with ``n`` synthetic candidates (real consensus rows) and the app's indexes."""
+    """A store at ``path`` with ``n`` synthetic candidates (real consensus rows)."""
     store = Store(path)
-    store.ensure_queue_indexes()
     fill(store, n, **kw)
     return store
 

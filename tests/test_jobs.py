@@ -92,3 +92,53 @@ def test_runner_thread_and_recovery_of_dead_jobs(tmp_path):
     st.update_job(dead, state="running", pid=2**22 + 12345)
     assert jobs.recover(st) == [dead]
     assert st.get_job(dead)["state"] == "interrupted"
+
+
+def test_pause_requested_while_queued_is_honoured_when_a_worker_picks_it_up(tmp_path):
+    st = Store(tmp_path / "c.db")
+    jid = jobs.start_job(st, "generate", _config())
+    assert jobs.pause(st, jid)  # still queued behind another job
+    job = jobs.run_job(st, jid, _pool())
+    assert job["state"] == "paused"
+    assert st.count_kept_instructions() == 0  # nothing ran
+    assert jobs.run_job(st, jid, _pool())["state"] == "done"  # resume = run again
+
+
+def test_cancel_ends_a_job_without_a_worker_at_once_and_it_never_runs(tmp_path):
+    st = Store(tmp_path / "c.db")
+    for state in ("queued", "paused", "interrupted", "failed"):
+        jid = jobs.start_job(st, "generate", _config())
+        st.update_job(jid, state=state)
+        assert jobs.cancel(st, jid)
+        assert st.get_job(jid)["state"] == "cancelled"
+        assert jobs.run_job(st, jid, _pool())["state"] == "cancelled"
+        assert not jobs.cancel(st, jid)  # nothing left to cancel
+    assert st.count_kept_instructions() == 0
+
+
+def test_cancel_of_a_running_job_stops_after_its_step(tmp_path):
+    st = Store(tmp_path / "c.db")
+    jid = jobs.start_job(st, "generate", _config(n=6))
+
+    def cancelling_lm(prompt):
+        if st.get_job(jid)["state"] == "running":
+            assert jobs.cancel(st, jid)
+            assert st.get_job(jid)["state"] == "cancelling"
+        return _unique_instruction(prompt)
+
+    job = jobs.run_job(st, jid, ModelPool({"fake": ScriptedLM("fake", cancelling_lm)}))
+    assert job["state"] == "cancelled"
+    assert st.count_kept_instructions() < 6
+
+
+def test_a_running_job_is_not_run_twice(tmp_path):
+    import os
+    st = Store(tmp_path / "c.db")
+    jid = jobs.start_job(st, "generate", _config())
+    st.update_job(jid, state="running", pid=os.getpid())
+    try:
+        jobs.run_job(st, jid, _pool())
+    except Exception as e:
+        assert "already running" in str(e)
+    else:
+        raise AssertionError("expected an error")

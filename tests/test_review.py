@@ -263,3 +263,32 @@ def test_overview_counts(store):
     assert any(r["reason"] == "empty_output" for r in ov["reasons"])
     below = next(r for r in ov["reasons"] if r["stage"] == "consensus")
     assert below["n"] == store.count_passing(0.3)["scored"] - store.count_passing(0.3)["passing"]
+
+
+def _review_state(store):
+    rows = store.review_queue(status=None, limit=10_000)
+    log = [(r["instance_id"], r["reviewer"], r["action"], r["version"], r["before"], r["after"], r["reason"])
+           for r in store.review_log(limit=100_000)]
+    inst = [(r["id"], r["review_status"], r["version"], r["reviewed_by"], r["instruction"], r["input"], r["output"])
+            for r in rows]
+    return inst, sorted(log)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.2, 0.4, 0.7, 1.0])
+def test_bulk_accept_equals_one_review_at_a_time(tmp_path, tau):
+    """The set-based accept-all writes exactly what one Store.review per candidate writes."""
+    from review_fixtures import filled_store
+    stores = [filled_store(tmp_path / f"{name}.db", 60) for name in ("fast", "plain")]
+    for st in stores:  # some already reviewed, one edited then reset to pending
+        ids = [r["id"] for r in st.review_queue(status="pending", limit=8)]
+        review.reject(st, ids[0], reviewer="ann")
+        review.accept(st, ids[1], reviewer="ann")
+        review.edit(st, ids[2], reviewer="ann", output="changed")
+        st.review(ids[3], "edit", reviewer="ann", output="changed too")
+        st.review(ids[3], "reset", reviewer="ann")
+    fast = review.accept_all_passing(stores[0], tau, reviewer="bob")
+    plain = review.accept_all_passing_reference(stores[1], tau, reviewer="bob")
+    assert fast == plain
+    a, b = (_review_state(st) for st in stores)
+    assert a[0] == b[0]
+    assert a[1] == b[1]

@@ -71,7 +71,6 @@ def build_app(settings: Settings, runner: jobs.JobRunner | None = None) -> gr.Bl
     ``runner`` runs the jobs (default: a :class:`~curate.jobs.JobRunner` loading models from the registry;
     tests pass one whose pool holds scripted models)."""
     with Store(settings.db) as store:
-        store.ensure_queue_indexes()
         jobs.recover(store)
     handlers = Handlers(settings, runner or jobs.JobRunner(str(settings.db)))
     with gr.Blocks(title="curate", fill_width=True) as demo:

@@ -431,8 +431,6 @@ class Handlers:
         st = self.store()
         if not jobs.cancel(st, job_id):
             raise gr.Error(f"job {job_id} is {st.get_job(job_id)['state']}: it cannot be cancelled")
-        if job_id not in self.runner.running():  # paused / interrupted: no worker will see the request
-            st.request_job_state(job_id, "cancelled", only_from=("cancelling",))
         return self.job_status(job_id)
 
     def _job_action(self, fn: Callable[[str], dict], job_id: str | None) -> dict:
