@@ -198,3 +198,71 @@ def test_login_is_required_when_auth_is_on(tmp_path, browser):
         page.close()
     finally:
         demo.close()
+
+
+def _start_server(db, port):
+    import subprocess
+    import sys
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve_app.py")), str(db), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"the app server exited with {proc.returncode}")
+            import time
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the app server did not come up in 60 s")
+
+
+def test_every_action_survives_a_server_kill_and_the_job_resumes(tmp_path, browser):
+    """kill -9 of the server mid-job: the review stays, the job shows as interrupted and resumes to done."""
+    import signal
+    db = tmp_path / "restart.db"
+    filled_store(db, 8).close()
+    with Store(db) as st:
+        target = st.count_kept_instructions() + 40  # ~0.3 s per scripted call: runs for a while
+    port = free_port()
+    proc, url = _start_server(db, port)
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1250})
+        page.goto(url)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        page.locator("#curate-accept").click()
+        expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+        page.get_by_role("tab", name="Run").click()
+        n = box(page, "curate-job-n")
+        expect(n).not_to_have_value("")
+        n.fill(str(target))
+        expect(n).to_have_value(str(target))
+        page.locator("#curate-job-start").click()
+        expect(box(page, "curate-job-state")).to_have_value("running", timeout=15_000)
+        expect(box(page, "curate-job-counts")).not_to_have_value(re.compile(r"^kept 0 /"), timeout=15_000)
+        job_id = box(page, "curate-job-id").input_value()
+        proc.send_signal(signal.SIGKILL)  # the server dies mid-job
+        proc.wait(10)
+        with Store(db) as st:
+            kept_at_kill = st.count_kept_instructions()
+            assert kept_at_kill < target and st.get_job(job_id)["state"] == "running"
+
+        proc, url = _start_server(db, port)  # restart on the same store
+        page.goto(url)
+        expect(header(page)).to_have_value(re.compile(r"^#2 · "), timeout=30_000)  # #1 stays accepted
+        page.get_by_role("tab", name="Run").click()
+        page.locator('#curate-jobs [data-testid^="cell-"]', has_text=job_id).first.click()
+        expect(box(page, "curate-job-state")).to_have_value(re.compile("^interrupted"))
+        page.locator("#curate-job-resume").click()
+        expect(box(page, "curate-job-state")).to_have_value("done", timeout=60_000)
+        expect(box(page, "curate-job-counts")).to_have_value(re.compile(rf"^kept {target} / {target} instructions"))
+        with Store(db) as st:
+            assert st.count_kept_instructions() == target  # continued to exactly the target
+            assert st.get_instance(st.review_queue(status=None, limit=1)[0]["id"])["review_status"] == "accepted"
+        page.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
