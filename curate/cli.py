@@ -86,7 +86,7 @@ def _fmt_gen(p) -> str:
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .generate import GenerateConfig
+    from .generate import GenerateConfig, sampling
     from .jobs import run_job, start_job
     from .mixture import parse_mixture
     s = _settings(args, seeds=args.seeds, seed=args.seed, batch_size=args.batch_size)
@@ -96,7 +96,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         instruction_models=parse_mixture(args.models or s.instruction_models),
         instance_models=parse_mixture(args.instance_models or args.models or s.instance_models),
         assignment=args.assignment, seed=s.seed, batch_size=s.batch_size,
-        similarity_threshold=s.similarity_threshold)
+        similarity_threshold=s.similarity_threshold,
+        **sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.instance_max_new_tokens))
     with _store(s) as store:
         job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"))
         _console().print(f"job {job_id} → {s.db}  (Ctrl-C stops; run the same command, or "
@@ -281,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", help="seed task file (default: the shipped Self-Instruct seeds)")
     sp.add_argument("--seed", type=int, help="random seed (default 0)")
     sp.add_argument("--batch-size", type=int, help="prompts per model call (default 8)")
+    sp.add_argument("--temperature", type=float, help="sampling temperature (default 0.7; 0 = greedy)")
+    sp.add_argument("--top-k", type=int, help="top-k sampling (default 50; 0 disables)")
+    sp.add_argument("--top-p", type=float, help="nucleus sampling (default 1.0)")
+    sp.add_argument("--max-new-tokens", type=int, metavar="N",
+                    help="new tokens per instruction completion (default 256)")
+    sp.add_argument("--instance-max-new-tokens", type=int, metavar="N",
+                    help="new tokens per instance completion (default 512)")
     sp.add_argument("--no-instances", action="store_true", help="stop after the instruction stage")
     sp.add_argument("--resume", metavar="JOB", help="continue this job id instead of starting a new one")
 

@@ -64,6 +64,24 @@ def _default_mixture() -> list[MixtureEntry]:
     return [MixtureEntry(model=m) for m in DEFAULT_MODELS]
 
 
+def sampling(temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+             instruction_max_tokens: int | None = None, instance_max_tokens: int | None = None) -> dict:
+    """The ``instruction_params`` / ``instance_params`` of a :class:`GenerateConfig` with these overrides
+    (None keeps the reference value: temperature 0.7, top-k 50, top-p 1.0, 256 / 512 new tokens). The same
+    for the CLI flags and the app's Run tab. Raises pydantic's ValidationError (a ValueError) out of range."""
+    common = {k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)) if v is not None}
+
+    def one(base: GenParams, max_tokens: int | None) -> GenParams:
+        upd = dict(common)
+        if max_tokens is not None:
+            upd["max_new_tokens"] = int(max_tokens)
+            upd["min_new_tokens"] = min(base.min_new_tokens, int(max_tokens))
+        return GenParams(**{**base.model_dump(), **upd})
+
+    return {"instruction_params": one(INSTRUCTION_PARAMS, instruction_max_tokens),
+            "instance_params": one(INSTANCE_PARAMS, instance_max_tokens)}
+
+
 class GenerateConfig(BaseModel):
     """Everything a generation run needs; stored with the job for provenance."""
 

@@ -78,3 +78,17 @@ def test_demo_uses_the_default_store_when_no_db_is_given(tmp_path, monkeypatch):
     assert seen == [("generate", None, 3), ("ensemble", None), ("stats", None)]
     assert main(["demo", "--db", "x.db"]) == 0
     assert seen[-1] == ("stats", "x.db")
+
+
+def test_generate_sampling_flags_are_validated_and_recorded(tmp_path, capsys):
+    db = tmp_path / "c.db"
+    rc = main(["generate", "-n", "1", "--top-p", "2", "--db", str(db)])
+    assert rc == 2 and "top_p" in capsys.readouterr().err
+    # a scripted model that answers nothing useful: the job still records its sampling settings
+    rc = main(["generate", "-n", "1", "--models", "scripted:x", "--temperature", "0", "--max-new-tokens", "32",
+               "--instance-max-new-tokens", "48", "--no-instances", "--db", str(db)])
+    from curate.store import Store
+    with Store(db) as st:
+        cfg = st.list_jobs()[0]["config"]
+    assert cfg["instruction_params"]["temperature"] == 0 and cfg["instruction_params"]["max_new_tokens"] == 32
+    assert cfg["instance_params"]["max_new_tokens"] == 48

@@ -522,3 +522,15 @@ def test_generation_with_the_real_smollm2(smollm2):
         assert c["demos"] == (10 if c["stage"] == "instruction" else 15)
     for r in st.instructions(status="kept"):
         assert len(r["text"].split()) > 3 and "|EoS|" not in r["text"]
+
+
+def test_sampling_overrides_keep_the_reference_defaults_unless_given():
+    from curate.generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS, sampling
+    assert sampling() == {"instruction_params": INSTRUCTION_PARAMS, "instance_params": INSTANCE_PARAMS}
+    s = sampling(temperature=0.2, instruction_max_tokens=10)
+    assert s["instruction_params"].temperature == 0.2 and s["instance_params"].temperature == 0.2
+    assert s["instruction_params"].max_new_tokens == 10 and s["instruction_params"].min_new_tokens == 10
+    assert s["instance_params"].max_new_tokens == INSTANCE_PARAMS.max_new_tokens
+    assert s["instruction_params"].stop == INSTRUCTION_PARAMS.stop
+    with pytest.raises(ValueError):
+        sampling(temperature=-1)

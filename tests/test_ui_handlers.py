@@ -200,6 +200,21 @@ def test_jobs_start_progress_pause_resume_cancel(h):
     assert h.ui_job_status("nope")["job_state"] == "unknown job"
 
 
+def test_start_job_records_the_sampling_settings(h):
+    st = h.store()
+    out = h.ui_start_job("generate", st.count_kept_instructions() + 1, "B", False, "", "", "", 7, 2,
+                         0.0, 0.0, 0.9, 40.0, 64.0)
+    h.runner.join(20)
+    cfg = st.get_job(out["job_id"])["config"]
+    assert (cfg["task_type"], cfg["seed"], cfg["batch_size"]) == ("B", 7, 2)
+    assert cfg["instruction_params"]["temperature"] == 0.0 and cfg["instruction_params"]["top_k"] == 0
+    assert cfg["instruction_params"]["top_p"] == 0.9 and cfg["instruction_params"]["max_new_tokens"] == 40
+    assert cfg["instance_params"]["max_new_tokens"] == 64 and cfg["instance_params"]["temperature"] == 0.0
+    assert cfg["instruction_params"]["min_new_tokens"] <= 40
+    with pytest.raises(gr.Error, match="top_p"):
+        h.ui_start_job("generate", 3, "both", True, "", "", "", 0, 3, 0.7, 50, 1.5, 256, 512)
+
+
 def test_job_view_formats_progress():
     v = job_view({"kind": "generate", "state": "running", "error": "", "progress": {
         "stage": "instructions A", "target": 10, "kept": 4, "filtered": {"similar": 3}, "tok_s": 12.5,

@@ -88,7 +88,8 @@ def _review(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
 
 def _run(ui: UI, h: Handlers) -> None:
     job_inputs = [ui.job_kind, ui.job_instructions, ui.job_task_type, ui.job_instances, ui.job_instruction_models,
-                  ui.job_instance_models, ui.job_ensemble_models, ui.job_seed, ui.job_batch]
+                  ui.job_instance_models, ui.job_ensemble_models, ui.job_seed, ui.job_batch, ui.job_temperature,
+                  ui.job_top_k, ui.job_top_p, ui.job_max_tokens, ui.job_instance_max_tokens]
     _on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job")
     _on(ui.timer.tick, h.ui_job_status, [ui.job_id], JOB, ui, progress="hidden")
     _on(ui.job_id.submit, h.ui_job_status, [ui.job_id], JOB, ui)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from .. import jobs, review
 from ..ensemble import EnsembleConfig
 from ..errors import ConflictError, CurateError
-from ..generate import GenerateConfig
+from ..generate import GenerateConfig, sampling
 from ..mixture import parse_mixture
 from ..settings import Settings
 from ..store import Store
@@ -346,8 +346,11 @@ class Handlers:
     # -- jobs ---------------------------------------------------------------------------------------------
     def start_job(self, kind: str, instructions: int = 20, task_type: str = "both", instances: bool = True,
                   instruction_models: str = "", instance_models: str = "", ensemble_models: str = "",
-                  seed: int = 0, batch_size: int = 8) -> str:
-        """Create a job from the Run tab's values and start it on the runner. Returns its id."""
+                  seed: int = 0, batch_size: int = 8, temperature: float | None = None,
+                  top_k: int | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
+                  instance_max_new_tokens: int | None = None) -> str:
+        """Create a job from the Run tab's values and start it on the runner. Returns its id. Sampling
+        values left None keep the reference defaults."""
         s = self.settings
         if kind == "generate":
             config = GenerateConfig(
@@ -356,7 +359,9 @@ class Handlers:
                 instruction_models=parse_mixture(instruction_models or s.instruction_models),
                 instance_models=parse_mixture(instance_models or s.instance_models),
                 seed=int(seed or 0), batch_size=int(batch_size or s.batch_size),
-                similarity_threshold=s.similarity_threshold).model_dump(mode="json")
+                similarity_threshold=s.similarity_threshold,
+                **sampling(temperature, top_k, top_p, max_new_tokens, instance_max_new_tokens)
+            ).model_dump(mode="json")
         elif kind == "ensemble":
             models = [m.strip() for m in (ensemble_models or ",".join(s.ensemble_models)).split(",") if m.strip()]
             config = EnsembleConfig(models=models, prompt_style=s.ensemble_prompt_style,
@@ -371,9 +376,15 @@ class Handlers:
     @user_errors
     def ui_start_job(self, kind: str, instructions: float, task_type: str, instances: bool,
                      instruction_models: str, instance_models: str, ensemble_models: str, seed: float,
-                     batch_size: float) -> dict:
+                     batch_size: float, temperature: float | None = None, top_k: float | None = None,
+                     top_p: float | None = None, max_new_tokens: float | None = None,
+                     instance_max_new_tokens: float | None = None) -> dict:
+        def opt_int(v):
+            return None if v is None else int(v)
         job_id = self.start_job(kind, int(instructions or 1), task_type, instances, instruction_models,
-                                instance_models, ensemble_models, int(seed or 0), int(batch_size or 1))
+                                instance_models, ensemble_models, int(seed or 0), int(batch_size or 1),
+                                temperature, opt_int(top_k), top_p, opt_int(max_new_tokens),
+                                opt_int(instance_max_new_tokens))
         gr.Info(f"Job {job_id} started: it runs on the server, closing this tab does not stop it.")
         out = self.ui_job_status(job_id)
         out["job_id"] = job_id
@@ -496,11 +507,15 @@ class Handlers:
     @user_errors
     def api_start_job(self, kind: str = "generate", instructions: int = 20, task_type: str = "both",
                       instances: bool = True, instruction_models: str = "", instance_models: str = "",
-                      ensemble_models: str = "", seed: int = 0, batch_size: int = 8) -> dict:
+                      ensemble_models: str = "", seed: int = 0, batch_size: int = 8,
+                      temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                      max_new_tokens: int | None = None, instance_max_new_tokens: int | None = None) -> dict:
         """Start a generation or ensembling job on the server; returns the job (poll /job_status).
-        Mixtures are "model[:weight],…"; empty means the settings' default."""
+        Mixtures are "model[:weight],…"; empty means the settings' default. Sampling values (generation
+        only) left null keep the defaults: temperature 0.7, top_k 50, top_p 1.0, 256 / 512 new tokens."""
         return self.job_status(self.start_job(kind, instructions, task_type, instances, instruction_models,
-                                              instance_models, ensemble_models, seed, batch_size))
+                                              instance_models, ensemble_models, seed, batch_size, temperature,
+                                              top_k, top_p, max_new_tokens, instance_max_new_tokens))
 
     @user_errors
     def api_job_status(self, job_id: str) -> dict:

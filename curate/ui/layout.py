@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS
 from ..settings import Settings
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
@@ -184,6 +185,22 @@ def _run_tab(ui: UI, settings: Settings) -> None:
             with gr.Row():
                 ui.add("job_seed", gr.Number(settings.seed, label="Sampling seed", precision=0))
                 ui.add("job_batch", gr.Number(settings.batch_size, label="Batch size", precision=0, minimum=1))
+            with gr.Accordion("Sampling (generation jobs)", open=False, elem_id="curate-job-sampling"):
+                with gr.Row():
+                    ui.add("job_temperature", gr.Number(INSTRUCTION_PARAMS.temperature, minimum=0, maximum=5,
+                                                        step=0.05, label="Temperature (0 = greedy)",
+                                                        elem_id="curate-job-temperature"))
+                    ui.add("job_top_k", gr.Number(INSTRUCTION_PARAMS.top_k, precision=0, minimum=0,
+                                                  label="Top-k (0 = off)", elem_id="curate-job-top-k"))
+                    ui.add("job_top_p", gr.Number(INSTRUCTION_PARAMS.top_p, minimum=0.01, maximum=1, step=0.05,
+                                                  label="Top-p", elem_id="curate-job-top-p"))
+                with gr.Row():
+                    ui.add("job_max_tokens", gr.Number(INSTRUCTION_PARAMS.max_new_tokens, precision=0, minimum=1,
+                                                       label="Max new tokens per instruction completion",
+                                                       elem_id="curate-job-max-tokens"))
+                    ui.add("job_instance_max_tokens", gr.Number(
+                        INSTANCE_PARAMS.max_new_tokens, precision=0, minimum=1,
+                        label="Max new tokens per instance completion", elem_id="curate-job-instance-max-tokens"))
             ui.add("job_start", gr.Button("Start job", variant="primary", elem_id="curate-job-start"))
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
