@@ -1,5 +1,5 @@
 """Start the curate app: ``python app.py [--db PATH] [--port N] [--host H] [--auth user:pass[,user2:pass2]]
-[--config FILE]``. Binds 127.0.0.1 unless --host says otherwise; with --auth every page and API call needs a
+[--users FILE] [--config FILE]``. Binds 127.0.0.1 unless --host says otherwise; with --auth every page and API call needs a
 login. Everything else lives in curate.ui."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
     p.add_argument("--auth", help="require a login: user:pass, comma-separate several")
+    p.add_argument("--users", metavar="FILE", help="require a login: a file of user:password lines")
     p.add_argument("--config", help="settings TOML file (default: $CURATE_CONFIG or ./curate.toml)")
     args = p.parse_args(argv)
 
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from curate.settings import load_settings
     from curate.ui import launch
     try:
-        settings = load_settings(args.config, db=args.db, port=args.port, host=args.host, auth=args.auth)
+        settings = load_settings(args.config, db=args.db, port=args.port, host=args.host, auth=args.auth,
+                                 users_file=args.users)
         launch(settings)
     except CurateError as e:
         print(f"error: {e}", file=sys.stderr)

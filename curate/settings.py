@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="the app binds here; 0.0.0.0 exposes it to the network")
     port: int = Field(7860, ge=1, le=65535)
     auth: str | None = Field(None, description="user:pass (comma-separate several) to require a login")
+    users_file: Path | None = Field(None, description="a file of user:password lines (# comments) to require a "
+                                                      "login; adds to auth")
     seeds: Path | None = Field(None, description="seed task file; default: the shipped Self-Instruct seeds")
     instruction_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])
     instance_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])

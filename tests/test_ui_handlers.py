@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from curate import jobs, review
 from curate.settings import load_settings
 from curate.store import Store
+from curate.errors import SettingsError
 from curate.ui import build_app, parse_auth
 from curate.ui.handlers import JOB, OVERVIEW, QUEUE, SLOT_COLS, SLOTS, THRESHOLD, VIEW, Handlers, job_view
 from curate.ui.layout import MAX_OUTPUTS, QUEUE_HEADERS
@@ -263,3 +264,15 @@ def test_parse_auth():
     assert parse_auth("ann:pw, bob:p:w") == [("ann", "pw"), ("bob", "p:w")]
     with pytest.raises(Exception, match="user:password"):
         parse_auth("ann")
+
+
+def test_users_file_adds_logins_and_names_the_bad_line(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("# reviewers\nann:pw1\n\n  bob:p:w2  \n", encoding="utf-8")
+    assert parse_auth(None, users) == [("ann", "pw1"), ("bob", "p:w2")]
+    assert parse_auth("carl:pw3", users)[0] == ("carl", "pw3")
+    users.write_text("ann:pw1\nbob\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"users.txt:2: 'bob' is not user:password"):
+        parse_auth(None, users)
+    with pytest.raises(SettingsError, match="cannot read the users file"):
+        parse_auth(None, tmp_path / "missing.txt")

@@ -9,6 +9,7 @@ library (curate.review, curate.jobs, curate.store).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -50,19 +51,29 @@ CSS = """
 """
 
 
-def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
-    """``"alice:pw1,bob:pw2"`` → [("alice", "pw1"), ("bob", "pw2")]; None/"" → None (no login).
+def parse_auth(text: str | None, users_file: str | os.PathLike | None = None) -> list[tuple[str, str]] | None:
+    """``"alice:pw1,bob:pw2"`` → [("alice", "pw1"), ("bob", "pw2")], plus the ``user:password`` lines of
+    ``users_file`` (blank lines and ``#`` comments skipped); nothing given → None (no login).
 
-    Raises SettingsError on an item without ``user:password``."""
-    if not text or not text.strip():
-        return None
-    pairs = []
-    for item in text.split(","):
-        user, sep, password = item.strip().partition(":")
+    Raises SettingsError on an item without ``user:password`` (naming the file and line) or an unreadable
+    file."""
+    pairs: list[tuple[str, str]] = []
+    items = [(item.strip(), "auth") for item in (text or "").split(",") if item.strip()]
+    if users_file:
+        try:
+            lines = Path(users_file).expanduser().read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError(f"cannot read the users file {str(users_file)!r}: {e}. Pass a readable file of "
+                                "user:password lines") from e
+        items += [(line.strip(), f"{users_file}:{n}") for n, line in enumerate(lines, 1)
+                  if line.strip() and not line.lstrip().startswith("#")]
+    for item, where in items:
+        user, sep, password = item.partition(":")
         if not sep or not user.strip() or not password:
-            raise SettingsError(f"auth item {item.strip()!r} is not user:password (separate several with commas)")
+            hint = "separate several with commas" if where == "auth" else "one user:password per line"
+            raise SettingsError(f"{where}: {item!r} is not user:password ({hint})")
         pairs.append((user.strip(), password))
-    return pairs
+    return pairs or None
 
 
 def build_app(settings: Settings, runner: jobs.JobRunner | None = None) -> gr.Blocks:
@@ -85,7 +96,7 @@ def launch(settings: Settings, runner: jobs.JobRunner | None = None, **kwargs) -
 
     Blocks until the server stops, unless ``prevent_thread_lock=True``; returns the Blocks (``.local_url``,
     ``.close()``). Raises SettingsError for a malformed ``auth``."""
-    auth = parse_auth(settings.auth)
+    auth = parse_auth(settings.auth, settings.users_file)
     demo = build_app(settings, runner)
     demo.queue(default_concurrency_limit=4)
     kwargs.setdefault("server_name", settings.host)
