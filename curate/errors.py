@@ -32,9 +32,23 @@ class BackendError(CurateError):
     """A language-model backend failed (server unreachable after retries, bad response, ...)."""
 
 
+class ScorerError(CurateError):
+    """A quality scorer or teacher-compatibility run cannot proceed (unknown scorer spec, a model that is not
+    a reward model, a student without loglik, nothing to score, ...); the message names the fix."""
+
+
 class StoreError(CurateError):
     """The store refused an operation (unknown row, schema newer than this code, ...)."""
 
 
 class ConflictError(StoreError):
     """A write based on a stale version of a row (someone else changed it first)."""
+
+
+class SelectionError(CurateError):
+    """QDIT selection or near-duplicate finding got bad input (k, alpha, quality, embeddings, empty pool)."""
+
+
+class ExportError(CurateError):
+    """An export cannot be written (bad format or option, nothing to export, unwritable or occupied path,
+    text that is not valid UTF-8); nothing was written."""

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     consensus_threshold: float = Field(0.01, ge=0.0, le=1.0)
     similarity_threshold: float = Field(0.7, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=256)
+    car_beta: float = Field(1.0, ge=0.0, le=100.0,
+                            description="beta of CAR = mean reward / (1 + beta * L); the paper's value is not "
+                                        "confirmed, 1.0 is our default")
+    student_model: str = Field("smollm2-135m-instruct", min_length=1,
+                               description="the student whose loss on each teacher's responses CAR uses")
+    quality_scorer: str = Field("proxy:consensus", min_length=1,
+                                description="rm:<model>, judge:<model spec> or proxy:consensus")
     seed: int = 0
     reviewer: str = Field(default_factory=lambda: os.environ.get("USER") or "reviewer")
 

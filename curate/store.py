@@ -52,6 +52,21 @@ _ROUGE_ROWS = ("INDEXED BY consensus_rouge_min WHERE reason IN ('rouge', 'below_
                " AND chosen_nonempty = 1")
 
 
+# "The output consensus chose has a quality score of at least :qmin from scorer :qs" (per-output scores keyed
+# by the output id, curate.quality), as a probe list over the instances of the queue.
+QUALITY_SQL = ("+x.id IN (SELECT c.instance_id FROM consensus c JOIN scores s ON s.candidate_id ="
+               " json_extract(c.output_ids, '$[' || c.chosen_index || ']') AND s.scorer = :qs AND s.name = 'reward'"
+               " WHERE c.chosen_index IS NOT NULL AND s.value >= :qmin)")
+
+
+def _quality_clause(quality_scorer: str | None, quality_min: float | None, p: dict) -> str:
+    """`` AND <QUALITY_SQL>`` with its parameters put in ``p`` when both are set, else ""."""
+    if not quality_scorer or quality_min is None:
+        return ""
+    p.update(qs=quality_scorer, qmin=float(quality_min))
+    return f" AND {QUALITY_SQL}"
+
+
 def content_id(**parts: Any) -> str:
     """A stable sha1 id over the given named parts (sqlite-utils' ``hash_record``)."""
     return hash_record(parts)
@@ -241,6 +256,36 @@ def m002_queue_indexes(db: Database) -> None:
         CREATE INDEX IF NOT EXISTS instances_review_queue ON instances(status, review_status, seq, id);
         CREATE INDEX IF NOT EXISTS consensus_passing
             ON consensus(instance_id, reason, chosen_nonempty, min_pairwise);
+        """
+    )
+
+
+@migrations()
+def m003_selection(db: Database) -> None:
+    """QDIT selection (curate.select): cached instruction embeddings and named selections."""
+    db.executescript(
+        """
+        CREATE TABLE embeddings (            -- cache: one vector per (candidate, model, embedded text)
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            model TEXT NOT NULL,             -- embedded model name, or the resolved folder / HF id
+            text_hash TEXT NOT NULL,         -- sha1 of the embedded text: an edited instruction is re-embedded
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,            -- float32, little-endian, L2-normalised
+            created_at REAL NOT NULL,
+            PRIMARY KEY (instance_id, model, text_hash)
+        );
+        CREATE TABLE selections (            -- a named QDIT selection, one row per pick
+            name TEXT NOT NULL,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            rank INTEGER NOT NULL,           -- 0 = first pick
+            gain REAL NOT NULL,              -- facility-location gain F(A + a) - F(A) when picked
+            quality REAL,                    -- q(a): the quality used, min-max scaled over the pool
+            score REAL NOT NULL,             -- (1 - alpha) * gain + alpha * quality
+            params TEXT NOT NULL,            -- JSON: k, alpha, source, tau, quality, model, pool size
+            created_at REAL NOT NULL,
+            PRIMARY KEY (name, rank)
+        );
+        CREATE UNIQUE INDEX selections_instance ON selections(name, instance_id);
         """
     )
 
@@ -625,6 +670,209 @@ class Store:
         return self._rows("SELECT * FROM scores WHERE candidate_id = :id ORDER BY scorer, name",
                           {"id": candidate_id})
 
+    # -- teachers / quality scores -------------------------------------------------------------------------
+    # Per-OUTPUT scores (curate.quality's rewards, judge scores and proxies; curate.teachers' student NLLs)
+    # are `scores` rows whose candidate_id is the output id (outputs.id), with scorer = the scorer's name
+    # ("rm:…", "judge:…", "proxy:consensus", "nll:<student>") and name "reward" / "unscored" (value 0, the
+    # reason in detail) / "nll" (mean per-token NLL) / "tokens". Candidate-level scores keep the instance id;
+    # the two never collide (content hashes of different parts).
+    # The teacher sample of size N: the N OK instances with outputs whose ids come first (ids are content
+    # hashes, so this is a deterministic, effectively random sample, and a larger N contains a smaller one).
+    _SAMPLE_SQL = ("SELECT x.id, x.task_type FROM instances x WHERE x.status = 'ok'"
+                   " AND EXISTS (SELECT 1 FROM outputs o WHERE o.instance_id = x.id) ORDER BY x.id LIMIT :limit")
+
+    def count_outputs(self) -> int:
+        return self._one("SELECT COUNT(*) FROM outputs")
+
+    def sample_outputs(self, limit: int | None = None, *, missing: str | None = None,
+                       missing_names: Sequence[str] = ("reward",), batch: int = -1) -> list[dict]:
+        """Outputs of the teacher sample of ``limit`` instances (None: all), each with its instance's
+        instruction, input and task type, in (instance id, position) order. With ``missing`` (a scorer
+        name): only outputs without a score row of that scorer named one of ``missing_names``. ``batch``
+        caps the rows returned (-1: no cap)."""
+        p: dict[str, Any] = {"limit": -1 if limit is None else limit, "batch": batch}
+        where = ""
+        if missing:
+            names = {f"n{i}": n for i, n in enumerate(missing_names)}
+            p.update(names, scorer=missing)
+            where = (" WHERE NOT EXISTS (SELECT 1 FROM scores c WHERE c.candidate_id = o.id AND c.scorer = :scorer"
+                     f" AND c.name IN ({', '.join(':' + k for k in names)}))")
+        return self._rows(
+            f"WITH sample AS ({self._SAMPLE_SQL}) SELECT o.id, o.instance_id, o.position, o.model_id,"
+            " o.prompt_style, o.text, s.task_type, i.text AS instruction, x.input"
+            " FROM sample s JOIN outputs o ON o.instance_id = s.id JOIN instances x ON x.id = s.id"
+            f" JOIN instructions i ON i.id = x.instruction_id{where}"
+            " ORDER BY o.instance_id, o.position, o.model_id LIMIT :batch", p)
+
+    def output_agreement(self, output_ids: Sequence[str]) -> dict[str, float]:
+        """{output id: its consensus agreement} (``consensus.scores[i]``, the mean Rouge-L of output i to
+        the other outputs of its instance) for the given outputs that have a consensus row."""
+        out: dict[str, float] = {}
+        ids = list(output_ids)
+        for start in range(0, len(ids), 500):
+            chunk = {f"o{i}": v for i, v in enumerate(ids[start:start + 500])}
+            out.update({r["id"]: r["agreement"] for r in self._rows(
+                "SELECT o.id, json_extract(c.scores, '$[' || j.key || ']') AS agreement FROM outputs o"
+                " JOIN consensus c ON c.instance_id = o.instance_id JOIN json_each(c.output_ids) j"
+                f" ON j.value = o.id WHERE o.id IN ({', '.join(':' + k for k in chunk)})", chunk)
+                if r["agreement"] is not None})
+        return out
+
+    def teacher_stats(self, reward_scorer: str, nll_scorer: str, limit: int | None = None) -> list[dict]:
+        """Per (teacher model, task type) over the outputs of the teacher sample of ``limit`` instances
+        (None: all) that have both a reward by ``reward_scorer`` and an NLL by ``nll_scorer``: n, reward_sum,
+        nll_sum (Σ per-token NLL), tokens, and ``unscored`` (outputs the reward scorer could not score)."""
+        p = {"limit": -1 if limit is None else limit, "rs": reward_scorer, "ls": nll_scorer}
+        rows = self._rows(
+            f"WITH sample AS ({self._SAMPLE_SQL}) SELECT o.model_id AS model, s.task_type, COUNT(*) AS n,"
+            " SUM(r.value) AS reward_sum, SUM(l.value * t.value) AS nll_sum, SUM(t.value) AS tokens, 0 AS unscored"
+            " FROM sample s JOIN outputs o ON o.instance_id = s.id"
+            " JOIN scores r ON r.candidate_id = o.id AND r.scorer = :rs AND r.name = 'reward'"
+            " JOIN scores l ON l.candidate_id = o.id AND l.scorer = :ls AND l.name = 'nll'"
+            " JOIN scores t ON t.candidate_id = o.id AND t.scorer = :ls AND t.name = 'tokens'"
+            " GROUP BY o.model_id, s.task_type ORDER BY model, s.task_type", p)
+        by_key = {(r["model"], r["task_type"]): r for r in rows}
+        for r in self._rows(
+                f"WITH sample AS ({self._SAMPLE_SQL}) SELECT o.model_id AS model, s.task_type, COUNT(*) AS n"
+                " FROM sample s JOIN outputs o ON o.instance_id = s.id JOIN scores r ON r.candidate_id = o.id"
+                " AND r.scorer = :rs AND r.name = 'unscored' GROUP BY o.model_id, s.task_type", p):
+            row = by_key.setdefault((r["model"], r["task_type"]), {
+                "model": r["model"], "task_type": r["task_type"], "n": 0, "reward_sum": 0.0, "nll_sum": 0.0,
+                "tokens": 0.0})
+            row["unscored"] = r["n"]
+        return [by_key[k] for k in sorted(by_key)]
+
+    def stored_scorers(self) -> list[dict]:
+        """The quality scorers with stored per-output scores: scorer, label, scored, unscored."""
+        return self._rows(
+            "SELECT scorer, json_extract(MAX(detail), '$.label') AS label, SUM(name = 'reward') AS scored,"
+            " SUM(name = 'unscored') AS unscored FROM scores WHERE name IN ('reward', 'unscored')"
+            " GROUP BY scorer ORDER BY scorer")
+
+    def chosen_output_scores(self, scorer: str, name: str = "reward") -> dict[str, float]:
+        """{instance id: the ``scorer``/``name`` score of the output consensus chose} (a candidate-level
+        quality from per-output scores, e.g. for QDIT's q(a))."""
+        return {r["instance_id"]: r["value"] for r in self._rows(
+            "SELECT c.instance_id, s.value FROM consensus c JOIN scores s"
+            " ON s.candidate_id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
+            " AND s.scorer = :s AND s.name = :n WHERE c.chosen_index IS NOT NULL", {"s": scorer, "n": name})}
+
+    # -- selection (QDIT) and near-duplicates -------------------------------------------------------------
+    # The pool a selection draws from, its quality column, cached embeddings and named selections
+    # (curate.select wraps them).
+    SELECTION_SOURCES = {
+        "accepted": "x.status = 'ok' AND x.review_status IN ('accepted', 'edited')",
+        "passing": f"x.status = 'ok' AND c.instance_id IS NOT NULL AND ({PASSING_SQL})",
+        "all": "x.status = 'ok'",
+    }
+    SELECTION_QUALITY = {
+        # PROXY: the consensus agreement of the chosen output (mean Rouge-L to the other outputs)
+        "consensus": "CASE WHEN c.chosen_index IS NULL THEN NULL"
+                     " ELSE json_extract(c.scores, '$[' || c.chosen_index || ']') END",
+        "min_pairwise": "c.min_pairwise",  # PROXY: the least agreeing pair of outputs
+        # a scores-table row: the candidate's own, else the one of the output consensus chose
+        "score": "COALESCE((SELECT s.value FROM scores s WHERE s.candidate_id = x.id AND s.scorer = :qs"
+                 " AND s.name = :qn), (SELECT s.value FROM scores s WHERE s.candidate_id ="
+                 " json_extract(c.output_ids, '$[' || c.chosen_index || ']') AND s.scorer = :qs AND s.name = :qn))",
+        "none": "0.0",
+    }
+
+    def selection_pool(self, source: str = "passing", *, tau: float = 0.01, quality: str = "consensus",
+                       scorer: str | None = None, name: str | None = None) -> list[dict]:
+        """The candidates a selection draws from, in ``seq`` order: id, seq, instruction, input (the reviewed
+        text where there is one) and quality (NULL where missing).
+
+        ``source``: accepted (accepted or edited), passing (consensus passes at ``tau``) or all (every OK
+        candidate); ``quality``: a key of SELECTION_QUALITY (``score`` takes ``scorer`` and ``name``).
+        Raises StoreError for an unknown source or quality.
+        """
+        if source not in self.SELECTION_SOURCES:
+            raise StoreError(f"unknown pool {source!r}; one of {', '.join(self.SELECTION_SOURCES)}")
+        if quality not in self.SELECTION_QUALITY:
+            raise StoreError(f"unknown quality {quality!r}; one of {', '.join(self.SELECTION_QUALITY)}")
+        return self._rows(
+            "SELECT x.id, x.seq, COALESCE(x.final_instruction, i.text) AS instruction,"
+            f" COALESCE(x.final_input, x.input) AS input, {self.SELECTION_QUALITY[quality]} AS quality"
+            " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+            f" LEFT JOIN consensus c ON c.instance_id = x.id WHERE {self.SELECTION_SOURCES[source]}"
+            " ORDER BY x.seq", {"tau": tau, "qs": scorer, "qn": name})
+
+    def quality_sources(self) -> list[str]:
+        """The ``scorer:name`` pairs in the scores table (choices for a selection's quality)."""
+        return [f"{r['scorer']}:{r['name']}" for r in self._rows(
+            "SELECT DISTINCT scorer, name FROM scores ORDER BY scorer, name")]
+
+    def embeddings_for(self, model: str, keys: Sequence[tuple[str, str]]) -> dict[str, tuple[int, bytes]]:
+        """{instance id: (dim, float32 bytes)} of the cached vectors of ``model`` for the given
+        (instance id, text hash) pairs; pairs with no vector (new, or edited since) are left out."""
+        wanted = dict(keys)
+        out: dict[str, tuple[int, bytes]] = {}
+        ids = list(wanted)
+        for start in range(0, len(ids), 500):
+            chunk = {f"i{j}": v for j, v in enumerate(ids[start:start + 500])}
+            for r in self.db.execute(
+                    "SELECT instance_id, text_hash, dim, vector FROM embeddings WHERE model = :model"
+                    f" AND instance_id IN ({', '.join(':' + k for k in chunk)})", {**chunk, "model": model}):
+                if wanted[r[0]] == r[1]:
+                    out[r[0]] = (r[2], r[3])
+        return out
+
+    def save_embeddings(self, model: str, rows: Sequence[dict]) -> int:
+        """Store vectors: rows of instance_id, text_hash, dim, vector (float32 bytes). Returns the count."""
+        t = now()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (instance_id, model, text_hash, dim, vector, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["instance_id"], model, r["text_hash"], r["dim"], r["vector"], t) for r in rows])
+        return len(rows)
+
+    def count_embeddings(self, model: str | None = None) -> int:
+        if model is None:
+            return self._one("SELECT COUNT(*) FROM embeddings")
+        return self._one("SELECT COUNT(*) FROM embeddings WHERE model = :m", {"m": model})
+
+    def save_selection(self, name: str, rows: Sequence[dict], params: dict) -> int:
+        """Store the selection ``name`` (replacing one of that name): rows of instance_id, rank, gain,
+        quality, score. Returns the count. Raises StoreError for an empty name."""
+        if not name or not name.strip():
+            raise StoreError("a selection needs a name (--name)")
+        t, p = now(), _json(params)
+        with self.db.atomic():
+            self.db.execute("DELETE FROM selections WHERE name = :n", {"n": name})
+            self.db.conn.executemany(
+                "INSERT INTO selections (name, instance_id, rank, gain, quality, score, params, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(name, r["instance_id"], r["rank"], r["gain"], r.get("quality"), r["score"], p, t) for r in rows])
+        return len(rows)
+
+    def get_selection(self, name: str) -> list[dict]:
+        """The picks of selection ``name`` in rank order, with instruction and input (reviewed text first)
+        and params decoded. Raises StoreError (listing the names) when there is none of that name."""
+        rows = self._rows(
+            "SELECT s.rank, s.instance_id, s.gain, s.quality, s.score, s.params, s.created_at,"
+            " COALESCE(x.final_instruction, i.text) AS instruction, COALESCE(x.final_input, x.input) AS input"
+            " FROM selections s JOIN instances x ON x.id = s.instance_id"
+            " JOIN instructions i ON i.id = x.instruction_id WHERE s.name = :n ORDER BY s.rank", {"n": name})
+        if not rows:
+            names = ", ".join(r["name"] for r in self.list_selections()) or "none yet; `curate select` makes one"
+            raise StoreError(f"no selection {name!r} in {self.path} (selections: {names})")
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+        return rows
+
+    def list_selections(self) -> list[dict]:
+        """name, size, params (decoded), created_at of every stored selection, newest first."""
+        rows = self._rows("SELECT name, COUNT(*) AS size, MIN(params) AS params, MAX(created_at) AS created_at"
+                          " FROM selections GROUP BY name ORDER BY created_at DESC, name")
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+        return rows
+
+    def delete_selection(self, name: str) -> int:
+        with self.db.atomic():
+            return self.db.execute("DELETE FROM selections WHERE name = :n", {"n": name}).rowcount
+
     # -- reviews ----------------------------------------------------------------------------------------
     def review(self, instance_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
                instruction: str | None = None, input: str | None = None, output: str | None = None,
@@ -721,6 +969,80 @@ class Store:
             "reviews": self.review_counts(),
         }
 
+    # -- export (read-only) -----------------------------------------------------------------------------
+    # The reads behind curate.export. None of them writes.
+    EXPORT_INCLUDES = ("accepted", "passing", "selection")
+
+    def export_rows(self, include: Sequence[str] = ("accepted",), *, tau: float = 0.01,
+                    selection: str | None = None, limit: int | None = None) -> list[dict]:
+        """The candidates an export takes, in ``seq`` order: OK candidates not rejected by a reviewer that
+        are accepted or edited ("accepted"), pass consensus at ``tau`` ("passing"), or belong to the stored
+        selection ``selection`` (None: the newest) ("selection") — any of the ``include`` sources.
+
+        Each row: id, seq, task_type, instruction, input, output (the reviewed texts when there are any;
+        else the instruction, the candidate's input and the consensus choice, else the generator's output),
+        generator_model, instruction_model, review_status, reviewed_by, reviewed_at, review_action (the
+        latest in the log), consensus_reason, min_pairwise, chosen_index, ensemble_models (JSON list, None
+        without consensus), passes (1/0 at ``tau``, None without consensus), in_accepted, in_selection.
+
+        Text that is not valid UTF-8 in the file comes back with lone surrogates (``surrogateescape``), so
+        the caller can name the candidate instead of failing on the whole read.
+        Raises StoreError for an unknown include source or a selection that is not stored.
+        """
+        unknown = [s for s in include if s not in self.EXPORT_INCLUDES]
+        if unknown or not include:
+            raise StoreError(f"unknown export source {', '.join(map(repr, unknown)) or '(none)'}; "
+                             f"one or more of {', '.join(self.EXPORT_INCLUDES)}")
+        p: dict[str, Any] = {"tau": tau, "n": -1 if limit is None else limit}
+        sel = "0"
+        if "selection" in include:
+            sel = self._export_selection_sql(selection, p)
+        passes = f"CASE WHEN c.instance_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END"
+        accepted = "x.review_status IN ('accepted', 'edited')"
+        cond = {"accepted": accepted, "passing": f"({passes}) = 1", "selection": f"({sel}) = 1"}
+        sql = (
+            "SELECT x.id, x.seq, x.task_type, COALESCE(x.final_instruction, i.text) AS instruction,"
+            " COALESCE(x.final_input, x.input) AS input, COALESCE(x.final_output, o.text, x.output) AS output,"
+            " x.generator_model, i.generator_model AS instruction_model, x.review_status, x.reviewed_by,"
+            " x.reviewed_at, (SELECT r.action FROM reviews r WHERE r.instance_id = x.id"
+            " ORDER BY r.id DESC LIMIT 1) AS review_action, c.reason AS consensus_reason, c.min_pairwise,"
+            f" c.chosen_index, c.models AS ensemble_models, {passes} AS passes, {accepted} AS in_accepted,"
+            f" {sel} AS in_selection"
+            " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+            " LEFT JOIN consensus c ON c.instance_id = x.id"
+            " LEFT JOIN outputs o ON o.id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
+            " WHERE x.status = 'ok' AND x.review_status != 'rejected'"
+            f" AND ({' OR '.join(cond[s] for s in dict.fromkeys(include))}) ORDER BY x.seq LIMIT :n")
+        conn = self.db.conn
+        factory = conn.text_factory
+        conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+        try:
+            return self._rows(sql, p)
+        finally:
+            conn.text_factory = factory
+
+    def _export_selection_sql(self, selection: str | None, p: dict) -> str:
+        """SQL for "the candidate ``x`` is in the selection ``selection``" (1/0; None: the newest selection).
+        Raises StoreError when no selection is stored, or none of that name."""
+        names = [r["name"] for r in self.list_selections()]  # newest first
+        if not names:
+            raise StoreError("no selection stored; run `curate select` first")
+        if selection is None:
+            selection = names[0]
+        elif selection not in names:
+            raise StoreError(f"no selection {selection!r} in {self.path} (selections: {', '.join(names)})")
+        p["sel"] = selection
+        return "EXISTS (SELECT 1 FROM selections s WHERE s.name = :sel AND s.instance_id = x.id)"
+
+    def seed_sources(self) -> list[dict]:
+        """(source, task_type, n): the stored seed tasks per seed file and type."""
+        return self._rows("SELECT source, task_type, COUNT(*) AS n FROM seeds GROUP BY source, task_type"
+                          " ORDER BY source, task_type")
+
+    def consensus_thresholds(self) -> list[dict]:
+        """(threshold, n): the tau each stored consensus row was computed with (informational)."""
+        return self._rows("SELECT threshold, COUNT(*) AS n FROM consensus GROUP BY threshold ORDER BY threshold")
+
     # -- review queue (app) ---------------------------------------------------------------------------
     # The queries behind the app's review queue, threshold panel and overview (curate.review wraps them).
     QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "auto-filtered")
@@ -734,13 +1056,17 @@ class Store:
 
     def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
                      model: str | None = None, consensus: str | None = None, tau: float = 0.01,
-                     search: str | None = None) -> tuple[str, dict]:
+                     search: str | None = None, quality_scorer: str | None = None,
+                     quality_min: float | None = None) -> tuple[str, dict]:
         """WHERE clause (over ``x`` instances, ``i`` instructions, ``c`` consensus) of the review queue.
 
         ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
         ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
+        ``quality_scorer`` + ``quality_min``: the chosen output's score from that scorer is at least the minimum.
         """
         where, p = [], {"tau": tau}
+        if (q := _quality_clause(quality_scorer, quality_min, p)):
+            where.append(q.removeprefix(" AND "))
         if status == "auto-filtered":
             where.append("x.status = 'rejected'")
         elif status:
@@ -796,7 +1122,7 @@ class Store:
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
         status, consensus = filters.get("status"), filters.get("consensus")
         if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
-                and not any(filters.get(k) for k in ("task_type", "model", "search"))):
+                and not any(filters.get(k) for k in ("task_type", "model", "search", "quality_scorer"))):
             return self._count_status_consensus(status, consensus == "pass", filters.get("tau", 0.01))
         where, p = self._queue_where(**filters)
         joins = ""
@@ -839,33 +1165,40 @@ class Store:
         names = {f"o{i}": st for i, st in enumerate(others)}
         return everything - self._one(join.format(", ".join(f":{k}" for k in names)), {**names, "tau": tau})
 
-    def pending_passing(self, tau: float) -> list[dict]:
-        """(id, version) of the pending, OK candidates whose consensus passes at ``tau``, in seq order."""
+    def pending_passing(self, tau: float, quality_scorer: str | None = None,
+                        quality_min: float | None = None) -> list[dict]:
+        """(id, version) of the pending, OK candidates whose consensus passes at ``tau`` (and whose chosen
+        output scores at least ``quality_min`` from ``quality_scorer``, when given), in seq order."""
+        p = {"tau": tau}
+        q = _quality_clause(quality_scorer, quality_min, p)
         return self._rows(
             "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
-            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
-            {"tau": tau})
+            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}){q} ORDER BY x.seq", p)
 
     def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
-                               expected: int | None = None) -> int:
+                               expected: int | None = None, quality_scorer: str | None = None,
+                               quality_min: float | None = None) -> int:
         """Accept, set-based and in one write transaction, every pending OK candidate passing at ``tau``:
         each takes its consensus choice (else its generator output), its version is bumped and one ``accept``
         row per candidate goes to the review log — the same rows :meth:`review` writes one at a time.
 
         ``expected``: the count the reviewer confirmed; when it differs, raises :class:`ConflictError` and
-        writes nothing. Returns how many were accepted."""
+        writes nothing. ``quality_scorer`` + ``quality_min`` narrow it as in :meth:`pending_passing`.
+        Returns how many were accepted."""
         if not reviewer or not reviewer.strip():
             raise StoreError("a review needs a reviewer name")
         with self.db.atomic():
             # a write first takes the write lock, so no review lands between the read and the update
             self.db.execute("UPDATE instances SET version = version WHERE 0")
+            p = {"tau": tau}
+            q = _quality_clause(quality_scorer, quality_min, p)
             rows = self.db.execute(
                 "SELECT x.id, x.version, i.text, x.input, x.output, COALESCE((SELECT o.text FROM outputs o WHERE"
                 " o.id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')), x.output)"
                 " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
                 " JOIN consensus c ON c.instance_id = x.id"
-                f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}) ORDER BY x.seq",
-                {"tau": tau}).fetchall()
+                f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}){q} ORDER BY x.seq",
+                p).fetchall()
             if expected is not None and expected != len(rows):
                 raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
                                     "you confirmed; check the count and confirm again")
@@ -882,9 +1215,14 @@ class Store:
                  for iid, v, text, inp, out, chosen in rows])
         return len(rows)
 
-    def count_pending_passing(self, tau: float, passing: int | None = None) -> int:
+    def count_pending_passing(self, tau: float, passing: int | None = None, quality_scorer: str | None = None,
+                              quality_min: float | None = None) -> int:
         """How many pending OK candidates pass consensus at ``tau`` (what "accept all that pass" would take).
-        ``passing``: the count of all passing rows at ``tau`` when the caller has it (saves a scan)."""
+        ``passing``: the count of all passing rows at ``tau`` when the caller has it (saves a scan).
+        ``quality_scorer`` + ``quality_min``: only those whose chosen output scores at least that."""
+        if quality_scorer and quality_min is not None:
+            return self.count_queue(status="pending", consensus="pass", tau=tau, quality_scorer=quality_scorer,
+                                    quality_min=quality_min)
         return self._count_status_consensus("pending", True, tau, passing)
 
     def generator_models(self) -> list[str]:

@@ -9,6 +9,10 @@ and fast::
 Completions are served in order; when the script runs out, ``default`` is returned (or, with
 ``default=None``, :class:`~curate.errors.BackendError` is raised). A callable script receives the prompt
 and returns the text. Stop sequences and ``max_new_tokens`` (counted in whitespace tokens) are honoured.
+
+``loglik`` gives one NLL per whitespace token of the continuation (at least one): ``nll`` itself when it is a
+number, or ``nll(prompt, continuation)`` when it is a callable (per-text losses, e.g. to rank teachers in
+tests). Every ``loglik`` call is recorded in ``loglik_calls``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class ScriptedLM:
         *,
         default: str | None = "",
         context_length: int = 8192,
-        nll: float = 2.0,
+        nll: float | Callable[[str, str], float] = 2.0,
     ):
         self.model_id = model_id
         self.context_length = context_length
@@ -39,6 +43,7 @@ class ScriptedLM:
         self._default = default
         self._nll = nll
         self.calls: list[tuple[list[str], GenParams]] = []
+        self.loglik_calls: list[tuple[list[str], list[str]]] = []
 
     def enqueue(self, texts: Iterable[str]) -> None:
         self._queue.extend(texts)
@@ -81,4 +86,6 @@ class ScriptedLM:
     def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
         if len(prompts) != len(continuations):
             raise ValueError("loglik needs as many prompts as continuations")
-        return [[self._nll] * max(1, len(c.split())) for c in continuations]
+        self.loglik_calls.append((list(prompts), list(continuations)))
+        nll = self._nll if callable(self._nll) else (lambda p, c, v=float(self._nll): v)
+        return [[float(nll(p, c))] * max(1, len(c.split())) for p, c in zip(prompts, continuations)]
