@@ -246,6 +246,182 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_stats(build_parser().parse_args(["stats", *common]))
 
 
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import ExportError
+    from .export import export
+    s = _settings(args, consensus_threshold=args.tau)
+    if str(s.db) != ":memory:" and not Path(s.db).expanduser().is_file():
+        raise ExportError(f"no store at {s.db}: run `curate generate` first, or pass --db PATH")
+    with _store(s) as store:
+        r = export(store, args.format, args.out, include=args.include or ("accepted",), tau=s.consensus_threshold,
+                   system=args.system, provenance=args.provenance, selection=args.selection, force=args.force,
+                   invalid_text=args.invalid_text)
+    counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v)
+    print(f"wrote {r.rows} rows ({counts}) as {r.format} to {r.path}")
+    for name, size in r.files:
+        print(f"  {name:28} {size:>12,} bytes")
+    print(f"  {'total':28} {r.bytes:>12,} bytes")
+    for seq, name in r.repaired:
+        print(f"warning: candidate seq {seq}: invalid UTF-8 in its {name} replaced with U+FFFD", file=sys.stderr)
+    return 0
+
+
+def _scoring_progress():
+    """A rich progress bar on stderr and the ``progress(stage, done, total)`` callback that drives it."""
+    bar = _progress_bar(0)
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, info="")
+        bar.update(tasks[stage], completed=done)
+    return bar, progress
+
+
+@command("score")
+def cmd_score(args: argparse.Namespace) -> int:
+    from .quality import load_scorer, score_outputs
+    s = _settings(args, quality_scorer=args.scorer)
+    with _store(s) as store:
+        if store.count_outputs() == 0:
+            from .errors import ScorerError
+            raise ScorerError(f"no outputs in {s.db} to score: run `curate ensemble` first")
+        scorer = load_scorer(s.quality_scorer, store=store, batch_size=args.batch_size)
+        bar, progress = _scoring_progress()
+        with bar:
+            counts = score_outputs(store, scorer, limit=args.limit, progress=progress)
+    print(f"{scorer.name} ({scorer.label}): {counts['scored']} outputs scored, {counts['unscored']} unscored "
+          "(reason stored); outputs scored before were skipped")
+    return 0
+
+
+@command("teachers")
+def cmd_teachers(args: argparse.Namespace) -> int:
+    from .teachers import compute_teacher_stats, format_mixture, mixture_weights_from_car, teacher_ranking
+    from .quality import load_scorer, scorer_name
+    s = _settings(args, car_beta=args.beta, student_model=args.student, quality_scorer=args.scorer)
+    label = None
+    with _store(s) as store:
+        if not args.stored:
+            if store.count_outputs() == 0:
+                from .errors import ScorerError
+                raise ScorerError(f"no outputs in {s.db}: the teachers are the models that wrote outputs, so run "
+                                  "`curate generate` and `curate ensemble` first")
+            from .lm.registry import load_lm
+            scorer = load_scorer(s.quality_scorer, store=store)
+            label = scorer.label
+            student = load_lm(s.student_model)
+            bar, progress = _scoring_progress()
+            with bar:
+                done = compute_teacher_stats(store, student, scorer, limit=args.limit, batch_size=args.batch_size,
+                                             student_name=s.student_model, progress=progress)
+            _console().print(f"{done['outputs']} sampled outputs: {done['nll_computed']} student losses and "
+                             f"{done['rewards_computed']} rewards computed now ({done['unscored']} unscored), "
+                             f"the rest were stored; {done['seconds']:.1f}s")
+        ranking = teacher_ranking(store, s.student_model, s.quality_scorer, s.car_beta, limit=args.limit)
+    if args.json:
+        print(json.dumps(ranking, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    name = scorer_name(s.quality_scorer)
+    label = label or ("proxy (consensus agreement), not a reward model" if name.startswith("proxy:") else name)
+    table = Table(title=f"Teachers for student {s.student_model}: CAR = reward / (1 + {s.car_beta:g} x loss)")
+    for col in ("type", "rank", "teacher", "n", "reward", "loss", "CAR", "unscored"):
+        table.add_column(col, no_wrap=col == "teacher", justify="left" if col in ("type", "teacher") else "right")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for r in ranking:
+        table.add_row(r["task_type"], str(r["rank"]), r["model"], str(r["n"]), fmt(r["reward"]), fmt(r["loss"]),
+                      fmt(r["car"]), str(r["unscored"]))
+    if not ranking:
+        table.add_row("-", "-", "(nothing scored yet: run without --stored)", "", "", "", "", "")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    print(f"reward: {name} = {label}\nloss: the student's mean per-token NLL of each teacher's responses\n"
+          f"beta = {s.car_beta:g} (the car_beta setting; the paper's value is not confirmed)")
+    try:
+        print(f"mixture weighted by CAR (all types): --models '{format_mixture(mixture_weights_from_car(ranking))}'")
+    except CurateError as e:
+        print(f"no CAR mixture: {e}")
+    return 0
+
+
+def _embed_progress():
+    bar = _progress_bar(0)
+    state: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        if "task" not in state:
+            state["task"] = bar.add_task("embedding", total=total, info="")
+        bar.update(state["task"], completed=done)
+    return bar, progress
+
+
+@command("embed")
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .select import embed_pool, load_pool
+    s = _settings(args)
+    tau = s.consensus_threshold if args.tau is None else args.tau
+    with _store(s) as store:
+        pool = load_pool(store, args.source, tau=tau, quality="none")
+        bar, progress = _embed_progress()
+        with bar:
+            _, st = embed_pool(store, pool, args.model, batch_size=args.batch_size, progress=progress)
+    print(f"{st['model']}: {st['computed']} embedded now, {st['cached']} were cached "
+          f"(pool --from {args.source}: {len(pool.ids)} candidates)")
+    return 0
+
+
+@command("select")
+def cmd_select(args: argparse.Namespace) -> int:
+    from .select import run_selection
+    s = _settings(args)
+    tau = s.consensus_threshold if args.tau is None else args.tau
+    with _store(s) as store:
+        bar, progress = _embed_progress()
+        with bar:
+            run = run_selection(store, k=args.k, alpha=args.alpha, source=args.source, tau=tau,
+                                quality=args.quality, name=args.name, model=args.model, seed=args.seed,
+                                progress=progress)
+    p, rep = run.params, run.report
+    print(f"selection {run.name!r}: {rep['k']} of {rep['n']} candidates (--from {p['source']}), alpha={p['alpha']:g}, "
+          f"embeddings {p['model']} ({run.embedding_stats['computed']} embedded now)")
+    print(f"quality: {p['quality']}, min-max scaled to [0, 1] over the pool")
+    print(f"{'method':14} {'mean quality':>12} {'coverage F/n':>13} {'mean pairwise cos':>18}")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for r in rep["rows"]:
+        print(f"{r['method']:14} {fmt(r['mean_quality']):>12} {fmt(r['coverage']):>13} {fmt(r['mean_pairwise']):>18}")
+    print("coverage = mean over the pool of the cosine to the nearest selected (higher: better represented); "
+          "mean pairwise cos within the selection (lower: more diverse). Stored in the selections table.")
+    return 0
+
+
+@command("dups")
+def cmd_dups(args: argparse.Namespace) -> int:
+    from .select import find_duplicates
+    s = _settings(args)
+    tau = s.consensus_threshold if args.tau is None else args.tau
+    with _store(s) as store:
+        groups = find_duplicates(store, args.threshold, source=args.source, tau=tau, quality=args.quality,
+                                 model=args.model)
+    if args.json:
+        print(json.dumps(groups, indent=2, ensure_ascii=False))
+        return 0
+    cut = lambda t: " ".join(t.split())[:100]  # noqa: E731
+    for n, g in enumerate(groups[:args.limit], 1):
+        print(f"group {n} ({len(g['members'])} candidates)")
+        for m in g["members"]:
+            q = "-" if m["quality"] is None else f"{m['quality']:.3f}"
+            print(f"  {'keep' if m['keep'] else '    '} {m['id'][:12]} q={q:>6}  {cut(m['instruction'])}")
+    dropped = sum(len(g["members"]) - 1 for g in groups)
+    more = f" (first {args.limit} shown)" if len(groups) > args.limit else ""
+    print(f"{len(groups)} near-duplicate groups at cosine >= {args.threshold:g}{more}: keeping the best-scored of "
+          f"each would drop {dropped} candidates")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -320,6 +496,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("demo", "run the pipeline that exists on the embedded models: generate, ensemble, stats")
     sp.add_argument("--instructions", "-n", type=int, default=8, help="kept instructions to reach (default 8)")
+
+    from .export import FORMATS, INCLUDES, PROVENANCE
+    sp = add("export", "write the curated set (accepted / edited by default) for fine-tuning, with a dataset card")
+    sp.add_argument("--format", required=True, choices=tuple(FORMATS),
+                    help="; ".join(f"{n}: {f.description}" for n, f in FORMATS.items()))
+    sp.add_argument("--out", required=True, metavar="FOLDER",
+                    help="the export folder: the data file, README.md (the dataset card) and any sidecar; "
+                         "written under a temporary name and renamed into place")
+    sp.add_argument("--include", nargs="+", choices=INCLUDES, metavar="SOURCE",
+                    help="which candidates, any of: accepted (default; accepted or edited, the edited text wins), "
+                         "passing (consensus passes at --tau), selection (a stored QDIT selection); a "
+                         "reviewer's reject always wins")
+    sp.add_argument("--tau", type=float, help="consensus threshold for --include passing (default: the "
+                                              "consensus_threshold setting, 0.01)")
+    sp.add_argument("--selection", metavar="NAME", help="with --include selection: which stored selection "
+                                                        "(default: the latest)")
+    sp.add_argument("--system", metavar="TEXT", help="a system prompt for every row (sharegpt and messages only)")
+    sp.add_argument("--provenance", choices=PROVENANCE, default="none",
+                    help="none (default; plain training rows), field (a metadata object in every row) or "
+                         "sidecar (data.provenance.jsonl beside the data, one line per row with its index and id)")
+    sp.add_argument("--force", action="store_true", help="replace an existing export folder (a folder holding "
+                                                         "other files is never replaced)")
+    sp.add_argument("--invalid-text", choices=("error", "replace"), default="error",
+                    help="text that is not valid UTF-8 in the store: error (default; names the candidate) or "
+                         "replace (each invalid byte becomes U+FFFD; the card lists the rows)")
+
+    scorer_help = ("quality scorer: rm:<HF id or folder> (a reward model), judge:openai:<model>@<url> or "
+                   "judge:<model spec> (an LLM judge, 1-10), proxy:consensus (default; agreement, not a reward model)")
+    sp = add("score", "score every ensemble output with a quality scorer (stored; re-runs skip scored outputs)")
+    sp.add_argument("--scorer", help=scorer_help)
+    sp.add_argument("--limit", type=int, help="only the outputs of a deterministic sample of N instances")
+    sp.add_argument("--batch-size", type=int, default=8, help="outputs per scorer call (default 8)")
+
+    sp = add("teachers", "rank the mixture's models as teachers for a student by CAR, per task type")
+    sp.add_argument("--student", help="the student model spec (default smollm2-135m-instruct; any model spec)")
+    sp.add_argument("--scorer", help=scorer_help)
+    sp.add_argument("--beta", type=float, help="beta of CAR = reward / (1 + beta * loss) (default 1.0; the "
+                                               "paper's value is not confirmed)")
+    sp.add_argument("--limit", type=int, help="a deterministic sample of N instances (default: all)")
+    sp.add_argument("--batch-size", type=int, default=8, help="outputs per student loglik call (default 8)")
+    sp.add_argument("--stored", action="store_true", help="rank from stored numbers only; compute nothing")
+    sp.add_argument("--json", action="store_true", help="print the ranking as JSON")
+
+    from .select import QUALITY_HELP
+
+    def pool_args(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument("--from", dest="source", choices=("accepted", "passing", "all"), default=default,
+                        help=f"the pool: accepted (accepted/edited in review), passing (consensus passes tau) "
+                             f"or all OK candidates (default {default})")
+        sp.add_argument("--tau", type=float, help="consensus threshold for --from passing (default: the setting)")
+        sp.add_argument("--model", help="embedding model: all-minilm-l6-v2 (default, 384-d), all-mpnet-base-v2 "
+                                        "(the QDIT paper's, 768-d), or a sentence-transformers folder / HF id")
+
+    sp = add("embed", "embed the instruction + input of the pool's candidates (cached in the store; "
+                      "`select` also embeds what is missing)")
+    pool_args(sp, "all")
+    sp.add_argument("--batch-size", type=int, default=64, help="texts per embedding batch (default 64)")
+
+    sp = add("select", "pick a quality-diverse subset by greedy QDIT and store it as a named selection")
+    sp.add_argument("--k", type=int, required=True, help="how many candidates to select")
+    sp.add_argument("--alpha", type=float, default=0.7,
+                    help="quality weight in [0, 1]: 0 = pure diversity (facility location), 1 = quality order "
+                         "(default 0.7)")
+    pool_args(sp, "passing")
+    sp.add_argument("--quality", default="consensus", help=f"quality q: {QUALITY_HELP}")
+    sp.add_argument("--name", default="qdit", help="selection name (default qdit; re-using a name replaces it)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+
+    sp = add("dups", "list groups of near-duplicate instructions (cosine of embeddings >= threshold)")
+    sp.add_argument("--threshold", type=float, default=0.95, help="cosine threshold in (0, 1] (default 0.95)")
+    pool_args(sp, "all")
+    sp.add_argument("--quality", default="consensus", help=f"which member to keep (the best): {QUALITY_HELP}")
+    sp.add_argument("--limit", type=int, default=50, help="groups to print (default 50)")
+    sp.add_argument("--json", action="store_true", help="print every group as JSON")
     return p
 
 
