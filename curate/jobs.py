@@ -20,6 +20,8 @@ import threading
 import traceback
 from typing import Any, Callable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .errors import CurateError, StoreError
 from .generate import GenerateConfig, Stopped, run_generation
 from .mixture import ModelPool
@@ -52,6 +54,68 @@ def _ensemble(store: Store, config: dict, pool: ModelPool, job_id: str, on_progr
     from .ensemble import EnsembleConfig, run_ensemble
     return run_ensemble(store, EnsembleConfig(**config), pool, job_id=job_id, on_progress=on_progress,
                         should_stop=should_stop)
+
+
+class TeachersJobConfig(BaseModel):
+    """A teacher-compatibility run (curate.teachers.compute_teacher_stats) as a background job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: str = Field("smollm2-135m-instruct", min_length=1, description="the student model spec")
+    scorer: str = Field("proxy:consensus", min_length=1, description="quality scorer spec (curate.quality)")
+    limit: int | None = Field(None, ge=1, description="instances sampled (None: all)")
+    batch_size: int = Field(8, ge=1, le=256)
+
+
+@register_kind("teachers")
+def _teachers(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
+    from .quality import load_scorer
+    from .teachers import compute_teacher_stats
+    c = TeachersJobConfig(**config)
+    on_progress({"stage": f"loading the student {c.student}"})
+    student = pool.get(c.student)
+    scorer = load_scorer(c.scorer, store=store, batch_size=c.batch_size)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        on_progress({"stage": stage, "done": done, "total": total})
+
+    result = compute_teacher_stats(store, student, scorer, limit=c.limit, batch_size=c.batch_size,
+                                   student_name=c.student, progress=progress, should_stop=should_stop)
+    if should_stop():
+        raise Stopped()
+    on_progress({"stage": "done", "done": result["outputs"], "total": result["outputs"], "result": result})
+
+
+class EmbedJobConfig(BaseModel):
+    """Embedding a selection pool into the store's cache (curate.select.embed_pool) as a background job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("all-minilm-l6-v2", min_length=1, description="embedding model (embedded name, folder, "
+                                                                     "HF id)")
+    source: str = Field("passing", description="the pool: accepted | passing | all")
+    tau: float = Field(0.01, ge=0.0, le=1.0)
+
+
+@register_kind("embed")
+def _embed(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
+    from .select import embed_pool, load_pool
+    c = EmbedJobConfig(**config)
+    candidates = load_pool(store, c.source, tau=c.tau, quality="none")
+    on_progress({"stage": f"embedding with {c.model}", "done": 0, "total": len(candidates.ids)})
+
+    def progress(done: int, total: int) -> None:  # after each stored chunk: a stop here loses nothing
+        on_progress({"stage": f"embedding with {c.model}", "done": done, "total": total})
+        if should_stop():
+            raise Stopped()
+
+    _, stats = embed_pool(store, candidates, c.model, progress=progress)
+    on_progress({"stage": "done", "done": len(candidates.ids), "total": len(candidates.ids), "result": stats})
+
+
+#: how each kind's config is validated when the job is created
+CONFIGS: dict[str, type[BaseModel]] = {"generate": GenerateConfig, "teachers": TeachersJobConfig,
+                                       "embed": EmbedJobConfig}
 
 
 def _live_threads() -> set[str]:
@@ -131,11 +195,11 @@ def start_job(store: Store, kind: str, config: dict) -> str:
     """Create a job row (validated config) and return its id; run it with run_job or JobRunner."""
     if kind not in KINDS:
         raise StoreError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "generate":
-        config = GenerateConfig(**config).model_dump(mode="json")
-    elif kind == "ensemble":
+    if kind == "ensemble":
         from .ensemble import EnsembleConfig
-        config = EnsembleConfig(**config).model_dump(mode="json")
+        CONFIGS.setdefault("ensemble", EnsembleConfig)
+    if kind in CONFIGS:
+        config = CONFIGS[kind](**config).model_dump(mode="json")
     return store.create_job(kind, config)
 
 

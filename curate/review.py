@@ -26,6 +26,7 @@ from .store import Store
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
            "reject", "undo", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
+           "reject_duplicates", "quality_summary",
            "STATUS_OF_ACTION"]
 
 PAGE_SIZE = 50
@@ -50,10 +51,19 @@ class QueueFilter(BaseModel):
     tau: float = Field(0.01, ge=0.0, le=1.0)
     search: str = ""
     sort: Sort = "seq"
+    quality_scorer: str | None = Field(None, description="a quality scorer with stored scores (curate.quality)")
+    quality_min: float | None = Field(None, description="with quality_scorer: the chosen output scores at least "
+                                                        "this")
+
+    @property
+    def quality_on(self) -> bool:
+        return bool(self.quality_scorer) and self.quality_min is not None
 
     def store_filters(self) -> dict[str, Any]:
         return {"status": self.status, "task_type": self.task_type, "model": self.model or None,
-                "consensus": self.consensus, "tau": self.tau, "search": self.search}
+                "consensus": self.consensus, "tau": self.tau, "search": self.search,
+                "quality_scorer": self.quality_scorer if self.quality_on else None,
+                "quality_min": self.quality_min if self.quality_on else None}
 
 
 # -- the queue -----------------------------------------------------------------------------------------------
@@ -272,43 +282,95 @@ def threshold_summary(store: Store, tau: float, bins: int = HISTOGRAM_BINS) -> d
             "pending_passing": store.count_pending_passing(tau, counts["passing"]), "histogram": hist}
 
 
+def quality_summary(store: Store, scorer: str | None, quality_min: float | None,
+                    bins: int = HISTOGRAM_BINS) -> dict:
+    """The quality threshold: how many candidates' chosen outputs score at least ``quality_min`` from
+    ``scorer`` (of those it scored), and the histogram of those scores with each bin marked; from stored
+    scores only. ``{"scorer": None}`` when no scorer is picked."""
+    if not scorer:
+        return {"scorer": None, "scored": 0, "passing": 0, "min": None, "max": None, "histogram": []}
+    values = sorted(store.chosen_output_scores(scorer).values())
+    if not values:
+        return {"scorer": scorer, "scored": 0, "passing": 0, "min": None, "max": None, "histogram": []}
+    lo, hi = values[0], values[-1]
+    width = (hi - lo) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    q = lo if quality_min is None else float(quality_min)
+    hist = [{"lo": lo + i * width, "hi": lo + (i + 1) * width, "n": n,
+             "side": "passes" if lo + i * width >= q - 1e-12 else "below"} for i, n in enumerate(counts)]
+    return {"scorer": scorer, "scored": len(values), "passing": sum(v >= q for v in values), "min": lo,
+            "max": hi, "quality_min": q, "histogram": hist}
+
+
 def threshold_view(store: Store, f: QueueFilter, page: int = 1, page_size: int = PAGE_SIZE) -> dict:
     """What moving τ updates: :func:`threshold_summary` at ``f.tau`` plus the queue page under ``f`` (the
     queue's count is shared with the summary when the filter is "pending and passing")."""
     s = threshold_summary(store, f.tau)
-    plain = not (f.task_type or f.model or f.search)
+    plain = not (f.task_type or f.model or f.search or f.quality_on)
     total = s["pending_passing"] if plain and f.status == "pending" and f.consensus == "pass" else None
     return {**s, "queue": queue_page(store, f, page, page_size, total)}
 
 
-def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int | None = None) -> dict:
+def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int | None = None,
+                       quality_scorer: str | None = None, quality_min: float | None = None) -> dict:
     """Accept (the consensus choice of) every pending candidate that passes at ``tau``, in one transaction.
 
     ``expected``: the count the reviewer confirmed; when the pending-passing count differs now, raises
     ConflictError and accepts nothing. Returns {accepted, skipped} (skipped is 0: the transaction holds the
     write lock, so nobody reviews one of them meanwhile). Set-based in the store; same result as
     :func:`accept_all_passing_reference`, the one-review-at-a-time twin."""
-    n = store.accept_pending_passing(tau, reviewer=reviewer, expected=expected,
-                                     reason=f"accept all passing at tau={tau:g}")
+    quality = quality_scorer and quality_min is not None
+    n = store.accept_pending_passing(
+        tau, reviewer=reviewer, expected=expected, quality_scorer=quality_scorer if quality else None,
+        quality_min=quality_min if quality else None,
+        reason=f"accept all passing at tau={tau:g}" + (f", {quality_scorer} >= {quality_min:g}" if quality else ""))
     return {"accepted": n, "skipped": 0}
 
 
-def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, expected: int | None = None) -> dict:
+def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, expected: int | None = None,
+                                 quality_scorer: str | None = None, quality_min: float | None = None) -> dict:
     """The plain twin of :func:`accept_all_passing`: one :meth:`Store.review` per candidate."""
     done = skipped = 0
+    quality = quality_scorer and quality_min is not None
     with store.atomic():
-        todo = store.pending_passing(tau)
+        todo = store.pending_passing(tau, quality_scorer if quality else None, quality_min if quality else None)
         if expected is not None and expected != len(todo):
             raise ConflictError(f"{len(todo)} pending candidates pass at τ = {tau:g} now, not the {expected} "
                                 "you confirmed; check the count and confirm again")
         for row in todo:
             try:
                 store.review(row["id"], "accept", reviewer=reviewer, expected_version=row["version"],
-                             reason=f"accept all passing at tau={tau:g}")
+                             reason=f"accept all passing at tau={tau:g}"
+                             + (f", {quality_scorer} >= {quality_min:g}" if quality else ""))
                 done += 1
             except ConflictError:
                 skipped += 1
     return {"accepted": done, "skipped": skipped}
+
+
+def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str) -> dict:
+    """Reject, in one transaction, every member of each near-duplicate group (as
+    :func:`curate.select.find_duplicates` returns them) except the one it keeps, when still pending; each
+    with the reason "near-duplicate of #seq". Reviewed members are left alone. Returns {rejected, skipped}."""
+    done = skipped = 0
+    with store.atomic():
+        for g in groups:
+            keep = next((m for m in g["members"] if m["keep"]), None)
+            if keep is None:
+                continue
+            for m in g["members"]:
+                if m["keep"]:
+                    continue
+                cur = store.get_instance(m["id"])
+                if cur["review_status"] != "pending":
+                    skipped += 1
+                    continue
+                store.review(m["id"], "reject", reviewer=reviewer, expected_version=cur["version"],
+                             reason=f"near-duplicate of #{keep['seq']}")
+                done += 1
+    return {"rejected": done, "skipped": skipped}
 
 
 # -- overview -----------------------------------------------------------------------------------------------

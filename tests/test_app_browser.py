@@ -103,8 +103,11 @@ def test_review_a_candidate_in_the_browser(app, page):
     box(page, "curate-reject-reason").fill("")
     box(page, "curate-reject-reason").type("off topic r")
     expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+    info = box(page, "curate-page-info")
+    before = info.input_value()
     page.locator("#curate-reject").click()
     expect(header(page)).to_have_value(re.compile(r"^#3 · "))
+    expect(info).not_to_have_value(before)  # the counts / queue refresh that follows an action has landed
     page.locator("#curate-edit-box").get_by_text("Edit (saved").click()
     edit = box(page, "curate-edit-output")
     expect(edit).not_to_have_value("")  # the opened accordion shows #3's text before we type over it
@@ -266,3 +269,103 @@ def test_every_action_survives_a_server_kill_and_the_job_resumes(tmp_path, brows
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_download_an_export_from_the_app(app, page, tmp_path):
+    import zipfile
+
+    from datasets import load_dataset
+    db, url = app
+    with Store(db) as st:
+        for r in st.review_queue(status="pending", limit=2, sort="-seq"):
+            st.review(r["id"], "accept", reviewer="ann")
+        n = st.review_counts().get("accepted", 0) + st.review_counts().get("edited", 0)
+    page.goto(url)
+    expect(header(page)).to_have_value(re.compile(r"^#\d+ · "), timeout=30_000)
+    page.get_by_role("tab", name="Export").click()
+    page.locator("#curate-ex-preview-btn").click()
+    expect(page.locator("#curate-ex-preview")).to_contain_text('"instruction"')
+    page.locator("#curate-ex-export").click()
+    expect(box(page, "curate-ex-summary")).to_have_value(re.compile(rf"^Exported {n} rows"), timeout=30_000)
+    links = page.locator("#curate-ex-files a")
+    expect(links).to_have_count(2)
+    with page.expect_download() as dl:
+        links.nth(0).click()
+    archive = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(archive)
+    assert archive.suffix == ".zip"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "x")
+    rows = load_dataset("json", data_files=str(tmp_path / "x" / "curate-alpaca-jsonl" / "data.jsonl"), split="train")
+    assert len(rows) == n and set(rows.column_names) == {"instruction", "input", "output"}
+    assert "README.md" in {p.name for p in (tmp_path / "x" / "curate-alpaca-jsonl").iterdir()}
+    with Store(db) as st:
+        reviewed = [r for status in ("accepted", "edited")
+                    for r in st.review_queue(status=status, limit=500, snippet=10**6)]
+    assert sorted((r["instruction"], r["output"]) for r in rows) == sorted(
+        (r["instruction"], r["output"]) for r in reviewed)  # exactly the reviewed set, edited text included
+
+
+def _wait_job(db, kind, timeout=120.0):
+    import time
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with Store(db) as st:
+            js = [j for j in st.list_jobs() if j["kind"] == kind]
+        if js and js[0]["state"] in ("done", "failed", "cancelled"):
+            assert js[0]["state"] == "done", js[0]["error"]
+            return js[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no {kind} job finished in {timeout} s")
+
+
+def _drag(page, selector, fraction):
+    track = page.locator(f"{selector} input[type=range]")
+    b = track.bounding_box()
+    page.mouse.move(b["x"] + 2, b["y"] + b["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] * fraction, b["y"] + b["height"] / 2, steps=5)
+    page.mouse.up()  # .release fires on pointer-up
+
+
+def test_teachers_and_selection_are_visible_and_tunable(app, page):
+    db, url = app
+    page.goto(url)
+    expect(header(page)).to_have_value(re.compile(r"^#\d+ · "), timeout=30_000)
+    # Teachers: compute in the background, then the ranking; β re-ranks from stored numbers
+    page.get_by_role("tab", name="Teachers").click()
+    limit = box(page, "curate-tch-limit")
+    expect(limit).not_to_have_value("")
+    limit.fill("12")
+    page.locator("#curate-tch-start").click()
+    _wait_job(db, "teachers")
+    page.locator("#curate-tch-show").click()
+    table = page.locator("#curate-tch-table")
+    expect(table).to_contain_text("smollm2-135m-instruct")
+    expect(box(page, "curate-tch-status")).to_have_value(re.compile("not a reward model"))
+    car_before = table.locator('[data-testid="cell-0-5"]').inner_text()
+    _drag(page, "#curate-tch-beta", 0.9)
+    expect(box(page, "curate-tch-status")).to_have_value(re.compile(r"β = [1-9]"))
+    expect(table.locator('[data-testid="cell-0-5"]')).not_to_have_text(car_before)
+    page.locator("#curate-tch-mix").click()
+    page.get_by_role("tab", name="Run").click()
+    expect(box(page, "curate-job-imodels")).to_have_value(re.compile(r"^[\w.\-]+:0\.\d+"))
+    # Select: embed the pool in the background, select, then move α
+    page.get_by_role("tab", name="Select").click()
+    page.locator("#curate-sel-embed").click()  # the default pool: candidates passing τ
+    _wait_job(db, "embed")
+    k = page.locator("#curate-sel-k input[type=number]")
+    k.fill("8")
+    k.press("Enter")
+    page.locator("#curate-sel-run").click()
+    status = box(page, "curate-sel-status")
+    expect(status).to_have_value(re.compile(r"^Selected 8 of \d+ \(passing pool\) with α = 0\.7"), timeout=30_000)
+    expect(page.locator("#curate-sel-report")).to_contain_text("quality-only")
+    expect(page.locator("#curate-sel-map canvas, #curate-sel-map svg").first).to_be_visible()
+    _drag(page, "#curate-sel-alpha", 0.1)
+    expect(status).not_to_have_value(re.compile(r"α = 0\.7;"))
+    with Store(db) as st:
+        picks = st.get_selection("qdit")
+    assert len(picks) == 8 and picks[0]["params"]["alpha"] < 0.5
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "select.png"), full_page=True)

@@ -292,3 +292,45 @@ def test_bulk_accept_equals_one_review_at_a_time(tmp_path, tau):
     a, b = (_review_state(st) for st in stores)
     assert a[0] == b[0]
     assert a[1] == b[1]
+
+
+def _scored(store):
+    from curate.quality import load_scorer, score_outputs
+    scorer = load_scorer("proxy:consensus", store=store)
+    score_outputs(store, scorer)
+    return scorer.name
+
+
+@pytest.mark.parametrize("q_min", [0.0, 0.3, 0.6, 2.0])
+def test_quality_threshold_is_a_query_over_the_chosen_outputs_scores(store, q_min):
+    name = _scored(store)
+    chosen = store.chosen_output_scores(name)
+    tau = 0.2
+    want = [r["id"] for r in store.review_queue(status="pending", consensus="pass", tau=tau, limit=10_000)
+            if chosen.get(r["id"], float("-inf")) >= q_min]
+    f = QueueFilter(status="pending", consensus="pass", tau=tau, quality_scorer=name, quality_min=q_min)
+    page = review.queue_page(store, f, 1, 500)
+    assert [r["id"] for r in page["rows"]] == want and page["total"] == len(want)
+    assert store.count_pending_passing(tau, quality_scorer=name, quality_min=q_min) == len(want)
+    s = review.quality_summary(store, name, q_min)
+    assert s["scored"] == len(chosen) and s["passing"] == sum(v >= q_min for v in chosen.values())
+    assert sum(b["n"] for b in s["histogram"]) == len(chosen)
+    assert review.quality_summary(store, None, q_min)["scored"] == 0
+    off = QueueFilter(status="pending", consensus="pass", tau=tau, quality_scorer=name, quality_min=None)
+    assert review.queue_page(store, off)["total"] == store.count_pending_passing(tau)  # no minimum: no filter
+
+
+@pytest.mark.parametrize("q_min", [0.0, 0.4, 0.8])
+def test_bulk_accept_with_a_quality_minimum_equals_the_plain_twin(tmp_path, q_min):
+    from review_fixtures import filled_store
+    stores = [filled_store(tmp_path / f"{name}.db", 60) for name in ("fast", "plain")]
+    names = {_scored(st) for st in stores}
+    (name,) = names
+    fast = review.accept_all_passing(stores[0], 0.1, reviewer="bob", quality_scorer=name, quality_min=q_min)
+    plain = review.accept_all_passing_reference(stores[1], 0.1, reviewer="bob", quality_scorer=name,
+                                                quality_min=q_min)
+    assert fast == plain
+    assert _review_state(stores[0]) == _review_state(stores[1])
+    chosen = stores[0].chosen_output_scores(name)
+    accepted = stores[0].review_queue(status="accepted", limit=10_000)
+    assert all(chosen[r["id"]] >= q_min for r in accepted)

@@ -20,7 +20,8 @@ from curate.ui.handlers import JOB, OVERVIEW, QUEUE, SLOT_COLS, SLOTS, THRESHOLD
 from curate.ui.layout import MAX_OUTPUTS, QUEUE_HEADERS
 from review_fixtures import XSS, filled_store, scripted_pool
 
-FILTERS = ("pending", "", "", "", 0.01, "", "seq")  # status, type, model, consensus, tau, search, sort
+FILTERS = ("pending", "", "", "", 0.01, "", "seq", "", None)  # status, type, model, consensus, tau, search, sort,
+#                                                              quality scorer, quality minimum
 
 
 @pytest.fixture
@@ -163,8 +164,8 @@ def test_accept_all_needs_confirmation_of_the_count(h):
     assert confirm["confirm_count"] == n and f"all {n:,} pending" in confirm["confirm_text"]
     assert confirm["confirm_box"]["visible"] is True
     with pytest.raises(gr.Error, match="confirm again"):
-        h.ui_accept_all(tau, n + 5, "ann", req())
-    out = h.ui_accept_all(tau, n, "ann", req())
+        h.ui_accept_all(tau, n + 5, "ann", "", None, req())
+    out = h.ui_accept_all(tau, n, "ann", "", None, req())
     assert out["confirm_box"]["visible"] is False and h.store().count_pending_passing(tau) == 0
     assert h.store().review_counts()["accepted"] == n
     assert h.ui_confirm_cancel()["confirm_count"] is None
@@ -276,3 +277,148 @@ def test_users_file_adds_logins_and_names_the_bad_line(tmp_path):
         parse_auth(None, users)
     with pytest.raises(SettingsError, match="cannot read the users file"):
         parse_auth(None, tmp_path / "missing.txt")
+
+
+# -- export tab ----------------------------------------------------------------------------------------------
+def test_export_tab_previews_then_offers_the_files(h):
+    import json
+    import zipfile
+
+    from datasets import load_dataset
+    opts = ("messages", ["accepted"], 0.01, "", "Be brief.", "none")
+    empty = h.ui_export_preview(*opts)
+    assert empty["ex_preview"] == "[]" and "Nothing to export" in empty["ex_summary"]
+    ids = [r["id"] for r in h.store().review_queue(status="pending", limit=3)]
+    review.accept(h.store(), ids[0], reviewer="ann")
+    review.edit(h.store(), ids[1], reviewer="ann", output="An edited answer.")
+    before = h.store().review_counts()
+    shown = h.ui_export_preview(*opts)
+    rows = json.loads(shown["ex_preview"])
+    assert len(rows) == 2 and rows[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert rows[1]["messages"][-1]["content"] == "An edited answer."  # the edit wins
+    assert "---" in shown["ex_card"] and shown["ex_files"] is None
+    out = h.ui_export(*opts)
+    archive, data = out["ex_files"]
+    assert "Exported 2 rows" in out["ex_summary"]
+    names = zipfile.ZipFile(archive).namelist()
+    assert "curate-messages/README.md" in names and "curate-messages/data.jsonl" in names
+    loaded = load_dataset("json", data_files=data, split="train")
+    assert [m[-1]["content"] for m in loaded["messages"]] == [r["messages"][-1]["content"] for r in rows]
+    assert h.store().review_counts() == before  # an export writes nothing to the store
+    with pytest.raises(gr.Error, match="system"):
+        h.ui_export("alpaca", ["accepted"], 0.01, "", "Be brief.", "none")
+    assert h.ui_sync_tau(0.4) == {"ex_tau": 0.4}
+    api = h.api_export_preview("alpaca-jsonl", ["accepted"], n=1)
+    assert len(api["rows"]) == 1 and set(api["rows"][0]) == {"instruction", "input", "output"}
+
+
+# -- teachers tab --------------------------------------------------------------------------------------------
+def test_teachers_tab_computes_in_the_background_then_ranks_and_weights_the_mixture(h):
+    from curate.mixture import parse_mixture
+    empty = h.ui_teachers("", "", 1.0, "all")
+    assert empty["tch_table"].empty and "press Compute" in empty["tch_status"]
+    started = h.ui_teachers_start("smollm2-135m-instruct", "proxy:consensus", 10, 4)
+    h.runner.join(30)
+    job = h.store().get_job(started["job_id"])
+    assert job["state"] == "done", job["error"]
+    assert job["kind"] == "teachers" and job["config"]["limit"] == 10
+    status = h.ui_job_status(started["job_id"])
+    assert status["job_state"] == "done" and "/" in status["job_counts"]
+    shown = h.ui_teachers("smollm2-135m-instruct", "proxy:consensus", 1.0, "all")
+    table = shown["tch_table"]
+    assert list(table["rank"]) == [str(i) for i in range(1, len(table) + 1)] and len(table) >= 2
+    assert "not a reward model" in shown["tch_status"] and "not confirmed" in shown["tch_status"]
+    cars = [float(x) for x in table["CAR"]]
+    assert cars == sorted(cars, reverse=True)
+    rows = h.teacher_rows("smollm2-135m-instruct", "proxy:consensus", 0.0)
+    assert all(abs(r["car"] - r["reward"]) < 1e-12 for r in rows if r["car"] is not None)  # β = 0: CAR = reward
+    assert set(shown["tch_chart"]["task type"]) <= {"all", "A", "B"}
+    mix = h.ui_teachers_mixture("smollm2-135m-instruct", "proxy:consensus", 1.0, "all")
+    entries = parse_mixture(mix["job_instruction_models"])
+    assert mix["job_instance_models"] == mix["job_instruction_models"]
+    assert [e.model for e in entries] == list(table["teacher"])[:len(entries)]
+    assert abs(sum(e.weight for e in entries) - 1) < 1e-3
+    api = h.api_teachers("smollm2-135m-instruct", "proxy:consensus", 1.0)
+    assert api["mixture"] == mix["job_instruction_models"] and api["ranking"][0]["rank"] == 1
+    with pytest.raises(gr.Error, match="limit|greater"):
+        h.ui_teachers_start("smollm2-135m-instruct", "proxy:consensus", -3, 4)
+
+
+# -- select tab ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def hs(tmp_path):
+    """A store whose candidates #1-#3 are near-copies of one instruction (real embeddings, all-MiniLM)."""
+    db = tmp_path / "s.db"
+    same = "Summarize the following paragraph about the history of the printing press in two sentences."
+    filled_store(db, 30, texts={0: {"instruction": same, "input": ""}, 1: {"instruction": same + " ", "input": ""},
+                                2: {"instruction": same.replace("two", "2"), "input": ""}}).close()
+    settings = load_settings(None, db=str(db), reviewer="ann")
+    runner = jobs.JobRunner(str(db), scripted_pool())
+    yield Handlers(settings, runner)
+    runner.join(10)
+
+
+def test_select_tab_embeds_in_the_background_then_selects_maps_and_groups_near_copies(hs):
+    h = hs
+    with pytest.raises(gr.Error, match="embedding"):  # nothing embedded yet: say what to do
+        h.ui_qdit(5, 0.7, "all", 0.01, "consensus", "all-minilm-l6-v2")
+    started = h.ui_embed_start("all", 0.01, "all-minilm-l6-v2")
+    h.runner.join(120)
+    job = h.store().get_job(started["job_id"])
+    assert job["state"] == "done", job["error"]
+    from curate.select import load_pool
+    n = len(load_pool(h.store(), "all", quality="none").ids)  # the OK candidates
+    assert job["progress"]["result"]["computed"] == n > 20
+    out = h.ui_qdit(5, 0.7, "all", 0.01, "consensus", "all-minilm-l6-v2")
+    assert f"Selected 5 of {n}" in out["sel_status"] and "PROXY" in out["sel_status"]
+    assert list(out["sel_report"]["method"]) == ["qdit", "random", "quality-only"]
+    assert (out["sel_map"]["set"] == "selected").sum() == 5 and len(out["sel_map"]) == n
+    assert list(out["sel_table"]["rank"]) == ["1", "2", "3", "4", "5"]
+    stored = h.store().get_selection("qdit")
+    assert [str(r["rank"] + 1) for r in stored] == list(out["sel_table"]["rank"])
+    with pytest.raises(gr.Error, match="alpha|α"):
+        h.ui_qdit(5, 1.5, "all", 0.01, "consensus", "all-minilm-l6-v2")
+    with pytest.raises(gr.Error, match="k"):
+        h.ui_qdit(500, 0.7, "all", 0.01, "consensus", "all-minilm-l6-v2")
+    dups = h.ui_dups(0.95, "all", 0.01, "consensus", "all-minilm-l6-v2")
+    groups = dups["dup_groups"]
+    assert len(groups) == 1 and {m["seq"] for m in groups[0]["members"]} == {1, 2, 3}
+    assert "2 candidates would be rejected" in dups["dup_status"]
+    keep = groups[0]["keep"]
+    res = h.ui_dups_reject(groups, "bob", req())
+    assert "rejected 2" in res["dup_status"] and res["dup_groups"] is None
+    statuses = {m["id"]: h.store().get_instance(m["id"])["review_status"] for m in groups[0]["members"]}
+    assert statuses.pop(keep) == "pending" and set(statuses.values()) == {"rejected"}
+    assert h.store().review_log(next(iter(statuses)))[-1]["reason"].startswith("near-duplicate of #")
+    again = h.ui_dups_reject(groups, "bob", req())  # already reviewed: left alone
+    assert "rejected 0" in again["dup_status"]
+    api = h.api_select(3, 0.5, "all", 0.01, "none", "all-minilm-l6-v2")
+    assert len(api["ids"]) == 3 and api["params"]["alpha"] == 0.5
+
+
+def test_quality_slider_filters_the_queue_and_counts_from_stored_scores(h):
+    from curate.quality import load_scorer, score_outputs
+    scorer = load_scorer("proxy:consensus", store=h.store())
+    score_outputs(h.store(), scorer)
+    loaded = h.ui_load("ann", req())
+    assert (scorer.name in [v for _, v in loaded["q_scorer"]["choices"]])
+    base = FILTERS[:7]
+    picked = h.ui_quality_scorer(*base, scorer.name, None)
+    lo, hi = picked["q_min"]["minimum"], picked["q_min"]["maximum"]
+    assert picked["q_min"]["value"] == lo < hi and picked["q_min"]["interactive"] is True
+    everything = int(picked["q_count"].split(" of ")[1].split()[0].replace(",", ""))
+    assert picked["q_count"].startswith(f"{everything:,} of {everything:,}")  # at the minimum all pass
+    mid = (lo + hi) / 2
+    moved = h.ui_quality(*base, scorer.name, mid)
+    chosen = h.store().chosen_output_scores(scorer.name)
+    assert moved["q_count"].startswith(f"{sum(v >= mid for v in chosen.values()):,} of {len(chosen):,}")
+    assert set(moved["q_hist"]["side"]) == {"passes", "below"}
+    assert moved["page_info"].startswith(f"{h.store().count_queue(status='pending', quality_scorer=scorer.name, quality_min=mid):,} candidates")
+    confirm = h.ui_confirm_all(0.0, scorer.name, mid)
+    n = confirm["confirm_count"]
+    assert n == h.store().count_pending_passing(0.0, quality_scorer=scorer.name, quality_min=mid) > 0
+    assert "score ≥" in confirm["confirm_text"]
+    h.ui_accept_all(0.0, n, "ann", scorer.name, mid, req())
+    assert h.store().review_counts()["accepted"] == n
+    off = h.ui_quality(*base, "", None)
+    assert off["q_count"].startswith("no quality threshold")

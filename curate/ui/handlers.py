@@ -11,7 +11,11 @@ gets its own store connection.
 """
 
 import functools
+import json
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 from datetime import datetime
 from typing import Any, Callable
 
@@ -19,7 +23,7 @@ import gradio as gr
 import pandas as pd
 from pydantic import ValidationError
 
-from .. import jobs, review
+from .. import export, jobs, quality, review, select, teachers
 from ..ensemble import EnsembleConfig
 from ..errors import ConflictError, CurateError
 from ..generate import GenerateConfig, sampling
@@ -37,6 +41,11 @@ QUEUE = ["queue", "page", "page_info"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 JOB = ["job_state", "job_stage", "job_rate", "job_eta", "job_counts", "job_reasons", "job_error", "jobs"]
 OVERVIEW = ["ov_stages", "ov_reasons_plot", "ov_models_plot", "ov_reviewers_plot", "ov_models", "ov_reviewers"]
+EXPORT = ["ex_summary", "ex_files", "ex_preview", "ex_card"]
+TEACHERS = ["tch_table", "tch_chart", "tch_status"]
+SELECT = ["sel_status", "sel_report", "sel_map", "sel_table"]
+QUALITY = ["q_count", "q_hist", "q_min"]
+DUPS = ["dup_status", "dup_table", "dup_groups"]
 ACTIVE_STATES = ("queued", "running", "pausing", "cancelling")
 
 
@@ -105,11 +114,13 @@ class Handlers:
 
     @staticmethod
     def queue_filter(status: str | None, task_type: str | None, model: str | None, consensus: str | None,
-                     tau: float, search: str | None, sort: str | None) -> review.QueueFilter:
+                     tau: float, search: str | None, sort: str | None, quality_scorer: str | None = None,
+                     quality_min: float | None = None) -> review.QueueFilter:
         try:
             return review.QueueFilter(status=status or None, task_type=task_type or None, model=model or None,
                                       consensus=consensus or None, tau=float(tau if tau is not None else 0.0),
-                                      search=search or "", sort=sort or "seq")
+                                      search=search or "", sort=sort or "seq", quality_scorer=quality_scorer or None,
+                                      quality_min=None if quality_min is None else float(quality_min))
         except ValidationError as e:
             raise gr.Error(_validation_message(e)) from e
 
@@ -118,15 +129,19 @@ class Handlers:
         """Reviewer box from the login (locked) and the generator-model filter's choices."""
         user = getattr(request, "username", None)
         models = self.store().generator_models()
+        scorers = self.store().stored_scorers()
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
-                "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models])}
+                "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models]),
+                "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
+                                                               for r in scorers])}
 
     # -- queue --------------------------------------------------------------------------------------------
     @user_errors
     def ui_queue(self, status: str, task_type: str, model: str, consensus: str, tau: float, search: str,
-                 sort: str, page: float | None, step: int | None = None) -> dict:
+                 sort: str, q_scorer: str | None, q_min: float | None, page: float | None,
+                 step: int | None = None) -> dict:
         """One page of the queue (``step`` ±1 moves to the previous / next page)."""
-        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort)
+        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
         res = review.queue_page(self.store(), f, int(page or 1) + int(step or 0))
         return self._queue_view(res)
 
@@ -142,9 +157,9 @@ class Handlers:
 
     @user_errors
     def ui_threshold(self, status: str, task_type: str, model: str, consensus: str, tau: float, search: str,
-                     sort: str) -> dict:
+                     sort: str, q_scorer: str | None = None, q_min: float | None = None) -> dict:
         """τ moved: pass count, histogram with the threshold, and the queue's first page."""
-        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort)
+        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
         v = review.threshold_view(self.store(), f, 1)
         out = self._threshold_fields(v)
         out.update(self._queue_view(v["queue"]))
@@ -152,11 +167,41 @@ class Handlers:
 
     @user_errors
     def ui_refresh(self, status: str, task_type: str, model: str, consensus: str, tau: float, search: str,
-                   sort: str, page: float | None) -> dict:
+                   sort: str, q_scorer: str | None, q_min: float | None, page: float | None) -> dict:
         """After a review: counts and the current queue page (run after the next candidate is shown)."""
         out = self._threshold_view(float(tau))
-        out.update(self.ui_queue(status, task_type, model, consensus, tau, search, sort, page))
+        out.update(self.ui_queue(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min, page))
         return out
+
+    # -- the quality threshold (scores from curate.quality, e.g. `curate score`) ---------------------------
+    @user_errors
+    def ui_quality_scorer(self, status: str, task_type: str, model: str, consensus: str, tau: float,
+                          search: str, sort: str, q_scorer: str | None, q_min: float | None) -> dict:
+        """A scorer was picked: the slider spans its scores, starting at the lowest (nothing filtered yet)."""
+        s = review.quality_summary(self.store(), q_scorer or None, None)
+        lo, hi = s["min"], s["max"]
+        slider = (gr.update(minimum=lo, maximum=hi if hi > lo else lo + 1, value=lo, interactive=True)
+                  if lo is not None else gr.update(value=0, interactive=False))
+        out = self.ui_quality(status, task_type, model, consensus, tau, search, sort, q_scorer,
+                              lo if lo is not None else None)
+        return {**out, "q_min": slider}
+
+    @user_errors
+    def ui_quality(self, status: str, task_type: str, model: str, consensus: str, tau: float, search: str,
+                   sort: str, q_scorer: str | None, q_min: float | None) -> dict:
+        """The quality slider moved: its count and histogram, τ's counts and the queue's first page."""
+        s = review.quality_summary(self.store(), q_scorer or None, q_min)
+        if s["scorer"] is None:
+            text = "no quality threshold (pick a scorer; `curate score` stores scores)"
+        elif not s["scored"]:
+            text = f"{q_scorer}: nothing scored yet (`curate score --scorer {q_scorer}`)"
+        else:
+            text = (f"{s['passing']:,} of {s['scored']:,} scored candidates have a chosen output scoring ≥ "
+                    f"{s['quality_min']:.3g} ({q_scorer})")
+        hist = pd.DataFrame([{"lo": round(b["lo"], 3), "n": b["n"], "side": b["side"]} for b in s["histogram"]],
+                            columns=["lo", "n", "side"])
+        out = self.ui_threshold(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
+        return {**out, "q_count": text, "q_hist": hist, "q_min": gr.update()}
 
     def _threshold_view(self, tau: float) -> dict:
         return self._threshold_fields(review.threshold_summary(self.store(), tau))
@@ -248,8 +293,8 @@ class Handlers:
 
     @user_errors
     def ui_next(self, current: dict | None, status: str, task_type: str, model: str, consensus: str,
-                tau: float, search: str, sort: str) -> dict:
-        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort)
+                tau: float, search: str, sort: str, q_scorer: str | None = None, q_min: float | None = None) -> dict:
+        f = self.queue_filter(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
         nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"))
         return self._view(nxt, tau, "" if nxt else "No pending candidate left under these filters.", current)
 
@@ -279,24 +324,24 @@ class Handlers:
 
     def ui_accept(self, current: dict | None, output_index: int | None, reviewer: str, history: list | None,
                   status: str, task_type: str, model: str, consensus: str, tau: float, search: str, sort: str,
-                  request: gr.Request) -> dict:
+                  q_scorer: str | None, q_min: float | None, request: gr.Request) -> dict:
         """Accept output ``output_index`` (None: the consensus choice), then open the next pending one."""
         return self._act(review.accept, current, history, (status, task_type, model, consensus, tau, search,
-                                                            sort), self.reviewer(reviewer, request),
+                                                            sort, q_scorer, q_min), self.reviewer(reviewer, request),
                          output_index=output_index)
 
     def ui_reject(self, current: dict | None, reason: str, reviewer: str, history: list | None, status: str,
                   task_type: str, model: str, consensus: str, tau: float, search: str, sort: str,
-                  request: gr.Request) -> dict:
+                  q_scorer: str | None, q_min: float | None, request: gr.Request) -> dict:
         return self._act(review.reject, current, history, (status, task_type, model, consensus, tau, search,
-                                                            sort), self.reviewer(reviewer, request),
+                                                            sort, q_scorer, q_min), self.reviewer(reviewer, request),
                          reason=reason)
 
     def ui_edit(self, current: dict | None, instruction: str, input: str, output: str, reviewer: str,
                 history: list | None, status: str, task_type: str, model: str, consensus: str, tau: float,
-                search: str, sort: str, request: gr.Request) -> dict:
+                search: str, sort: str, q_scorer: str | None, q_min: float | None, request: gr.Request) -> dict:
         return self._act(review.edit, current, history, (status, task_type, model, consensus, tau, search,
-                                                          sort), self.reviewer(reviewer, request),
+                                                          sort, q_scorer, q_min), self.reviewer(reviewer, request),
                          instruction=instruction, input=input or "", output=output)
 
     def ui_undo(self, history: list | None, reviewer: str, tau: float, request: gr.Request) -> dict:
@@ -317,19 +362,25 @@ class Handlers:
 
     # -- bulk accept --------------------------------------------------------------------------------------
     @user_errors
-    def ui_confirm_all(self, tau: float) -> dict:
-        n = self.store().count_pending_passing(float(tau))
+    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None) -> dict:
+        quality = bool(q_scorer) and q_min is not None
+        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer if quality else None,
+                                               quality_min=q_min if quality else None)
+        also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if quality else ""
         if n == 0:
-            gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}.")
+            gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
             return {"confirm_box": gr.update(visible=False), "confirm_text": "", "confirm_count": None}
         return {"confirm_box": gr.update(visible=True), "confirm_count": n,
                 "confirm_text": f"Accept the consensus choice of all {n:,} pending candidates that pass at "
-                                f"τ = {float(tau):.2f}? Each is logged under your name; undo works one by one."}
+                                f"τ = {float(tau):.2f}{also}? Each is logged under your name; undo works one by "
+                                "one."}
 
-    def ui_accept_all(self, tau: float, count: int | None, reviewer: str, request: gr.Request) -> dict:
+    def ui_accept_all(self, tau: float, count: int | None, reviewer: str, q_scorer: str | None,
+                      q_min: float | None, request: gr.Request) -> dict:
         who = self.reviewer(reviewer, request)
         try:
-            res = review.accept_all_passing(self.store(), float(tau), reviewer=who, expected=count)
+            res = review.accept_all_passing(self.store(), float(tau), reviewer=who, expected=count,
+                                            quality_scorer=q_scorer or None, quality_min=q_min)
         except ConflictError as e:
             raise gr.Error(str(e), title="The count changed") from e
         except CurateError as e:
@@ -499,6 +550,193 @@ class Handlers:
                 "ov_reasons_plot": reasons, "ov_models_plot": contrib, "ov_reviewers_plot": reviewers,
                 "ov_models": models, "ov_reviewers": people}
 
+    # -- teachers (CAR) -----------------------------------------------------------------------------------
+    @user_errors
+    def ui_teachers_start(self, student: str, scorer: str, limit: float | None, batch_size: float | None) -> dict:
+        """Start the background job that computes the student's losses and the rewards (resumable)."""
+        config = {"student": (student or "").strip() or self.settings.student_model,
+                  "scorer": (scorer or "").strip() or self.settings.quality_scorer,
+                  "limit": int(limit) if limit else None, "batch_size": int(batch_size or self.settings.batch_size)}
+        job_id = jobs.start_job(self.store(), "teachers", config)
+        self.runner.submit(job_id)
+        gr.Info(f"Job {job_id} started: the Run tab follows it; the ranking fills in as it stores numbers.")
+        return {"tch_status": f"job {job_id}: computing {config['student']}'s loss on each teacher's outputs and "
+                              f"{config['scorer']} rewards (follow it in the Run tab, then Show ranking)",
+                "job_id": job_id}
+
+    def teacher_rows(self, student: str, scorer: str, beta: float) -> list[dict]:
+        return teachers.teacher_ranking(self.store(), (student or "").strip() or self.settings.student_model,
+                                        (scorer or "").strip() or self.settings.quality_scorer, float(beta))
+
+    @user_errors
+    def ui_teachers(self, student: str, scorer: str, beta: float, task_type: str) -> dict:
+        """The ranking from stored numbers (β re-ranks instantly): a table and a CAR bar chart."""
+        rows = self.teacher_rows(student, scorer, beta)
+        shown = [r for r in rows if r["task_type"] == (task_type or "all")]
+        table = pd.DataFrame([[str(r["rank"]), r["model"], str(r["n"]), _num(r["reward"]), _num(r["loss"]),
+                               _num(r["car"]), str(r["unscored"])] for r in shown],
+                             columns=["rank", "teacher", "outputs", "mean reward", "student loss L", "CAR",
+                                      "unscored"])
+        chart = pd.DataFrame([{"teacher": r["model"], "CAR": r["car"], "task type": r["task_type"]}
+                              for r in rows if r["car"] is not None], columns=["teacher", "CAR", "task type"])
+        label = rows[0]["scorer"] if rows else (scorer or self.settings.quality_scorer)
+        proxy = label.startswith("proxy:")
+        note = (f"CAR = mean reward / (1 + β·L), β = {float(beta):g} (the paper's β is not confirmed; tune it). "
+                f"Reward: {label}" + (f" — {quality.PROXY_LABEL}." if proxy else ".")
+                + ("" if rows else " Nothing stored yet for this student and scorer: press Compute."))
+        return {"tch_table": table, "tch_chart": chart, "tch_status": note}
+
+    @user_errors
+    def ui_teachers_mixture(self, student: str, scorer: str, beta: float, task_type: str) -> dict:
+        """Weight the generation mixture (Run tab) by CAR."""
+        mix = teachers.format_mixture(teachers.mixture_weights_from_car(self.teacher_rows(student, scorer, beta),
+                                                                        task_type or "all"))
+        gr.Info(f"Run tab mixtures set to {mix}")
+        return {"job_instruction_models": mix, "job_instance_models": mix,
+                "tch_status": f"generation mixture weighted by CAR: {mix} (Run tab)"}
+
+    @user_errors
+    def api_teachers(self, student: str = "", scorer: str = "", beta: float = 1.0) -> dict:
+        """Teachers ranked by CAR for a student, per task type (all, A, B), from stored numbers; and the
+        mixture weighted by CAR. Compute the numbers with `curate teachers` or the Teachers tab first."""
+        rows = self.teacher_rows(student, scorer, beta)
+        try:
+            mix = teachers.format_mixture(teachers.mixture_weights_from_car(rows))
+        except CurateError:
+            mix = ""
+        return {"ranking": rows, "mixture": mix}
+
+    # -- selection (QDIT) and near-duplicates -------------------------------------------------------------
+    MAP_POINTS = 4000  # unselected points drawn on the 2-D map (every m-th; all selected ones are drawn)
+
+    @user_errors
+    def ui_embed_start(self, source: str, tau: float, model: str) -> dict:
+        """Start the background job that embeds the pool's candidates missing from the cache."""
+        config = {"model": model or "all-minilm-l6-v2", "source": source or "passing", "tau": float(tau or 0)}
+        job_id = jobs.start_job(self.store(), "embed", config)
+        self.runner.submit(job_id)
+        gr.Info(f"Job {job_id} started: the Run tab follows it.")
+        return {"sel_status": f"job {job_id}: embedding the {config['source']} pool with {config['model']} "
+                              "(follow it in the Run tab, then Select)", "job_id": job_id}
+
+    @user_errors
+    def ui_qdit(self, k: float, alpha: float, source: str, tau: float, quality: str, model: str) -> dict:
+        """Greedy QDIT over the cached embeddings; stores the selection "qdit"; the map, the baselines and
+        the picks."""
+        st = self.store()
+        run = select.run_selection(st, k=int(k), alpha=float(alpha), source=source or "passing",
+                                   tau=float(tau or 0), quality=quality or "consensus", name="qdit",
+                                   model=model or None, compute=False)
+        e, _ = select.embed_pool(st, run.pool, model or None, compute=False)
+        xy = select.pca_2d(e)
+        picked = set(run.result.indices)
+        step = max(1, (len(run.pool.ids) - len(picked)) // self.MAP_POINTS)
+        others = [i for i in range(len(run.pool.ids)) if i not in picked][::step]
+        points = pd.DataFrame(
+            [{"x": float(xy[i, 0]), "y": float(xy[i, 1]), "set": "selected" if i in picked else "not selected",
+              "seq": run.pool.rows[i]["seq"]} for i in [*others, *run.result.indices]],
+            columns=["x", "y", "set", "seq"])
+        report = pd.DataFrame([[r["method"], _num(r["mean_quality"]), _num(r["coverage"]), _num(r["mean_pairwise"])]
+                               for r in run.report["rows"]],
+                              columns=["method", "mean quality", "coverage F/n ↑", "mean pairwise cos ↓"])
+        picks = pd.DataFrame([[str(r + 1), str(run.pool.rows[i]["seq"]), f"{g:.3f}", f"{q:.3f}",
+                               run.pool.texts[i][:200]]
+                              for r, (i, g, q) in enumerate(zip(run.result.indices, run.result.gains,
+                                                                run.result.quality))],
+                             columns=["rank", "#", "gain", "quality", "instruction (+ input)"])
+        status = (f"Selected {len(picked):,} of {len(run.pool.ids):,} ({run.params['source']} pool) with α = "
+                  f"{float(alpha):g}; quality: {run.pool.quality_label}; embeddings: {run.params['model']}. "
+                  "Stored as the selection 'qdit' (Export → the QDIT selection).")
+        return {"sel_status": status, "sel_report": report, "sel_map": points, "sel_table": picks}
+
+    @user_errors
+    def ui_dups(self, threshold: float, source: str, tau: float, quality: str, model: str) -> dict:
+        """Near-duplicate groups of the pool (cached embeddings), the best-scored member of each kept."""
+        groups = select.find_duplicates(self.store(), float(threshold), source=source or "all",
+                                        tau=float(tau or 0), quality=quality or "consensus",
+                                        model=model or None, compute=False)
+        rows = [[str(g), str(m["seq"]), "keep" if m["keep"] else "near-copy",
+                 _num(m["quality"]), (m["instruction"] + (" | " + m["input"] if m["input"] else ""))[:200]]
+                for g, grp in enumerate(groups, start=1) for m in grp["members"]]
+        copies = sum(len(g["members"]) - 1 for g in groups)
+        return {"dup_status": f"{len(groups):,} groups of near-copies (cosine ≥ {float(threshold):g}): "
+                              f"{copies:,} candidates would be rejected, keeping the best-scored of each group.",
+                "dup_table": pd.DataFrame(rows, columns=["group", "#", "", "quality", "instruction (+ input)"]),
+                "dup_groups": groups}
+
+    @user_errors
+    def ui_dups_reject(self, groups: list[dict] | None, reviewer: str, request: gr.Request = None) -> dict:
+        if not groups:
+            raise gr.Error("Find near-duplicates first.")
+        who = self.reviewer(reviewer, request)
+        res = review.reject_duplicates(self.store(), groups, reviewer=who)
+        gr.Info(f"Rejected {res['rejected']} near-copies ({res['skipped']} already reviewed were left alone).")
+        return {"dup_status": f"rejected {res['rejected']} near-copies as {who}; {res['skipped']} already reviewed "
+                              "were left alone", "dup_groups": None}
+
+    @user_errors
+    def api_select(self, k: int, alpha: float = 0.7, source: str = "passing", tau: float = 0.01,
+                   quality: str = "consensus", model: str = "") -> dict:
+        """QDIT selection over cached embeddings (embed first: `curate embed` or the Select tab), stored as
+        'qdit'. Returns the picked candidate ids in order and the report against the baselines."""
+        run = select.run_selection(self.store(), k=int(k), alpha=float(alpha), source=source, tau=float(tau),
+                                   quality=quality, name="qdit", model=model or None, compute=False)
+        return {"ids": run.ids, "report": run.report, "params": run.params}
+
+    # -- export -------------------------------------------------------------------------------------------
+    @staticmethod
+    def export_options(fmt: str, include: list[str] | str | None, tau: float | None, selection: str | None,
+                       system: str | None, provenance: str | None) -> dict:
+        return {"fmt": fmt or "alpaca-jsonl", "include": include or ("accepted",),
+                "tau": float(tau if tau is not None else 0.01), "selection": (selection or "").strip() or None,
+                "system": (system or "").strip() or None, "provenance": provenance or "none"}
+
+    @staticmethod
+    def ui_sync_tau(tau: float) -> dict:
+        """The Export tab's τ follows the Review tab's slider (the "current threshold")."""
+        return {"ex_tau": tau}
+
+    @user_errors
+    def ui_export_preview(self, fmt: str, include: list[str], tau: float, selection: str, system: str,
+                          provenance: str) -> dict:
+        """The first rows as they will be written and the dataset card; writes nothing."""
+        o = self.export_options(fmt, include, tau, selection, system, provenance)
+        rows = export.preview(self.store(), n=5, **o)
+        if not rows:
+            return {"ex_summary": "Nothing to export with these choices: accept candidates in the Review tab, "
+                                  "or include those passing τ.", "ex_files": None, "ex_preview": "[]",
+                    "ex_card": ""}
+        card = export.dataset_card(self.store(), **o)
+        return {"ex_summary": f"Preview of the first {len(rows)} rows as {o['fmt']} (nothing written yet).",
+                "ex_files": None, "ex_preview": json.dumps(rows, ensure_ascii=False, indent=2, default=str),
+                "ex_card": card}
+
+    @user_errors
+    def ui_export(self, fmt: str, include: list[str], tau: float, selection: str, system: str,
+                  provenance: str) -> dict:
+        """Write the export into a fresh temporary folder on the server and offer its files: the folder as
+        a zip, and the data file itself when there is one."""
+        o = self.export_options(fmt, include, tau, selection, system, provenance)
+        folder = Path(tempfile.mkdtemp(prefix="curate-export-"))
+        name = f"curate-{o['fmt']}"
+        res = export.export(self.store(), out=folder / name, **o)
+        archive = shutil.make_archive(str(folder / name), "zip", root_dir=folder, base_dir=name)
+        files = [archive] + ([str(res.data_path)] if res.data_path.is_file() else [])
+        counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items() if v)
+        summary = (f"Exported {res.rows:,} rows ({counts}) as {res.format}: "
+                   + ", ".join(f"{n} ({b:,} bytes)" for n, b in res.files) + ". Download below.")
+        out = self.ui_export_preview(fmt, include, tau, selection, system, provenance)
+        return {**out, "ex_summary": summary, "ex_files": files}
+
+    @user_errors
+    def api_export_preview(self, fmt: str = "alpaca-jsonl", include: list[str] | None = None, tau: float = 0.01,
+                           selection: str = "", system: str = "", provenance: str = "none", n: int = 5) -> dict:
+        """The first ``n`` rows of an export exactly as they would be written, and the dataset card.
+        fmt: alpaca|alpaca-jsonl|sharegpt|messages|hf|parquet; include: accepted|passing|selection."""
+        o = self.export_options(fmt, include, tau, selection, system, provenance)
+        rows = export.preview(self.store(), n=max(0, min(int(n), 100)), **o)
+        return {"rows": rows, "card": export.dataset_card(self.store(), **o) if rows else ""}
+
     # -- the named API (JSON in, JSON out) ----------------------------------------------------------------
     def _api_reviewer(self, reviewer: str, request: gr.Request | None) -> str:
         user = getattr(request, "username", None) if request is not None else None
@@ -640,6 +878,13 @@ def job_view(job: dict) -> dict:
         reasons = [[f"instruction: {r}", str(n)] for r, n in sorted((p.get("filtered") or {}).items())]
         reasons += [[f"instance: {r}", str(n)] for r, n in sorted((p.get("instances_rejected") or {}).items())]
         eta = "done" if job["state"] == "done" else _duration(p.get("eta_s"))
+    elif job["kind"] != "ensemble":  # teachers / embed: a stage with done / total
+        done, total = p.get("done"), p.get("total")
+        counts = f"{p.get('stage', '')}: {done:,} / {total:,}" if done is not None and total else str(
+            p.get("stage", ""))
+        reasons = [[k, str(v if not isinstance(v, float) else round(v, 1))]
+                   for k, v in sorted((p.get("result") or {}).items())]
+        eta = "done" if job["state"] == "done" else "—"
     else:
         outs = p.get("outputs") or {}
         counts = (f"{sum(outs.values())} outputs for {p.get('total', 0)} candidates · "

@@ -12,9 +12,18 @@ from typing import Any
 
 import gradio as gr
 
+from ..export import FORMATS
+from ..quality import DEFAULT_SCORER
 from ..generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS
 from ..settings import Settings
 
+SCORER_CHOICES = [(f"{DEFAULT_SCORER} (offline proxy: consensus agreement)", DEFAULT_SCORER),
+                  ("judge:qwen2.5-0.5b-instruct (embedded judge)", "judge:qwen2.5-0.5b-instruct")]
+QUALITY_CHOICES = [("consensus agreement (proxy)", "consensus"), ("consensus min pairwise (proxy)",
+                                                                    "consensus:min_pairwise"),
+                   ("none (diversity only)", "none")]
+EMBEDDER_CHOICES = [("all-MiniLM-L6-v2 (default, 384-d)", "all-minilm-l6-v2"),
+                    ("all-mpnet-base-v2 (the paper's, 768-d, slower)", "all-mpnet-base-v2")]
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
 
 STATUS_CHOICES = [("pending", "pending"), ("accepted", "accepted"), ("edited", "edited"),
@@ -68,9 +77,13 @@ def build(settings: Settings) -> UI:
         with gr.Tab("Overview", id="overview", elem_id="tab-overview") as tab:
             ui.add("overview_tab", tab)
             _overview_tab(ui)
+        with gr.Tab("Teachers", id="teachers", elem_id="tab-teachers") as tab:
+            ui.add("teachers_tab", tab)
+            _teachers_tab(ui, settings)
+        with gr.Tab("Select", id="select", elem_id="tab-select"):
+            _select_tab(ui, settings)
         with gr.Tab("Export", id="export", elem_id="tab-export"):
-            gr.Markdown("**Export is not built yet** — it has its own issue. Until then the reviewed rows are "
-                        "in the SQLite store (`instances.final_*`, `reviews`).")
+            _export_tab(ui, settings)
     return ui
 
 
@@ -118,6 +131,17 @@ def _review_tab(ui: UI, settings: Settings) -> None:
                     ui.add("confirm_yes", gr.Button("Yes, accept them", variant="primary",
                                                     elem_id="curate-confirm-yes"))
                     ui.add("confirm_no", gr.Button("Cancel", elem_id="curate-confirm-no"))
+            with gr.Accordion("Quality threshold (scores from `curate score`)", open=False, elem_id="curate-quality"):
+                ui.add("q_scorer", gr.Dropdown([("off", "")], value="", label="Scorer of the chosen output",
+                                               elem_id="curate-q-scorer"))
+                ui.add("q_min", gr.Slider(0.0, 1.0, value=0.0, label="Minimum quality", interactive=False,
+                                          elem_id="curate-q-min"))
+                ui.add("q_count", gr.Textbox(label="Passing the quality threshold", interactive=False,
+                                             elem_id="curate-q-count"))
+                ui.add("q_hist", gr.BarPlot(x="lo", y="n", color="side", x_title="quality of the chosen output",
+                                            y_title="candidates", height=180, x_bin=None,
+                                            color_map={"passes": "#16a34a", "below": "#dc2626"},
+                                            elem_id="curate-q-hist"))
     _candidate_pane(ui)
 
 
@@ -243,3 +267,107 @@ def _overview_tab(ui: UI) -> None:
                                      elem_id="curate-ov-models"))
     ui.add("ov_reviewers", gr.Dataframe(interactive=False, datatype="str", label="Reviewers",
                                         elem_id="curate-ov-reviewers"))
+
+
+def _export_tab(ui: UI, settings: Settings) -> None:
+    with gr.Row():
+        with gr.Column(scale=2):
+            ui.add("ex_format", gr.Dropdown([(f"{f.name} — {f.description}", f.name) for f in FORMATS.values()],
+                                            value="alpaca-jsonl", label="Format", elem_id="curate-ex-format"))
+            ui.add("ex_include", gr.CheckboxGroup(
+                [("accepted and edited (edited text wins)", "accepted"),
+                 ("passing consensus at τ, not yet reviewed (rejected stay out)", "passing"),
+                 ("the QDIT selection", "selection")], value=["accepted"], label="What goes in",
+                elem_id="curate-ex-include"))
+            with gr.Row():
+                ui.add("ex_tau", gr.Number(settings.consensus_threshold, minimum=0, maximum=1, step=0.01,
+                                           label="τ for “passing”", elem_id="curate-ex-tau"))
+                ui.add("ex_selection", gr.Textbox("", label="Selection name (empty: the latest)",
+                                                  elem_id="curate-ex-selection"))
+            ui.add("ex_system", gr.Textbox("", label="System prompt (sharegpt / messages; optional)", lines=2,
+                                           elem_id="curate-ex-system"))
+            ui.add("ex_provenance", gr.Radio(
+                [("none (what trainers expect)", "none"), ("a metadata field per row", "field"),
+                 ("a sidecar file", "sidecar")], value="none", label="Provenance", elem_id="curate-ex-provenance"))
+            with gr.Row():
+                ui.add("ex_preview_btn", gr.Button("Preview", elem_id="curate-ex-preview-btn"))
+                ui.add("ex_export_btn", gr.Button("Export", variant="primary", elem_id="curate-ex-export"))
+        with gr.Column(scale=3):
+            ui.add("ex_summary", gr.Textbox(label="Export", interactive=False, lines=3, elem_id="curate-ex-summary"))
+            ui.add("ex_files", gr.File(label="Download", file_count="multiple", interactive=False,
+                                       elem_id="curate-ex-files"))
+            ui.add("ex_preview", gr.Code(label="The first rows, exactly as written", language="json",
+                                         interactive=False, lines=12, elem_id="curate-ex-preview"))
+            ui.add("ex_card", gr.Code(label="Dataset card (README.md beside the data)", language="markdown",
+                                      interactive=False, lines=12, elem_id="curate-ex-card"))
+
+
+def _teachers_tab(ui: UI, settings: Settings) -> None:
+    gr.Markdown("Which model of the mixture teaches **this student** best? Compatibility-Adjusted Reward "
+                "(Xu et al., 2024): CAR = mean reward / (1 + β · L), L = the student's mean per-token loss on the "
+                "teacher's responses.")
+    with gr.Row():
+        ui.add("tch_student", gr.Textbox(settings.student_model, label="Student (model spec)",
+                                         elem_id="curate-tch-student"))
+        ui.add("tch_scorer", gr.Dropdown(SCORER_CHOICES, value=settings.quality_scorer, allow_custom_value=True,
+                                         label="Reward (rm:<model>, judge:<model>, proxy:consensus)",
+                                         elem_id="curate-tch-scorer"))
+        ui.add("tch_limit", gr.Number(50, precision=0, minimum=1, label="Instances sampled",
+                                      elem_id="curate-tch-limit"))
+        ui.add("tch_start", gr.Button("Compute (background job)", elem_id="curate-tch-start"))
+    with gr.Row():
+        ui.add("tch_beta", gr.Slider(0.0, 5.0, value=settings.car_beta, step=0.05,
+                                     label="β (the paper's value is not confirmed)", elem_id="curate-tch-beta"))
+        ui.add("tch_type", gr.Radio([("all", "all"), ("A (needs input)", "A"), ("B (no input)", "B")], value="all",
+                                    label="Task type", elem_id="curate-tch-type"))
+        ui.add("tch_show", gr.Button("Show ranking", variant="primary", elem_id="curate-tch-show"))
+        ui.add("tch_mix", gr.Button("Weight the generation mixture by CAR", elem_id="curate-tch-mix"))
+    ui.add("tch_status", gr.Textbox(label="Status", interactive=False, elem_id="curate-tch-status"))
+    with gr.Row():
+        ui.add("tch_table", gr.Dataframe(interactive=False, datatype="str", label="Teachers ranked by CAR",
+                                         elem_id="curate-tch-table"))
+        ui.add("tch_chart", gr.BarPlot(x="teacher", y="CAR", color="task type", title="CAR per teacher",
+                                       height=280, elem_id="curate-tch-chart"))
+
+
+def _select_tab(ui: UI, settings: Settings) -> None:
+    gr.Markdown("Quality-diversity selection (QDIT, Bukharin & Zhao 2023): greedily add the candidate with the "
+                "largest (1−α)·coverage gain + α·quality. Embed the pool once (cached), then move the sliders.")
+    with gr.Row():
+        ui.add("sel_source", gr.Radio([("accepted", "accepted"), ("passing τ", "passing"), ("all", "all")],
+                                      value="passing", label="Pool", elem_id="curate-sel-source"))
+        ui.add("sel_quality", gr.Dropdown(QUALITY_CHOICES, value="consensus", allow_custom_value=True,
+                                          label="Quality (or scorer:name from the scores)",
+                                          elem_id="curate-sel-quality"))
+        ui.add("sel_model", gr.Dropdown(EMBEDDER_CHOICES, value="all-minilm-l6-v2", allow_custom_value=True,
+                                        label="Embeddings", elem_id="curate-sel-model"))
+        ui.add("sel_embed", gr.Button("Embed the pool (background job)", elem_id="curate-sel-embed"))
+    with gr.Row():
+        ui.add("sel_k", gr.Slider(1, 5000, value=100, step=1, label="Budget k", elem_id="curate-sel-k"))
+        ui.add("sel_alpha", gr.Slider(0.0, 1.0, value=0.7, step=0.05,
+                                      label="α (0 = diversity only, 1 = quality only; the paper finds 0.5–0.9)",
+                                      elem_id="curate-sel-alpha"))
+        ui.add("sel_run", gr.Button("Select", variant="primary", elem_id="curate-sel-run"))
+    ui.add("sel_status", gr.Textbox(label="Selection", interactive=False, elem_id="curate-sel-status"))
+    with gr.Row():
+        ui.add("sel_map", gr.ScatterPlot(x="x", y="y", color="set", tooltip=["seq", "set"], height=380,
+                                         title="The pool on its first two principal components",
+                                         color_map={"selected": "#16a34a", "not selected": "#cbd5e1"},
+                                         elem_id="curate-sel-map"))
+        ui.add("sel_report", gr.Dataframe(interactive=False, datatype="str",
+                                          label="The selection against baselines of the same size",
+                                          elem_id="curate-sel-report"))
+    ui.add("sel_table", gr.Dataframe(interactive=False, datatype="str", label="Picks, in order", max_height=300,
+                                     elem_id="curate-sel-table"))
+    with gr.Accordion("Near-duplicates", open=False, elem_id="curate-dups-box"):
+        with gr.Row():
+            ui.add("dup_threshold", gr.Slider(0.8, 1.0, value=0.95, step=0.005, label="Cosine at least",
+                                              elem_id="curate-dup-threshold"))
+            ui.add("dup_find", gr.Button("Find near-duplicates", elem_id="curate-dup-find"))
+            ui.add("dup_reject", gr.Button("Reject the near-copies (keep the best of each group)", variant="stop",
+                                           elem_id="curate-dup-reject"))
+        ui.add("dup_status", gr.Textbox(label="Near-duplicates", interactive=False, elem_id="curate-dup-status"))
+        ui.add("dup_table", gr.Dataframe(interactive=False, datatype="str", max_height=300,
+                                         label="Groups (the kept member first in store order is marked keep)",
+                                         elem_id="curate-dup-table"))
+        ui.add("dup_groups", gr.State(None))
