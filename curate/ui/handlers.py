@@ -577,8 +577,9 @@ class Handlers:
                                _num(r["car"]), str(r["unscored"])] for r in shown],
                              columns=["rank", "teacher", "outputs", "mean reward", "student loss L", "CAR",
                                       "unscored"])
-        chart = pd.DataFrame([{"teacher": r["model"], "CAR": r["car"], "task type": r["task_type"]}
-                              for r in rows if r["car"] is not None], columns=["teacher", "CAR", "task type"])
+        chart = pd.DataFrame([{"teacher": r["model"], "CAR": r["car"], "type": r["task_type"]}
+                              for r in shown if r["car"] is not None],
+                             columns=["teacher", "CAR", "type"]).astype({"CAR": float})  # quantitative even empty
         label = rows[0]["scorer"] if rows else (scorer or self.settings.quality_scorer)
         proxy = label.startswith("proxy:")
         note = (f"CAR = mean reward / (1 + β·L), β = {float(beta):g} (the paper's β is not confirmed; tune it). "

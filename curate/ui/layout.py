@@ -326,7 +326,7 @@ def _teachers_tab(ui: UI, settings: Settings) -> None:
     with gr.Row():
         ui.add("tch_table", gr.Dataframe(interactive=False, datatype="str", label="Teachers ranked by CAR",
                                          elem_id="curate-tch-table"))
-        ui.add("tch_chart", gr.BarPlot(x="teacher", y="CAR", color="task type", title="CAR per teacher",
+        ui.add("tch_chart", gr.BarPlot(x="teacher", y="CAR", title="CAR per teacher (this task type)", y_lim=[0, None],
                                        height=280, elem_id="curate-tch-chart"))
 
 
