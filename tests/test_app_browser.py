@@ -95,6 +95,10 @@ def test_review_a_candidate_in_the_browser(app, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
 
+    # the edit form is opened (rendered) now, long before we type into it
+    page.locator("#curate-edit-box").get_by_text("Edit (saved").click()
+    edit = box(page, "curate-edit-output")
+    expect(edit).to_be_visible()
     # accept with the keyboard shortcut → stored, next pending opens
     page.locator("#curate-title").click()
     page.keyboard.press("a")
@@ -104,14 +108,14 @@ def test_review_a_candidate_in_the_browser(app, page):
     box(page, "curate-reject-reason").type("off topic r")
     expect(header(page)).to_have_value(re.compile(r"^#2 · "))
     info = box(page, "curate-page-info")
-    before = info.input_value()
+    before, shown_2 = info.input_value(), edit.input_value()
     page.locator("#curate-reject").click()
     expect(header(page)).to_have_value(re.compile(r"^#3 · "))
     expect(info).not_to_have_value(before)  # the counts / queue refresh that follows an action has landed
-    page.locator("#curate-edit-box").get_by_text("Edit (saved").click()
-    edit = box(page, "curate-edit-output")
-    expect(edit).not_to_have_value("")  # the opened accordion shows #3's text before we type over it
+    expect(edit).not_to_have_value(shown_2)  # the edit form shows #3's text
+    expect(edit).not_to_have_value("")
     edit.fill("A better answer.")
+    edit.press("Tab")  # leave the field, as a person does before clicking Save
     expect(edit).to_have_value("A better answer.")
     page.locator("#curate-save-edit").click()
     expect(header(page)).to_have_value(re.compile(r"^#4 · "))
@@ -164,6 +168,7 @@ def test_run_a_job_and_watch_progress(app, page):
     n = box(page, "curate-job-n")
     expect(n).not_to_have_value("")  # the tab has rendered its defaults before we type over them
     n.fill(str(target))
+    n.press("Tab")  # leave the field, as a person does before clicking Start
     expect(n).to_have_value(str(target))
     page.locator("#curate-job-start").click()
     state, counts = box(page, "curate-job-state"), box(page, "curate-job-counts")
@@ -242,6 +247,7 @@ def test_every_action_survives_a_server_kill_and_the_job_resumes(tmp_path, brows
         n = box(page, "curate-job-n")
         expect(n).not_to_have_value("")
         n.fill(str(target))
+        n.press("Tab")
         expect(n).to_have_value(str(target))
         page.locator("#curate-job-start").click()
         expect(box(page, "curate-job-state")).to_have_value("running", timeout=15_000)
@@ -356,7 +362,8 @@ def test_teachers_and_selection_are_visible_and_tunable(app, page):
     _wait_job(db, "embed")
     k = page.locator("#curate-sel-k input[type=number]")
     k.fill("8")
-    k.press("Enter")
+    k.press("Tab")
+    expect(k).to_have_value("8")
     page.locator("#curate-sel-run").click()
     status = box(page, "curate-sel-status")
     expect(status).to_have_value(re.compile(r"^Selected 8 of \d+ \(passing pool\) with α = 0\.7"), timeout=30_000)
