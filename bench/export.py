@@ -26,29 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from curate import export as ex  # noqa: E402
 from curate.store import Store  # noqa: E402
 from curate.ui.synthetic import fill  # noqa: E402
+import synthetic  # noqa: E402  (bench/synthetic.py)
 
 
 def cached_store(path: Path, n: int) -> None:
-    if path.exists():
-        with Store(path) as st:
-            if st.review_counts().get("accepted", 0) >= n:
-                return
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    with Store(tmp) as st:
+    """50K accepted candidates (every one reviewed, so the export takes them all)."""
+    def build(st: Store) -> None:
         ids = fill(st, n, consensus="synthetic", batch=2000, rejected_every=0)
-        print(f"filled {n:,} candidates in {time.perf_counter() - t0:.0f} s", flush=True)
         for start in range(0, len(ids), 5000):
             with st.atomic():
                 for i in ids[start:start + 5000]:
                     st.review(i, "accept", reviewer=f"reviewer{i[0]}")
-        st.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    tmp.rename(path)
-    print(f"filled and accepted {n:,} candidates in {time.perf_counter() - t0:.0f} s → {path}", flush=True)
+    synthetic.cached_store(path, lambda st: st.review_counts().get("accepted", 0) >= n, build)
 
 
 def best_of(k: int, fn) -> float:

@@ -2,8 +2,31 @@
 from __future__ import annotations
 
 import random
+import time
+from pathlib import Path
+from typing import Callable
 
 from curate.store import Store
+
+
+def cached_store(path: Path, ready: Callable[[Store], bool], build: Callable[[Store], None]) -> None:
+    """Keep a benchmark store at ``path``: reuse it while ``ready(store)`` holds, else build it again with
+    ``build(store)`` in a temporary file that is renamed into place (an interrupted build leaves nothing)."""
+    if path.exists():
+        with Store(path) as st:
+            if ready(st):
+                return
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with Store(tmp) as st:
+        build(st)
+        st.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    tmp.rename(path)
+    print(f"built {path} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def fill_store(store: Store, n: int, seed: int = 0, k: int = 3) -> list[str]:

@@ -42,6 +42,7 @@ from curate.store import Store  # noqa: E402
 from curate.ui import launch  # noqa: E402
 from curate.ui.handlers import Handlers  # noqa: E402
 from curate.ui.synthetic import fill  # noqa: E402
+import synthetic  # noqa: E402  (bench/synthetic.py)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -50,21 +51,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def cached_store(path: Path, n: int) -> None:
-    if path.exists():
-        with Store(path) as st:
-            if st.count_instances(None) >= n:
-                return
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    with Store(tmp) as st:
-        fill(st, n, consensus="synthetic", batch=2000)
-        st.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    tmp.rename(path)
-    print(f"filled {n:,} candidates in {time.perf_counter() - t0:.0f} s → {path}", flush=True)
+    synthetic.cached_store(path, lambda st: st.count_instances(None) >= n,
+                           lambda st: fill(st, n, consensus="synthetic", batch=2000))
 
 
 def free_port() -> int:
