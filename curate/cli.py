@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -349,14 +350,9 @@ def cmd_teachers(args: argparse.Namespace) -> int:
 
 
 def _embed_progress():
-    bar = _progress_bar(0)
-    state: dict = {}
-
-    def progress(done: int, total: int) -> None:
-        if "task" not in state:
-            state["task"] = bar.add_task("embedding", total=total, info="")
-        bar.update(state["task"], completed=done)
-    return bar, progress
+    """:func:`_scoring_progress` for the ``progress(done, total)`` of embedding (one stage)."""
+    bar, staged = _scoring_progress()
+    return bar, functools.partial(staged, "embedding")
 
 
 @command("embed")

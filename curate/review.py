@@ -321,29 +321,31 @@ def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int
     ConflictError and accepts nothing. Returns {accepted, skipped} (skipped is 0: the transaction holds the
     write lock, so nobody reviews one of them meanwhile). Set-based in the store; same result as
     :func:`accept_all_passing_reference`, the one-review-at-a-time twin."""
-    quality = quality_scorer and quality_min is not None
-    n = store.accept_pending_passing(
-        tau, reviewer=reviewer, expected=expected, quality_scorer=quality_scorer if quality else None,
-        quality_min=quality_min if quality else None,
-        reason=f"accept all passing at tau={tau:g}" + (f", {quality_scorer} >= {quality_min:g}" if quality else ""))
+    n = store.accept_pending_passing(tau, reviewer=reviewer, expected=expected, quality_scorer=quality_scorer,
+                                     quality_min=quality_min,
+                                     reason=_accept_all_reason(tau, quality_scorer, quality_min))
     return {"accepted": n, "skipped": 0}
+
+
+def _accept_all_reason(tau: float, quality_scorer: str | None, quality_min: float | None) -> str:
+    """The review-log reason of a bulk accept (the quality part only when that filter is on)."""
+    quality = f", {quality_scorer} >= {quality_min:g}" if quality_scorer and quality_min is not None else ""
+    return f"accept all passing at tau={tau:g}{quality}"
 
 
 def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, expected: int | None = None,
                                  quality_scorer: str | None = None, quality_min: float | None = None) -> dict:
     """The plain twin of :func:`accept_all_passing`: one :meth:`Store.review` per candidate."""
     done = skipped = 0
-    quality = quality_scorer and quality_min is not None
     with store.atomic():
-        todo = store.pending_passing(tau, quality_scorer if quality else None, quality_min if quality else None)
+        todo = store.pending_passing(tau, quality_scorer, quality_min)
         if expected is not None and expected != len(todo):
             raise ConflictError(f"{len(todo)} pending candidates pass at τ = {tau:g} now, not the {expected} "
                                 "you confirmed; check the count and confirm again")
         for row in todo:
             try:
                 store.review(row["id"], "accept", reviewer=reviewer, expected_version=row["version"],
-                             reason=f"accept all passing at tau={tau:g}"
-                             + (f", {quality_scorer} >= {quality_min:g}" if quality else ""))
+                             reason=_accept_all_reason(tau, quality_scorer, quality_min))
                 done += 1
             except ConflictError:
                 skipped += 1

@@ -52,19 +52,32 @@ _ROUGE_ROWS = ("INDEXED BY consensus_rouge_min WHERE reason IN ('rouge', 'below_
                " AND chosen_nonempty = 1")
 
 
+# The id of the output consensus chose (over a consensus row ``c``; NULL without a choice).
+CHOSEN_OUTPUT_ID = "json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
 # "The output consensus chose has a quality score of at least :qmin from scorer :qs" (per-output scores keyed
 # by the output id, curate.quality), as a probe list over the instances of the queue.
-QUALITY_SQL = ("+x.id IN (SELECT c.instance_id FROM consensus c JOIN scores s ON s.candidate_id ="
-               " json_extract(c.output_ids, '$[' || c.chosen_index || ']') AND s.scorer = :qs AND s.name = 'reward'"
-               " WHERE c.chosen_index IS NOT NULL AND s.value >= :qmin)")
+QUALITY_SQL = (f"+x.id IN (SELECT c.instance_id FROM consensus c JOIN scores s ON s.candidate_id = {CHOSEN_OUTPUT_ID}"
+               " AND s.scorer = :qs AND s.name = 'reward' WHERE c.chosen_index IS NOT NULL AND s.value >= :qmin)")
+
+
+# Pending OK candidates (``x``) whose consensus (``c``) passes at :tau: what "accept all that pass" takes.
+PENDING_PASSING_SQL = f"x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL})"
 
 
 def _quality_clause(quality_scorer: str | None, quality_min: float | None, p: dict) -> str:
-    """`` AND <QUALITY_SQL>`` with its parameters put in ``p`` when both are set, else ""."""
+    """`` AND <QUALITY_SQL>`` with its parameters put in ``p`` when both are set, else "" (no filter)."""
     if not quality_scorer or quality_min is None:
         return ""
     p.update(qs=quality_scorer, qmin=float(quality_min))
     return f" AND {QUALITY_SQL}"
+
+
+def _in_lists(values: Sequence[Any], size: int = 500) -> Iterator[tuple[str, dict]]:
+    """``(placeholders, params)`` for ``IN (…)`` over ``values`` in chunks of ``size`` (SQLite caps the number
+    of bound parameters of one statement)."""
+    for start in range(0, len(values), size):
+        chunk = {f"v{j}": v for j, v in enumerate(values[start:start + size])}
+        yield ", ".join(":" + k for k in chunk), chunk
 
 
 def content_id(**parts: Any) -> str:
@@ -708,13 +721,11 @@ class Store:
         """{output id: its consensus agreement} (``consensus.scores[i]``, the mean Rouge-L of output i to
         the other outputs of its instance) for the given outputs that have a consensus row."""
         out: dict[str, float] = {}
-        ids = list(output_ids)
-        for start in range(0, len(ids), 500):
-            chunk = {f"o{i}": v for i, v in enumerate(ids[start:start + 500])}
+        for marks, chunk in _in_lists(list(output_ids)):
             out.update({r["id"]: r["agreement"] for r in self._rows(
                 "SELECT o.id, json_extract(c.scores, '$[' || j.key || ']') AS agreement FROM outputs o"
                 " JOIN consensus c ON c.instance_id = o.instance_id JOIN json_each(c.output_ids) j"
-                f" ON j.value = o.id WHERE o.id IN ({', '.join(':' + k for k in chunk)})", chunk)
+                f" ON j.value = o.id WHERE o.id IN ({marks})", chunk)
                 if r["agreement"] is not None})
         return out
 
@@ -753,8 +764,7 @@ class Store:
         """{instance id: the ``scorer``/``name`` score of the output consensus chose} (a candidate-level
         quality from per-output scores, e.g. for QDIT's q(a))."""
         return {r["instance_id"]: r["value"] for r in self._rows(
-            "SELECT c.instance_id, s.value FROM consensus c JOIN scores s"
-            " ON s.candidate_id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
+            f"SELECT c.instance_id, s.value FROM consensus c JOIN scores s ON s.candidate_id = {CHOSEN_OUTPUT_ID}"
             " AND s.scorer = :s AND s.name = :n WHERE c.chosen_index IS NOT NULL", {"s": scorer, "n": name})}
 
     # -- selection (QDIT) and near-duplicates -------------------------------------------------------------
@@ -772,8 +782,8 @@ class Store:
         "min_pairwise": "c.min_pairwise",  # PROXY: the least agreeing pair of outputs
         # a scores-table row: the candidate's own, else the one of the output consensus chose
         "score": "COALESCE((SELECT s.value FROM scores s WHERE s.candidate_id = x.id AND s.scorer = :qs"
-                 " AND s.name = :qn), (SELECT s.value FROM scores s WHERE s.candidate_id ="
-                 " json_extract(c.output_ids, '$[' || c.chosen_index || ']') AND s.scorer = :qs AND s.name = :qn))",
+                 f" AND s.name = :qn), (SELECT s.value FROM scores s WHERE s.candidate_id = {CHOSEN_OUTPUT_ID}"
+                 " AND s.scorer = :qs AND s.name = :qn))",
         "none": "0.0",
     }
 
@@ -807,12 +817,10 @@ class Store:
         (instance id, text hash) pairs; pairs with no vector (new, or edited since) are left out."""
         wanted = dict(keys)
         out: dict[str, tuple[int, bytes]] = {}
-        ids = list(wanted)
-        for start in range(0, len(ids), 500):
-            chunk = {f"i{j}": v for j, v in enumerate(ids[start:start + 500])}
+        for marks, chunk in _in_lists(list(wanted)):
             for r in self.db.execute(
                     "SELECT instance_id, text_hash, dim, vector FROM embeddings WHERE model = :model"
-                    f" AND instance_id IN ({', '.join(':' + k for k in chunk)})", {**chunk, "model": model}):
+                    f" AND instance_id IN ({marks})", {**chunk, "model": model}):
                 if wanted[r[0]] == r[1]:
                     out[r[0]] = (r[2], r[3])
         return out
@@ -1010,7 +1018,7 @@ class Store:
             f" {sel} AS in_selection"
             " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
             " LEFT JOIN consensus c ON c.instance_id = x.id"
-            " LEFT JOIN outputs o ON o.id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
+            f" LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
             " WHERE x.status = 'ok' AND x.review_status != 'rejected'"
             f" AND ({' OR '.join(cond[s] for s in dict.fromkeys(include))}) ORDER BY x.seq LIMIT :n")
         conn = self.db.conn
@@ -1065,8 +1073,8 @@ class Store:
         ``quality_scorer`` + ``quality_min``: the chosen output's score from that scorer is at least the minimum.
         """
         where, p = [], {"tau": tau}
-        if (q := _quality_clause(quality_scorer, quality_min, p)):
-            where.append(q.removeprefix(" AND "))
+        if _quality_clause(quality_scorer, quality_min, p):
+            where.append(QUALITY_SQL)
         if status == "auto-filtered":
             where.append("x.status = 'rejected'")
         elif status:
@@ -1173,7 +1181,7 @@ class Store:
         q = _quality_clause(quality_scorer, quality_min, p)
         return self._rows(
             "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
-            f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}){q} ORDER BY x.seq", p)
+            f" WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq", p)
 
     def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
                                expected: int | None = None, quality_scorer: str | None = None,
@@ -1193,11 +1201,10 @@ class Store:
             p = {"tau": tau}
             q = _quality_clause(quality_scorer, quality_min, p)
             rows = self.db.execute(
-                "SELECT x.id, x.version, i.text, x.input, x.output, COALESCE((SELECT o.text FROM outputs o WHERE"
-                " o.id = json_extract(c.output_ids, '$[' || c.chosen_index || ']')), x.output)"
+                "SELECT x.id, x.version, i.text, x.input, x.output,"
+                f" COALESCE((SELECT o.text FROM outputs o WHERE o.id = {CHOSEN_OUTPUT_ID}), x.output)"
                 " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
-                " JOIN consensus c ON c.instance_id = x.id"
-                f" WHERE x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL}){q} ORDER BY x.seq",
+                f" JOIN consensus c ON c.instance_id = x.id WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq",
                 p).fetchall()
             if expected is not None and expected != len(rows):
                 raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
