@@ -655,13 +655,15 @@ def embed_pool(store, pool: Pool, model: str | None = None, *, embedder=None, co
 @dataclass
 class SelectionRun:
     """What :func:`run_selection` did: the stored name, the pool, the greedy result (indices into the pool),
-    the report against the baselines (:func:`selection_report`) and the params stored with it."""
+    the report against the baselines (:func:`selection_report`), the params stored with it and the pool's
+    embeddings (n, d) the selection ran on."""
     name: str
     pool: Pool
     result: QditResult
     report: dict
     params: dict
     embedding_stats: dict
+    embeddings: np.ndarray
 
     @property
     def ids(self) -> list[str]:
@@ -688,7 +690,7 @@ def run_selection(store, *, k: int, alpha: float, source: str = "passing", tau: 
                                 for r, (a, g, qa, s) in enumerate(zip(result.indices, result.gains,
                                                                       result.quality, result.scores))], params)
     report = selection_report(e, q, result.indices, seed=seed)
-    return SelectionRun(name, pool, result, report, params, stats)
+    return SelectionRun(name, pool, result, report, params, stats, e)
 
 
 def find_duplicates(store, threshold: float = 0.95, *, source: str = "all", tau: float = 0.01,

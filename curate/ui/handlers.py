@@ -178,19 +178,23 @@ class Handlers:
     def ui_quality_scorer(self, status: str, task_type: str, model: str, consensus: str, tau: float,
                           search: str, sort: str, q_scorer: str | None, q_min: float | None) -> dict:
         """A scorer was picked: the slider spans its scores, starting at the lowest (nothing filtered yet)."""
-        s = review.quality_summary(self.store(), q_scorer or None, None)
+        s = review.quality_summary(self.store(), q_scorer or None, None)  # at no minimum: the lowest score
         lo, hi = s["min"], s["max"]
         slider = (gr.update(minimum=lo, maximum=hi if hi > lo else lo + 1, value=lo, interactive=True)
                   if lo is not None else gr.update(value=0, interactive=False))
-        out = self.ui_quality(status, task_type, model, consensus, tau, search, sort, q_scorer,
-                              lo if lo is not None else None)
-        return {**out, "q_min": slider}
+        return {**self._quality_view(s, status, task_type, model, consensus, tau, search, sort, q_scorer, lo),
+                "q_min": slider}
 
     @user_errors
     def ui_quality(self, status: str, task_type: str, model: str, consensus: str, tau: float, search: str,
                    sort: str, q_scorer: str | None, q_min: float | None) -> dict:
         """The quality slider moved: its count and histogram, τ's counts and the queue's first page."""
         s = review.quality_summary(self.store(), q_scorer or None, q_min)
+        return {**self._quality_view(s, status, task_type, model, consensus, tau, search, sort, q_scorer, q_min),
+                "q_min": gr.update()}
+
+    def _quality_view(self, s: dict, status: str, task_type: str, model: str, consensus: str, tau: float,
+                      search: str, sort: str, q_scorer: str | None, q_min: float | None) -> dict:
         if s["scorer"] is None:
             text = "no quality threshold (pick a scorer; `curate score` stores scores)"
         elif not s["scored"]:
@@ -201,7 +205,7 @@ class Handlers:
         hist = pd.DataFrame([{"lo": round(b["lo"], 3), "n": b["n"], "side": b["side"]} for b in s["histogram"]],
                             columns=["lo", "n", "side"])
         out = self.ui_threshold(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
-        return {**out, "q_count": text, "q_hist": hist, "q_min": gr.update()}
+        return {**out, "q_count": text, "q_hist": hist}
 
     def _threshold_view(self, tau: float) -> dict:
         return self._threshold_fields(review.threshold_summary(self.store(), tau))
@@ -363,10 +367,8 @@ class Handlers:
     # -- bulk accept --------------------------------------------------------------------------------------
     @user_errors
     def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None) -> dict:
-        quality = bool(q_scorer) and q_min is not None
-        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer if quality else None,
-                                               quality_min=q_min if quality else None)
-        also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if quality else ""
+        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer or None, quality_min=q_min)
+        also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if q_scorer and q_min is not None else ""
         if n == 0:
             gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
             return {"confirm_box": gr.update(visible=False), "confirm_text": "", "confirm_count": None}
@@ -628,8 +630,7 @@ class Handlers:
         run = select.run_selection(st, k=int(k), alpha=float(alpha), source=source or "passing",
                                    tau=float(tau or 0), quality=quality or "consensus", name="qdit",
                                    model=model or None, compute=False)
-        e, _ = select.embed_pool(st, run.pool, model or None, compute=False)
-        xy = select.pca_2d(e)
+        xy = select.pca_2d(run.embeddings)
         picked = set(run.result.indices)
         step = max(1, (len(run.pool.ids) - len(picked)) // self.MAP_POINTS)
         others = [i for i in range(len(run.pool.ids)) if i not in picked][::step]
@@ -726,8 +727,10 @@ class Handlers:
         counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items() if v)
         summary = (f"Exported {res.rows:,} rows ({counts}) as {res.format}: "
                    + ", ".join(f"{n} ({b:,} bytes)" for n, b in res.files) + ". Download below.")
-        out = self.ui_export_preview(fmt, include, tau, selection, system, provenance)
-        return {**out, "ex_summary": summary, "ex_files": files}
+        rows = export.preview(self.store(), n=5, **o)  # the first rows only; the card is the one written
+        return {"ex_summary": summary, "ex_files": files,
+                "ex_preview": json.dumps(rows, ensure_ascii=False, indent=2, default=str),
+                "ex_card": (res.path / export.CARD).read_text(encoding="utf-8")}
 
     @user_errors
     def api_export_preview(self, fmt: str = "alpaca-jsonl", include: list[str] | None = None, tau: float = 0.01,
