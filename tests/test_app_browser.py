@@ -259,7 +259,9 @@ def test_every_action_survives_a_server_kill_and_the_job_resumes(tmp_path, brows
             kept_at_kill = st.count_kept_instructions()
             assert kept_at_kill < target and st.get_job(job_id)["state"] == "running"
 
+        page.close()  # the dead server's page may reload itself when the server returns: use a fresh one
         proc, url = _start_server(db, port)  # restart on the same store
+        page = browser.new_page(viewport={"width": 1500, "height": 1250})
         page.goto(url)
         expect(header(page)).to_have_value(re.compile(r"^#2 · "), timeout=30_000)  # #1 stays accepted
         page.get_by_role("tab", name="Run").click()
