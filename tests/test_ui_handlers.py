@@ -424,3 +424,9 @@ def test_quality_slider_filters_the_queue_and_counts_from_stored_scores(h):
     assert h.store().review_counts()["accepted"] == n
     off = h.ui_quality(*base, "", None)
     assert off["q_count"].startswith("no quality threshold")
+
+
+def test_an_empty_store_points_a_new_user_to_the_run_tab(tmp_path):
+    db = tmp_path / "new.db"
+    h = Handlers(load_settings(None, db=str(db), reviewer="ann"), jobs.JobRunner(str(db), scripted_pool()))
+    assert h.ui_next(None, *FILTERS)["header"].startswith("Nothing generated yet: start a generation job")

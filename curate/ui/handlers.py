@@ -300,7 +300,12 @@ class Handlers:
                 tau: float, search: str, sort: str, q_scorer: str | None = None, q_min: float | None = None) -> dict:
         f = self.queue_filter(status, task_type, model, consensus, tau, search, sort, q_scorer, q_min)
         nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"))
-        return self._view(nxt, tau, "" if nxt else "No pending candidate left under these filters.", current)
+        return self._view(nxt, tau, "" if nxt else self._nothing_pending(), current)
+
+    def _nothing_pending(self) -> str:
+        if self.store().count_instances(None) == 0:  # a new store: say where candidates come from
+            return "Nothing generated yet: start a generation job in the Run tab (then an ensembling job)."
+        return "No pending candidate left under these filters."
 
     # -- review actions -----------------------------------------------------------------------------------
     def _act(self, action: Callable[..., dict], current: dict | None, history: list | None, filters: tuple,
@@ -322,7 +327,7 @@ class Handlers:
         except CurateError as e:
             raise gr.Error(str(e)) from e
         nxt = review.next_candidate(self.store(), f, current["seq"])
-        out = self._view(nxt, f.tau, "" if nxt else "No pending candidate left under these filters.", current)
+        out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
         out["history"] = (history or []) + [[row["id"], row["version"]]]
         return out
 
