@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -78,11 +77,11 @@ def _progress_bar(total: int):
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_console())
 
 
-def _fmt_gen(p) -> str:
-    d = p.as_dict()
-    filt = ", ".join(f"{k} {v}" for k, v in sorted(d["filtered"].items())) or "none"
-    eta = f"{d['eta_s']:.0f}s" if d.get("eta_s") else "?"
-    return (f"instances {d['instances']} | filtered: {filt} | {d['tok_s']:.1f} tok/s | ETA {eta}")
+def _progress_info(p) -> str:
+    """The bar's text for any stage's progress (curate.stage.describe): counts, rate, ETA."""
+    from .stage import describe
+    v = describe(p)
+    return " | ".join(x for x in (v.counts, v.rate if v.rate != "—" else "", f"ETA {v.eta}") if x)
 
 
 @command("generate")
@@ -103,19 +102,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"))
         _console().print(f"job {job_id} → {s.db}  (Ctrl-C stops; run the same command, or "
                          f"`curate jobs --resume {job_id}`, to continue)")
-        job = _run_with_bar(store, job_id, args.instructions, _fmt_gen)
+        job = _run_with_bar(store, job_id)
     return _job_exit(job, store_path=s.db)
 
 
-def _run_with_bar(store, job_id: str, total: int, fmt: Callable) -> dict:
+def _run_with_bar(store, job_id: str) -> dict:
+    """Run a job in the foreground with one progress bar, the same for every stage: the phase, done / total
+    of the phase, and its counts, rate and ETA."""
     from .jobs import run_job
-    with _progress_bar(total) as bar:
-        task = bar.add_task("kept", total=total, info="loading models…")
+    with _progress_bar(None) as bar:
+        task = bar.add_task("starting", total=None, info="loading models…")
 
         def on_progress(p) -> None:
-            d = p.as_dict()
-            bar.update(task, completed=min(d.get("kept", 0), total) if "kept" in d else 0,
-                       description=d.get("stage", ""), info=fmt(p))
+            bar.update(task, completed=p.done or 0, total=p.total, description=p.phase, info=_progress_info(p))
         return run_job(store, job_id, on_progress=on_progress)
 
 
@@ -125,15 +124,10 @@ def _job_exit(job: dict, store_path) -> int:
         first = (job.get("error") or "").strip().splitlines()[:1]
         print(f"curate: error: job {job['id']} failed: {first[0] if first else '?'}", file=sys.stderr)
         return 1
-    for w in job["progress"].get("warnings", []):
+    for w in job["progress"].get("warnings") or []:
         print(f"warning: {w}", file=sys.stderr)
     print(f"job {job['id']}: {state}. `curate stats --db {store_path}` shows the counts.")
     return 0
-
-
-def _fmt_ens(p) -> str:
-    d = p.as_dict()
-    return f"outputs {d['outputs']} | consensus {d['consensus']} | {d['tok_s']:.1f} tok/s"
 
 
 @command("ensemble")
@@ -146,7 +140,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                             batch_size=s.batch_size, consensus_only=args.consensus_only)
     with _store(s) as store:
         job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"))
-        job = _run_with_bar(store, job_id, store.count_instances("ok"), _fmt_ens)
+        job = _run_with_bar(store, job_id)
         rc = _job_exit(job, store_path=s.db)
         counts = store.count_passing(s.consensus_threshold)
     print(f"consensus: {counts['passing']} of {counts['scored']} scored candidates pass at "
@@ -223,14 +217,13 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                                              .get(state, state) if ok else f"{state}, nothing to cancel"))
             return 0 if ok else 1
         if args.resume:
-            job = store.get_job(args.resume)
-            total = job["config"].get("instructions") or store.count_instances("ok")
-            fmt = _fmt_gen if job["kind"] == "generate" else _fmt_ens
-            return _job_exit(_run_with_bar(store, args.resume, total, fmt), store_path=s.db)
+            return _job_exit(_run_with_bar(store, args.resume), store_path=s.db)
+        from .stage import describe
         for j in store.list_jobs():
+            v = describe(j["progress"], j["state"])
             err = (j["error"] or "").strip().splitlines()[:1]
-            print(f"{j['id']}  {j['kind']:9} {j['state']:12} {json.dumps(j['progress'].get('stage'))} "
-                  f"{err[0] if err else ''}")
+            print(f"{j['id']}  {j['kind']:9} {j['state']:12} {v.phase}: {v.counts or '-'}"
+                  f"{'  ' + err[0] if err else ''}")
     return 0
 
 
@@ -270,55 +263,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scoring_progress():
-    """A rich progress bar on stderr and the ``progress(stage, done, total)`` callback that drives it."""
-    bar = _progress_bar(0)
-    tasks: dict[str, Any] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total, info="")
-        bar.update(tasks[stage], completed=done)
-    return bar, progress
-
-
 @command("score")
 def cmd_score(args: argparse.Namespace) -> int:
-    from .quality import load_scorer, score_outputs
+    from .jobs import start_job
     s = _settings(args, quality_scorer=args.scorer)
     with _store(s) as store:
-        if store.count_outputs() == 0:
-            from .errors import ScorerError
-            raise ScorerError(f"no outputs in {s.db} to score: run `curate ensemble` first")
-        scorer = load_scorer(s.quality_scorer, store=store, batch_size=args.batch_size)
-        bar, progress = _scoring_progress()
-        with bar:
-            counts = score_outputs(store, scorer, limit=args.limit, progress=progress)
-    print(f"{scorer.name} ({scorer.label}): {counts['scored']} outputs scored, {counts['unscored']} unscored "
-          "(reason stored); outputs scored before were skipped")
-    return 0
+        job_id = start_job(store, "score", {"scorer": s.quality_scorer, "limit": args.limit,
+                                            "batch_size": args.batch_size})
+        job = _run_with_bar(store, job_id)
+    rc = _job_exit(job, store_path=s.db)
+    r = job["progress"].get("result")
+    if r:
+        print(f"{r['scorer']} ({r['label']}): {r['scored']} outputs scored, {r['unscored']} unscored "
+              "(reason stored); outputs scored before were skipped")
+    return rc
 
 
 @command("teachers")
 def cmd_teachers(args: argparse.Namespace) -> int:
-    from .teachers import compute_teacher_stats, format_mixture, mixture_weights_from_car, teacher_ranking
-    from .quality import load_scorer, scorer_name
+    from .teachers import format_mixture, mixture_weights_from_car, teacher_ranking
+    from .quality import scorer_name
     s = _settings(args, car_beta=args.beta, student_model=args.student, quality_scorer=args.scorer)
     label = None
     with _store(s) as store:
         if not args.stored:
-            if store.count_outputs() == 0:
-                from .errors import ScorerError
-                raise ScorerError(f"no outputs in {s.db}: the teachers are the models that wrote outputs, so run "
-                                  "`curate generate` and `curate ensemble` first")
-            from .lm.registry import load_lm
-            scorer = load_scorer(s.quality_scorer, store=store)
-            label = scorer.label
-            student = load_lm(s.student_model)
-            bar, progress = _scoring_progress()
-            with bar:
-                done = compute_teacher_stats(store, student, scorer, limit=args.limit, batch_size=args.batch_size,
-                                             student_name=s.student_model, progress=progress)
+            from .jobs import start_job
+            job = _run_with_bar(store, start_job(store, "teachers", {
+                "student": s.student_model, "scorer": s.quality_scorer, "limit": args.limit,
+                "batch_size": args.batch_size}))
+            if job["state"] != "done":
+                return _job_exit(job, store_path=s.db)
+            done = job["progress"]["result"]
+            label = done["label"]
             _console().print(f"{done['outputs']} sampled outputs: {done['nll_computed']} student losses and "
                              f"{done['rewards_computed']} rewards computed now ({done['unscored']} unscored), "
                              f"the rest were stored; {done['seconds']:.1f}s")
@@ -349,25 +325,32 @@ def cmd_teachers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embed_progress():
-    """:func:`_scoring_progress` for the ``progress(done, total)`` of embedding (one stage)."""
-    bar, staged = _scoring_progress()
-    return bar, functools.partial(staged, "embedding")
-
-
 @command("embed")
 def cmd_embed(args: argparse.Namespace) -> int:
-    from .select import embed_pool, load_pool
+    from .jobs import start_job
+    from .lm.registry import DEFAULT_EMBEDDER
     s = _settings(args)
     tau = s.consensus_threshold if args.tau is None else args.tau
     with _store(s) as store:
-        pool = load_pool(store, args.source, tau=tau, quality="none")
-        bar, progress = _embed_progress()
-        with bar:
-            _, st = embed_pool(store, pool, args.model, batch_size=args.batch_size, progress=progress)
-    print(f"{st['model']}: {st['computed']} embedded now, {st['cached']} were cached "
-          f"(pool --from {args.source}: {len(pool.ids)} candidates)")
-    return 0
+        job = _run_with_bar(store, start_job(store, "embed", {
+            "model": args.model or DEFAULT_EMBEDDER, "source": args.source, "tau": tau,
+            "batch_size": args.batch_size}))
+    rc = _job_exit(job, store_path=s.db)
+    st = job["progress"].get("result")
+    if st:
+        print(f"{st['model']}: {st['computed']} embedded now, {st['cached']} were cached "
+              f"(pool --from {args.source}: {st['cached'] + st['computed']} candidates)")
+    return rc
+
+
+def _embed_progress():
+    """A rich progress bar on stderr and the ``progress(done, total)`` callback of embedding that drives it."""
+    bar = _progress_bar(0)
+    task = bar.add_task("embedding", total=None, info="")
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+    return bar, progress
 
 
 @command("select")

@@ -1,4 +1,4 @@
-"""Output ensembling (DESIGN.md §2.4): extra zero-shot outputs from instruction-tuned models, then the
+"""Output ensembling (docs/ARCHITECTURE.md, "Output ensembling and consensus"): extra zero-shot outputs from instruction-tuned models, then the
 consensus rule over all outputs of each instance, stored with the whole pairwise matrix.
 
 1. For every OK instance and every ensembling model: one greedy output (max 256 new tokens) with the
@@ -20,9 +20,11 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .consensus import consensus
-from .generate import Stopped
+from .errors import Stopped
 from .lm.base import GenParams
 from .mixture import ModelPool
+from .prompts import reference_prompt
+from .stage import Progress, StageContext
 from .store import Store
 
 DEFAULT_ENSEMBLE_MODELS = ("smollm2-135m-instruct", "qwen2.5-0.5b-instruct")
@@ -43,7 +45,9 @@ class EnsembleConfig(BaseModel):
 
 
 @dataclass
-class EnsembleProgress:
+class EnsembleStats:
+    """The figures of one ensembling run (what it reports through the stage context, and returns)."""
+
     stage: str = "starting"
     outputs: Counter = field(default_factory=Counter)
     total: int = 0
@@ -52,16 +56,14 @@ class EnsembleProgress:
     gen_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def tok_s(self) -> float:
+        return round(self.tokens / self.gen_seconds, 2) if self.gen_seconds else 0.0
+
     def as_dict(self) -> dict:
         return {"stage": self.stage, "outputs": dict(self.outputs), "total": self.total,
-                "consensus": dict(self.consensus), "tokens": self.tokens,
-                "tok_s": round(self.tokens / self.gen_seconds, 2) if self.gen_seconds else 0.0,
+                "consensus": dict(self.consensus), "tokens": self.tokens, "tok_s": self.tok_s,
                 "warnings": list(self.warnings)}
-
-
-def reference_prompt(instruction: str, input: str) -> str:
-    """The reference zero-shot prompt: ``instruction + "\\n" + input``."""
-    return instruction + "\n" + input
 
 
 def _style_for(lm, wanted: str) -> str:
@@ -69,32 +71,40 @@ def _style_for(lm, wanted: str) -> str:
 
 
 def run_ensemble(store: Store, config: EnsembleConfig, pool: ModelPool | None = None, *,
-                 job_id: str | None = None, on_progress: Callable | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> EnsembleProgress:
-    """Fill missing ensemble outputs, then (re)compute consensus where outputs changed.
+                 job_id: str | None = None, on_progress: Callable[[Progress], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> EnsembleStats:
+    """Fill missing ensemble outputs, then (re)compute consensus where outputs changed: the stage's
+    :func:`run` with a context built from these arguments; returns the run's figures.
 
-    Raises :class:`~curate.generate.Stopped` when asked to stop between batches (stored rows stay).
+    Raises :class:`~curate.errors.Stopped` when asked to stop between batches (stored rows stay).
     """
-    pool = pool or ModelPool()
-    report = on_progress or (lambda p: None)
-    stop = should_stop or (lambda: False)
-    prog = EnsembleProgress(total=store.count_instances("ok"))
+    ctx = StageContext(job_id=job_id, pool=pool, on_progress=on_progress, should_stop=should_stop)
+    return _ensemble(store, config, ctx)
+
+
+def _report(ctx: StageContext, prog: EnsembleStats, done: int, total: int, unit: str) -> None:
+    ctx.report(phase=prog.stage, done=done, total=total, unit=unit, tok_s=prog.tok_s, warnings=prog.warnings,
+               tokens=prog.tokens, outputs=dict(prog.outputs), consensus=dict(prog.consensus))
+
+
+def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> EnsembleStats:
+    prog = EnsembleStats(total=store.count_instances("ok"))
     if not config.consensus_only:
         for position, spec in enumerate(config.models, start=1):
-            lm = pool.get(spec)
+            lm = ctx.pool.get(spec)
             style = _style_for(lm, config.styles.get(spec, config.prompt_style))
             if style != config.styles.get(spec, config.prompt_style):
                 prog.warnings.append(f"{spec} has no chat template: using the reference prompt")
             params = GenParams(temperature=0.0, max_new_tokens=config.max_new_tokens,
                                style="chat" if style == "chat" else "completion")
             prog.stage = f"outputs {spec}"
+            missing = len(store.instances_missing_output(spec, style, limit=-1))
             while True:
                 todo = store.instances_missing_output(spec, style, limit=config.batch_size)
-                report(prog)
+                _report(ctx, prog, prog.outputs[spec], missing, "outputs")
                 if not todo:
                     break
-                if stop():
-                    raise Stopped()
+                ctx.check_stop()
                 t0 = time.perf_counter()
                 outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
                 prog.gen_seconds += time.perf_counter() - t0
@@ -102,16 +112,18 @@ def run_ensemble(store: Store, config: EnsembleConfig, pool: ModelPool | None = 
                 store.add_outputs([{"instance_id": r["id"], "position": position, "model_id": spec,
                                     "params": params.as_record(), "prompt_style": style, "text": o.text,
                                     "finish_reason": o.finish_reason, "completion_tokens": o.completion_tokens,
-                                    "job_id": job_id} for r, o in zip(todo, outs)])
+                                    "job_id": ctx.job_id} for r, o in zip(todo, outs)])
                 prog.outputs[spec] += len(todo)
     prog.stage = "consensus"
-    compute_consensus(store, config.threshold, progress=prog, should_stop=stop)
+    _report(ctx, prog, 0, prog.total, "candidates")
+    compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop)
     prog.stage = "done"
-    report(prog)
+    done = sum(prog.consensus.values())
+    _report(ctx, prog, done, done, "consensus rows")
     return prog
 
 
-def compute_consensus(store: Store, threshold: float = 0.01, *, progress: EnsembleProgress | None = None,
+def compute_consensus(store: Store, threshold: float = 0.01, *, progress: EnsembleStats | None = None,
                       should_stop: Callable[[], bool] | None = None, batch: int = 500) -> Counter:
     """Consensus for every instance whose outputs changed since it was last computed. Returns reason counts."""
     counts: Counter = Counter()
@@ -136,3 +148,12 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
             if progress is not None:
                 progress.consensus[res.reason] += 1
         store.save_consensus(rows)
+
+
+# -- the Stage contract (curate.stage) ---------------------------------------------------------------------
+Config = EnsembleConfig
+
+
+def run(store: Store, config: EnsembleConfig, ctx: StageContext) -> None:
+    """The ensembling stage: see the module docstring. Progress goes through ``ctx``."""
+    _ensemble(store, config, ctx)

@@ -52,3 +52,9 @@ class SelectionError(CurateError):
 class ExportError(CurateError):
     """An export cannot be written (bad format or option, nothing to export, unwritable or occupied path,
     text that is not valid UTF-8); nothing was written."""
+
+
+class Stopped(Exception):
+    """Raised inside a stage when its job was asked to pause or cancel (``StageContext.should_stop()``); the
+    stage stops between two steps, so everything stored so far stays. Not an error: the job runner turns it
+    into the state 'paused' or 'cancelled'."""

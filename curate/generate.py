@@ -18,7 +18,7 @@ Provenance on every completion / instruction / instance row: ``model_id`` (``gen
 
 1. Seeds are stored; the novelty index is rebuilt from all seeds plus every kept instruction.
 2. Instruction stage, per task type, until the store holds the target of kept instructions of that type:
-   prompts → mixture → completions → split → filters (§2.2) → kept / filtered(reason). Two reasons come
+   prompts → mixture → completions → split → filters (docs/ARCHITECTURE.md, "Instruction generation") → kept / filtered(reason). Two reasons come
    on top of the six filters: ``truncated`` for the last instruction of a completion cut off by
    ``max_new_tokens`` (or the repetition guard) before its ``|EoS|``, checked first, and ``surplus`` for
    instructions past the target in the last batch (stored, never dropped). A completion with no
@@ -48,6 +48,7 @@ from .lm.base import Completion, GenParams
 from .mixture import Mixture, MixtureEntry, ModelPool
 from .rouge import NoveltyIndex
 from .seeds import SeedTask, load_seeds, split_by_type
+from .stage import Progress, StageContext
 from .store import Store
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
@@ -115,8 +116,8 @@ class GenerateConfig(BaseModel):
 
 
 @dataclass
-class Progress:
-    """What a running generation reports (the CLI's progress bar and the app's Run tab show it)."""
+class GenerationStats:
+    """The figures of one generation run (what it reports through the stage context, and returns)."""
 
     stage: str = "starting"
     target: int = 0
@@ -129,7 +130,6 @@ class Progress:
     unparseable: Counter = field(default_factory=Counter)
     tokens: int = 0
     gen_seconds: float = 0.0
-    started: float = field(default_factory=time.time)
     kept_this_run: int = 0
     trimmed: dict = field(default_factory=dict)  # "stage model" -> {"prompts", "fewest", "requested", "context"}
     warnings: list[str] = field(default_factory=list)
@@ -137,15 +137,6 @@ class Progress:
     @property
     def tok_s(self) -> float:
         return self.tokens / self.gen_seconds if self.gen_seconds > 0 else 0.0
-
-    def eta_s(self) -> float | None:
-        left = self.target - self.kept
-        elapsed = time.time() - self.started
-        if left <= 0:
-            return 0.0
-        if self.kept_this_run == 0 or elapsed <= 0:
-            return None
-        return left / (self.kept_this_run / elapsed)
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -165,22 +156,16 @@ class Progress:
                  for key, t in self.trimmed.items()]
         return [*self.warnings, *trims]
 
+    def counts(self) -> dict:
+        """The figures reported as the stage's progress counts."""
+        return {"kept": self.kept, "instances": self.instances, "extra_candidates": self.extra_candidates,
+                "completions": self.completions, "tokens": self.tokens, "filtered": dict(self.filtered),
+                "instances_rejected": dict(self.instances_rejected), "unparseable": dict(self.unparseable)}
+
     def as_dict(self) -> dict:
-        return {"stage": self.stage, "target": self.target, "kept": self.kept,
-                "filtered": dict(self.filtered), "instances": self.instances,
-                "instances_rejected": dict(self.instances_rejected),
-                "extra_candidates": self.extra_candidates, "completions": self.completions,
-                "unparseable": dict(self.unparseable), "trimmed": {k: dict(v) for k, v in self.trimmed.items()},
-                "tokens": self.tokens, "tok_s": round(self.tok_s, 2), "eta_s": self.eta_s(),
+        return {"stage": self.stage, "target": self.target, **self.counts(),
+                "trimmed": {k: dict(v) for k, v in self.trimmed.items()}, "tok_s": round(self.tok_s, 2),
                 "warnings": self.all_warnings()}
-
-
-class Stopped(Exception):
-    """Raised inside a run when ``should_stop()`` asks it to stop between steps."""
-
-
-ProgressFn = Callable[[Progress], None]
-StopFn = Callable[[], bool]
 
 
 def split_targets(n: int, task_type: str, by_type: dict[str, list[SeedTask]]) -> dict[str, int]:
@@ -224,12 +209,12 @@ class Generator:
     the seeds do not have.
     """
 
-    def __init__(self, store: Store, config: GenerateConfig, pool: ModelPool, *, job_id: str | None = None,
-                 on_progress: ProgressFn | None = None, should_stop: StopFn | None = None):
-        self.store, self.cfg, self.pool, self.job_id = store, config, pool, job_id
-        self.on_progress = on_progress or (lambda p: None)
-        self.should_stop = should_stop or (lambda: False)
-        self.progress = Progress()
+    def __init__(self, store: Store, config: GenerateConfig, ctx: StageContext):
+        self.store, self.cfg, self.ctx = store, config, ctx
+        self.pool, self.job_id = ctx.pool, ctx.job_id
+        self.progress = GenerationStats()
+        self._instances_total: int | None = None
+        self._instances_done = 0
         self.seeds: list[SeedTask] = load_seeds(config.seeds)
         self.by_type = split_by_type(self.seeds)
         self.targets = split_targets(config.instructions, config.task_type, self.by_type)
@@ -239,8 +224,7 @@ class Generator:
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _check_stop(self) -> None:
-        if self.should_stop():
-            raise Stopped()
+        self.ctx.check_stop()
 
     def _seed(self, *key) -> int:
         """A 32-bit seed from the run's seed and ``key`` (stable across processes, unlike ``hash``)."""
@@ -314,13 +298,21 @@ class Generator:
         return True
 
     def _report(self) -> None:
-        self.on_progress(self.progress)
+        """Hand the figures to the stage context: the instruction phases count kept instructions against the
+        target, the instance phase the kept instructions given their instance completion."""
+        g = self.progress
+        if g.stage == "instances":
+            done, total, unit = self._instances_done, self._instances_total, "instructions given instances"
+        else:
+            done, total, unit = g.kept, g.target, "instructions kept"
+        self.ctx.report(phase=g.stage, done=done, total=total, unit=unit, tok_s=round(g.tok_s, 2),
+                        warnings=g.all_warnings(), **g.counts())
 
     def _count_kept(self) -> int:
         return sum(self.store.count_kept_instructions(t, origin=FROM_PROMPT) for t in self.targets)
 
     # -- 1. setup ---------------------------------------------------------------------------------------
-    def run(self) -> Progress:
+    def run(self) -> GenerationStats:
         if self.cfg.task_type == "both" and not self.by_type["B"]:
             self.progress.warn("the seed set has no type-B tasks: generating type A only")
         for t in self.targets:
@@ -438,6 +430,7 @@ class Generator:
         st, cfg = self.store, self.cfg
         self.progress.stage = "instances"
         done: set[str] = set()
+        self._instances_total = sum(len(st.instructions_without_instances(t, limit=-1)) for t in types)
         while True:
             todo = [r for t in types for r in st.instructions_without_instances(t, limit=cfg.batch_size)]
             todo = sorted(todo, key=lambda r: r["seq"])[: cfg.batch_size]
@@ -447,6 +440,7 @@ class Generator:
             if any(r["id"] in done for r in todo):  # a write that did not stick: never loop on it
                 raise CurateError("an instance completion was not recorded; the store may be read-only or full")
             done.update(r["id"] for r in todo)
+            self._instances_done = len(done) - len(todo)
             self._check_stop()
             step = st.count_completions("instance")
             items, too_long = self._instance_batch(todo, step)
@@ -500,7 +494,7 @@ class Generator:
                 self._store_instance(it, cid, pos, item, iid)
 
     def _store_extra_candidate(self, it: _Item, cid: str, pos: int, item: parse.ParsedInstance) -> str | None:
-        """An instruction found in an instance completion: the §2.2 filters, then it needs a valid instance.
+        """An instruction found in an instance completion: the instruction filters, then it needs a valid instance.
         Returns its id when kept (its instance is stored next), else None (the block stays in the raw text)."""
         v = filters.instruction_verdict(item.instruction, self.index, self.cfg.similarity_threshold)
         status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
@@ -535,15 +529,24 @@ class Generator:
 
 
 def run_generation(store: Store, config: GenerateConfig, pool: ModelPool | None = None, *,
-                   job_id: str | None = None, on_progress: ProgressFn | None = None,
-                   should_stop: StopFn | None = None) -> Progress:
-    """Run (or resume) generation until the store holds ``config.instructions`` kept instructions.
+                   job_id: str | None = None, on_progress: Callable[[Progress], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> GenerationStats:
+    """Run (or resume) generation until the store holds ``config.instructions`` kept instructions: the stage's
+    :func:`run` with a context built from these arguments; returns the run's figures.
 
-    Raises :class:`Stopped` when ``should_stop()`` turned true between steps (everything written so far
-    stays), :class:`~curate.errors.CurateError` for bad settings or a run that makes no progress, and
-    whatever the backends raise (``BackendError``) — in every case the finished batches are stored.
+    Raises :class:`~curate.errors.Stopped` when ``should_stop()`` turned true between steps (everything
+    written so far stays), :class:`~curate.errors.CurateError` for bad settings or a run that makes no
+    progress, and whatever the backends raise (``BackendError``) — in every case the finished batches are
+    stored.
     """
-    gen = Generator(store, config, pool or ModelPool(), job_id=job_id, on_progress=on_progress,
-                    should_stop=should_stop)
-    return gen.run()
+    ctx = StageContext(job_id=job_id, pool=pool, on_progress=on_progress, should_stop=should_stop)
+    return Generator(store, config, ctx).run()
 
+
+# -- the Stage contract (curate.stage) ---------------------------------------------------------------------
+Config = GenerateConfig
+
+
+def run(store: Store, config: GenerateConfig, ctx: StageContext) -> None:
+    """The generation stage: see the module docstring. Progress goes through ``ctx``."""
+    Generator(store, config, ctx).run()

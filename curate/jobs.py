@@ -1,6 +1,8 @@
-"""Background jobs: generation and ensembling runs recorded in the store, resumable, pausable, cancellable.
+"""Background jobs: stage runs (generate, ensemble, score, teachers, embed, …) recorded in the store, resumable,
+pausable, cancellable.
 
-A job is a row (kind, config, state, progress, heartbeat, error). The work function of each kind is
+A job is a row (kind, config, state, progress, heartbeat, error). Its kind names a stage (:data:`STAGES`, the
+Stage contract of :mod:`curate.stage`); this module knows nothing about any one stage. Every stage is
 resumable by construction (it continues from stored rows), so *resume* is simply running the job again.
 
 States: queued → running → done | failed | paused | cancelled | interrupted. Pause and cancel are
@@ -14,108 +16,48 @@ The CLI runs jobs in the foreground with :func:`run_job`; the app starts them on
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import threading
 import traceback
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from .errors import CurateError, StoreError
-from .generate import GenerateConfig, Stopped, run_generation
+from .errors import CurateError, StoreError, Stopped
 from .mixture import ModelPool
+from .stage import Progress, Stage, StageContext
 from .store import Store
 
 HOST = socket.gethostname()
 
-# kind -> function(store, config_dict, pool, job_id, on_progress, should_stop)
-WorkFn = Callable[..., Any]
-KINDS: dict[str, WorkFn] = {}
+#: kind -> the module implementing that stage (the Stage contract, curate.stage), imported when a job of that
+#: kind is created or run. Adding a stage is one module and one line here (or :func:`register_stage`).
+STAGES: dict[str, str] = {
+    "generate": "curate.generate",
+    "ensemble": "curate.ensemble",
+    "score": "curate.score",
+    "teachers": "curate.teachers",
+    "embed": "curate.embed",
+}
 # states run_job starts from (resume = run again); every other state is active or final
 RUNNABLE = ("queued", "paused", "interrupted", "failed")
 
 
-def register_kind(kind: str) -> Callable[[WorkFn], WorkFn]:
-    def deco(fn: WorkFn) -> WorkFn:
-        KINDS[kind] = fn
-        return fn
-    return deco
+def register_stage(kind: str, module: str) -> None:
+    """Make ``kind`` a job kind run by ``module`` (importable; it exposes ``Config`` and ``run``)."""
+    STAGES[kind] = module
 
 
-@register_kind("generate")
-def _generate(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
-    return run_generation(store, GenerateConfig(**config), pool, job_id=job_id, on_progress=on_progress,
-                          should_stop=should_stop)
-
-
-@register_kind("ensemble")
-def _ensemble(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
-    from .ensemble import EnsembleConfig, run_ensemble
-    return run_ensemble(store, EnsembleConfig(**config), pool, job_id=job_id, on_progress=on_progress,
-                        should_stop=should_stop)
-
-
-class TeachersJobConfig(BaseModel):
-    """A teacher-compatibility run (curate.teachers.compute_teacher_stats) as a background job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    student: str = Field("smollm2-135m-instruct", min_length=1, description="the student model spec")
-    scorer: str = Field("proxy:consensus", min_length=1, description="quality scorer spec (curate.quality)")
-    limit: int | None = Field(None, ge=1, description="instances sampled (None: all)")
-    batch_size: int = Field(8, ge=1, le=256)
-
-
-@register_kind("teachers")
-def _teachers(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
-    from .quality import load_scorer
-    from .teachers import compute_teacher_stats
-    c = TeachersJobConfig(**config)
-    on_progress({"stage": f"loading the student {c.student}"})
-    student = pool.get(c.student)
-    scorer = load_scorer(c.scorer, store=store, batch_size=c.batch_size)
-
-    def progress(stage: str, done: int, total: int) -> None:
-        on_progress({"stage": stage, "done": done, "total": total})
-
-    result = compute_teacher_stats(store, student, scorer, limit=c.limit, batch_size=c.batch_size,
-                                   student_name=c.student, progress=progress, should_stop=should_stop)
-    if should_stop():
-        raise Stopped()
-    on_progress({"stage": "done", "done": result["outputs"], "total": result["outputs"], "result": result})
-
-
-class EmbedJobConfig(BaseModel):
-    """Embedding a selection pool into the store's cache (curate.select.embed_pool) as a background job."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field("all-minilm-l6-v2", min_length=1, description="embedding model (embedded name, folder, "
-                                                                     "HF id)")
-    source: str = Field("passing", description="the pool: accepted | passing | all")
-    tau: float = Field(0.01, ge=0.0, le=1.0)
-
-
-@register_kind("embed")
-def _embed(store: Store, config: dict, pool: ModelPool, job_id: str, on_progress, should_stop):
-    from .select import embed_pool, load_pool
-    c = EmbedJobConfig(**config)
-    candidates = load_pool(store, c.source, tau=c.tau, quality="none")
-    on_progress({"stage": f"embedding with {c.model}", "done": 0, "total": len(candidates.ids)})
-
-    def progress(done: int, total: int) -> None:  # after each stored chunk: a stop here loses nothing
-        on_progress({"stage": f"embedding with {c.model}", "done": done, "total": total})
-        if should_stop():
-            raise Stopped()
-
-    _, stats = embed_pool(store, candidates, c.model, progress=progress)
-    on_progress({"stage": "done", "done": len(candidates.ids), "total": len(candidates.ids), "result": stats})
-
-
-#: how each kind's config is validated when the job is created
-CONFIGS: dict[str, type[BaseModel]] = {"generate": GenerateConfig, "teachers": TeachersJobConfig,
-                                       "embed": EmbedJobConfig}
+def stage(kind: str) -> Stage:
+    """The stage module of job kind ``kind``. Raises StoreError for an unknown kind (listing the known ones)
+    and CurateError for a registered module that does not offer the Stage contract."""
+    if kind not in STAGES:
+        raise StoreError(f"unknown job kind {kind!r}; known: {', '.join(STAGES)}")
+    mod = importlib.import_module(STAGES[kind])
+    if not (isinstance(getattr(mod, "Config", None), type) and callable(getattr(mod, "run", None))):
+        raise CurateError(f"{STAGES[kind]} (job kind {kind!r}) has no Config class and run(store, config, ctx) "
+                          "function: see docs/ARCHITECTURE.md, \"Adding a stage\"")
+    return mod  # type: ignore[return-value]
 
 
 def _live_threads() -> set[str]:
@@ -144,14 +86,15 @@ def recover(store: Store) -> list[str]:
 
 
 def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
-            on_progress: Callable[[Any], None] | None = None) -> dict:
+            on_progress: Callable[[Progress], None] | None = None) -> dict:
     """Run (or resume) job ``job_id`` in this thread until it ends; returns the final job row.
 
+    The job's stage runs with a :class:`~curate.stage.StageContext` whose progress goes to the job row (and
+    to ``on_progress``) and whose ``should_stop()`` is true once a pause or cancel was requested.
     KeyboardInterrupt leaves the job 'interrupted' (everything stored so far stays) and is re-raised.
     """
     job = store.get_job(job_id)
-    if job["kind"] not in KINDS:
-        raise StoreError(f"job {job_id} has unknown kind {job['kind']!r}; known: {', '.join(KINDS)}")
+    st = stage(job["kind"])
     if not store.request_job_state(job_id, "running", only_from=RUNNABLE):
         # a request that came while the job waited for a worker is honoured now; done / cancelled stay
         state = store.job_state(job_id)
@@ -164,19 +107,20 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
                              "or wait for it to end")
         return store.get_job(job_id)
     store.update_job(job_id, pid=os.getpid(), error="")
-    pool = pool or ModelPool()
 
-    def progress(p) -> None:
-        data = p.as_dict() if hasattr(p, "as_dict") else dict(p)
-        store.update_job(job_id, progress=data)
+    def progress(p: Progress) -> None:
+        store.update_job(job_id, progress=p.as_dict())
         if on_progress:
             on_progress(p)
 
     def should_stop() -> bool:
         return store.job_state(job_id) in ("pausing", "cancelling")
 
+    ctx = StageContext(job_id=job_id, pool=pool or ModelPool(), on_progress=progress, should_stop=should_stop)
     try:
-        KINDS[job["kind"]](store, job["config"], pool, job_id, progress, should_stop)
+        result = st.run(store, st.Config(**job["config"]), ctx)
+        if result is not None and ctx.progress.result is None:
+            ctx.report(result=result)
     except Stopped:
         store.update_job(job_id, state="paused" if store.job_state(job_id) == "pausing" else "cancelled")
     except KeyboardInterrupt:
@@ -192,15 +136,16 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
 
 
 def start_job(store: Store, kind: str, config: dict) -> str:
-    """Create a job row (validated config) and return its id; run it with run_job or JobRunner."""
-    if kind not in KINDS:
-        raise StoreError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "ensemble":
-        from .ensemble import EnsembleConfig
-        CONFIGS.setdefault("ensemble", EnsembleConfig)
-    if kind in CONFIGS:
-        config = CONFIGS[kind](**config).model_dump(mode="json")
-    return store.create_job(kind, config)
+    """Create a job row with its config validated by the stage's ``Config`` (defaults filled in) and return
+    its id; run it with :func:`run_job` or :class:`JobRunner`. A stage with a ``check(store, config)`` gets
+    to refuse first (e.g. nothing to score yet). Raises StoreError for an unknown kind, pydantic's
+    ValidationError (a ValueError) for a bad config and the stage's CurateError from ``check``."""
+    st = stage(kind)
+    cfg = st.Config(**config)
+    check = getattr(st, "check", None)
+    if check is not None:  # the stage's own preflight: refuse now rather than fail in the background
+        check(store, cfg)
+    return store.create_job(kind, cfg.model_dump(mode="json"))
 
 
 def pause(store: Store, job_id: str) -> bool:

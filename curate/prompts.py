@@ -1,6 +1,6 @@
 """Few-shot prompts built from the seed tasks at run time (Ensemble-Instruct's simplified prompts).
 
-Instruction prompt (DESIGN.md §2.2)::
+Instruction prompt (docs/ARCHITECTURE.md, "Instruction generation")::
 
     Come up with a series of tasks:
     1. <instruction> |EoS|
@@ -13,11 +13,14 @@ the same type, the rest random seed instructions of that type; shuffled with a s
 put on one line as the reference does (whitespace collapsed, a trailing ":" removed), so a seed like
 ``"Question: …\\nAnswer:"`` cannot break the numbered list.
 
-Instance prompt (§2.3): a header per type, then demos ``instruction: …\\ninput: …\\noutput: …\\n|EoS|``
+Instance prompt ("Instance generation" there): a header per type, then demos ``instruction: …\\ninput: …\\noutput: …\\n|EoS|``
 (type B without the input line) separated by blank lines, ending with ``instruction: {new}\\n``; an
 instruction is one line there (whitespace collapsed).
 18 demos for A and 15 for B by default (the paper's numbers; the reference code uses 19 / 15). Blank lines
 inside a demo's fields are closed up, because a blank line is where instance generation stops.
+
+The zero-shot prompt of the ensembling models and of a student reading a teacher's response is
+:func:`reference_prompt`: ``instruction + "\\n" + input`` (a chat model may wrap it in its chat template).
 
 When a prompt does not fit the model's context, demos are dropped from the end (the list is already
 shuffled) until it does, never below one; :class:`Prompt` says how many were dropped and whether the
@@ -192,3 +195,8 @@ def instance_prompt(
         return "\n\n".join([INSTANCE_HEADERS[task_type], *blocks[:k], new])
 
     return _fit(build, len(blocks), demos, fits)
+
+
+def reference_prompt(instruction: str, input: str) -> str:
+    """The reference zero-shot prompt (Ensemble-Instruct's output ensembling): ``instruction + "\\n" + input``."""
+    return instruction + "\n" + input

@@ -1,4 +1,5 @@
-"""Teacher compatibility: which models of the mixture teach a given student best (DESIGN.md §2.5).
+"""Teacher compatibility: which models of the mixture teach a given student best (docs/ARCHITECTURE.md,
+"Teacher compatibility (CAR)").
 
 "Stronger Models are NOT Stronger Teachers" (Xu et al., 2024) ranks teachers T for a student S by the
 Compatibility-Adjusted Reward::
@@ -26,12 +27,15 @@ import math
 import time
 from typing import Any, Callable, Sequence
 
-from .ensemble import reference_prompt
-from .errors import BackendError, ScorerError
-from .mixture import MixtureEntry
-from .quality import Scorer, load_scorer, score_outputs, scorer_name
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["student_key", "nll_scorer_name", "student_prompt", "compute_teacher_stats", "teacher_ranking",
+from .errors import BackendError, ScorerError, Stopped
+from .mixture import MixtureEntry
+from .prompts import reference_prompt
+from .quality import DEFAULT_SCORER, Scorer, load_scorer, score_outputs, scorer_name
+from .stage import StageContext
+
+__all__ = ["Config", "check", "run", "student_key", "nll_scorer_name", "student_prompt", "compute_teacher_stats", "teacher_ranking",
            "mixture_weights_from_car", "format_mixture", "car", "TASK_TYPES"]
 
 TASK_TYPES = ("all", "A", "B")
@@ -186,3 +190,41 @@ def mixture_weights_from_car(ranking: Sequence[dict], task_type: str = "all") ->
 def format_mixture(entries: Sequence[MixtureEntry], digits: int = 4) -> str:
     """``"model:weight,..."`` as ``--models`` and :func:`curate.mixture.parse_mixture` read it."""
     return ",".join(f"{e.model}:{max(round(e.weight, digits), 10.0 ** -digits):g}" for e in entries)
+
+
+# -- the Stage contract (curate.stage) ---------------------------------------------------------------------
+class Config(BaseModel):
+    """A teacher-compatibility run (:func:`compute_teacher_stats`) as a background job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: str = Field("smollm2-135m-instruct", min_length=1, description="the student model spec")
+    scorer: str = Field(DEFAULT_SCORER, min_length=1, description="quality scorer spec (curate.quality)")
+    limit: int | None = Field(None, ge=1, description="instances sampled (None: all)")
+    batch_size: int = Field(8, ge=1, le=256)
+
+
+def check(store, config: Config) -> None:
+    """Before a job is created: the store has outputs (the teachers) and the scorer spec is known.
+    Raises ScorerError naming the fix."""
+    if store.count_outputs() == 0:
+        raise ScorerError(f"no outputs in {store.path}: the teachers are the models that wrote outputs, so run "
+                          "`curate generate` and `curate ensemble` first")
+    scorer_name(config.scorer)
+
+
+def run(store, config: Config, ctx: StageContext) -> dict:
+    """The teachers stage: the student's losses and the rewards CAR needs, stored; returns the summary of
+    :func:`compute_teacher_stats`."""
+    ctx.report(phase=f"loading the student {config.student}")
+    student = ctx.pool.get(config.student)
+    scorer = load_scorer(config.scorer, store=store, batch_size=config.batch_size)
+    result = compute_teacher_stats(
+        store, student, scorer, limit=config.limit, batch_size=config.batch_size, student_name=config.student,
+        progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"),
+        should_stop=ctx.should_stop)
+    if ctx.should_stop():
+        raise Stopped()
+    result = {**result, "label": scorer.label}
+    ctx.report(phase="done", done=result["outputs"], total=result["outputs"], unit="outputs", result=result)
+    return result

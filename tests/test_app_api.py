@@ -71,11 +71,11 @@ def test_generation_job_runs_in_the_background_with_progress(generated, server):
     seen, ens_seen = generated
     final = seen[-1]
     assert final["state"] == "done", final["error"]
-    kept = [j["progress"].get("kept", 0) for j in seen]
+    kept = [(j["progress"].get("counts") or {}).get("kept", 0) for j in seen]
     assert kept == sorted(kept) and kept[-1] == 8
-    assert len({(j["progress"].get("stage"), j["progress"].get("kept")) for j in seen}) >= 3  # it moved
-    assert final["progress"]["tok_s"] > 0 and final["progress"]["instances"] >= 8
-    assert ens_seen[-1]["state"] == "done" and sum(ens_seen[-1]["progress"]["consensus"].values()) >= 8
+    assert len({(j["progress"].get("phase"), j["progress"].get("done")) for j in seen}) >= 3  # it moved
+    assert final["progress"]["tok_s"] > 0 and final["progress"]["counts"]["instances"] >= 8
+    assert ens_seen[-1]["state"] == "done" and sum(ens_seen[-1]["progress"]["counts"]["consensus"].values()) >= 8
     with Store(server[0]) as st:
         assert st.count_kept_instructions() == 8 and st.count_passing(0.0)["scored"] >= 8
 

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from curate.ensemble import EnsembleConfig, compute_consensus, reference_prompt, run_ensemble
-from curate.generate import Stopped
+from curate.ensemble import EnsembleConfig, compute_consensus, run_ensemble
+from curate.errors import Stopped
+from curate.prompts import reference_prompt
 from curate.lm.scripted import ScriptedLM
 from curate.mixture import ModelPool
 from curate.store import Store

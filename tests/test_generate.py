@@ -15,12 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from curate import prompts
-from curate.errors import BackendError, CurateError
+from curate.errors import BackendError, CurateError, Stopped
 from curate.generate import (
     FROM_INSTANCE,
     FROM_PROMPT,
     GenerateConfig,
-    Stopped,
     run_generation,
     split_targets,
 )

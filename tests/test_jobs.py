@@ -34,7 +34,8 @@ def test_run_job_to_done_with_progress_recorded(tmp_path):
     jid = jobs.start_job(st, "generate", _config())
     job = jobs.run_job(st, jid, _pool())
     assert job["state"] == "done", job["error"]
-    assert job["progress"]["kept"] == 4 and job["progress"]["stage"] == "done"
+    p = job["progress"]
+    assert p["phase"] == "done" and p["done"] == p["total"] == p["counts"]["kept"] == 4
     assert st.count_kept_instructions(origin="instruction_prompt") == 4
     assert job["config"]["instructions"] == 4 and job["config"]["seed"] == 0  # validated, defaults filled
 

@@ -179,7 +179,7 @@ def test_jobs_start_progress_pause_resume_cancel(h):
     assert set(JOB) <= set(out)
     h.runner.join(20)
     done = h.ui_job_status(jid)
-    assert done["job_state"] == "done" and f"kept {before + 6} / {before + 6}" in done["job_counts"]
+    assert done["job_state"] == "done" and f"{before + 6} / {before + 6} instructions kept" in done["job_counts"]
     assert jid in list(done["jobs"]["job"])
     ens = h.ui_start_job("ensemble", 1, "both", True, "", "", "", 0, 8)
     h.runner.join(20)
@@ -217,16 +217,21 @@ def test_start_job_records_the_sampling_settings(h):
         h.ui_start_job("generate", 3, "both", True, "", "", "", 0, 3, 0.7, 50, 1.5, 256, 512)
 
 
-def test_job_view_formats_progress():
+def test_job_view_formats_progress_the_same_for_every_stage():
     v = job_view({"kind": "generate", "state": "running", "error": "", "progress": {
-        "stage": "instructions A", "target": 10, "kept": 4, "filtered": {"similar": 3}, "tok_s": 12.5,
-        "eta_s": 75, "warnings": ["prompt trimmed"], "instances_rejected": {"no_input": 1}}})
-    assert (v["job_stage"], v["job_rate"], v["job_eta"]) == ("instructions A", "12.5", "1 min 15 s")
-    assert "kept 4 / 10" in v["job_counts"] and v["job_error"] == "prompt trimmed"
-    assert v["job_reasons"].values.tolist() == [["instruction: similar", "3"], ["instance: no_input", "1"]]
+        "phase": "instructions A", "done": 4, "total": 10, "unit": "instructions kept", "tok_s": 12.5,
+        "eta_s": 75, "warnings": ["prompt trimmed"],
+        "counts": {"tokens": 900, "filtered": {"similar": 3}, "instances_rejected": {"no_input": 1}}}})
+    assert (v["job_stage"], v["job_rate"], v["job_eta"]) == ("instructions A", "12.5 tok/s", "1 min 15 s")
+    assert v["job_counts"] == "4 / 10 instructions kept · tokens 900" and v["job_error"] == "prompt trimmed"
+    assert v["job_reasons"].values.tolist() == [["filtered: similar", "3"], ["instances_rejected: no_input", "1"]]
     e = job_view({"kind": "ensemble", "state": "failed", "error": "BackendError: down", "progress": {
-        "outputs": {"m": 3}, "total": 5, "consensus": {"rouge": 2}}})
-    assert e["job_error"] == "BackendError: down" and "3 outputs for 5 candidates" in e["job_counts"]
+        "phase": "outputs m", "done": 3, "total": 5, "unit": "outputs", "counts": {"consensus": {"rouge": 2}}}})
+    assert e["job_error"] == "BackendError: down" and e["job_counts"] == "3 / 5 outputs" and e["job_eta"] == "—"
+    assert e["job_reasons"].values.tolist() == [["consensus: rouge", "2"]]
+    old = job_view({"kind": "generate", "state": "done", "error": "", "progress": {  # a job stored by 0.1
+        "stage": "done", "target": 10, "kept": 10, "filtered": {"similar": 3}, "tok_s": 12.5}})
+    assert old["job_stage"] == "done" and old["job_counts"].startswith("10 / 10") and old["job_eta"] == "done"
 
 
 def test_overview_frames(h):

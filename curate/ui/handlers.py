@@ -29,6 +29,7 @@ from ..errors import ConflictError, CurateError
 from ..generate import GenerateConfig, sampling
 from ..mixture import parse_mixture
 from ..settings import Settings
+from ..stage import describe
 from ..store import Store
 from .layout import JOB_HEADERS, LOG_HEADERS, MAX_OUTPUTS, QUEUE_HEADERS
 
@@ -69,14 +70,6 @@ def _validation_message(e: ValidationError) -> str:
 
 def _when(t: float | None) -> str:
     return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
-
-
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "—"
-    s = int(round(s))
-    return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s" if s >= 60 \
-        else f"{s} s"
 
 
 def _num(v: float | None, fmt: str = "{:.3f}") -> str:
@@ -471,7 +464,7 @@ class Handlers:
         return out
 
     def _jobs_table(self) -> pd.DataFrame:
-        rows = [[j["id"], j["kind"], j["state"], str((j["progress"] or {}).get("stage", "")),
+        rows = [[j["id"], j["kind"], j["state"], describe(j["progress"], j["state"]).phase,
                  _when(j["created_at"]), ((j["error"] or "").strip().splitlines() or [""])[0][:120]]
                 for j in self.store().list_jobs(limit=20)]
         return pd.DataFrame(rows, columns=JOB_HEADERS)
@@ -878,33 +871,10 @@ def _shade(v: float) -> str:
 
 
 def job_view(job: dict) -> dict:
-    """A job row → the Run tab's progress fields."""
-    p = job.get("progress") or {}
-    if job["kind"] == "generate":
-        counts = (f"kept {p.get('kept', 0)} / {p.get('target', 0)} instructions · {p.get('instances', 0)} "
-                  f"candidates (+{p.get('extra_candidates', 0)} extra) · {p.get('completions', 0)} completions "
-                  f"· {p.get('tokens', 0):,} tokens")
-        reasons = [[f"instruction: {r}", str(n)] for r, n in sorted((p.get("filtered") or {}).items())]
-        reasons += [[f"instance: {r}", str(n)] for r, n in sorted((p.get("instances_rejected") or {}).items())]
-        eta = "done" if job["state"] == "done" else _duration(p.get("eta_s"))
-    elif job["kind"] != "ensemble":  # teachers / embed: a stage with done / total
-        done, total = p.get("done"), p.get("total")
-        counts = f"{p.get('stage', '')}: {done:,} / {total:,}" if done is not None and total else str(
-            p.get("stage", ""))
-        reasons = [[k, str(v if not isinstance(v, float) else round(v, 1))]
-                   for k, v in sorted((p.get("result") or {}).items())]
-        eta = "done" if job["state"] == "done" else "—"
-    else:
-        outs = p.get("outputs") or {}
-        counts = (f"{sum(outs.values())} outputs for {p.get('total', 0)} candidates · "
-                  f"{sum((p.get('consensus') or {}).values())} consensus rows · {p.get('tokens', 0):,} tokens")
-        reasons = [[f"outputs: {m}", str(n)] for m, n in sorted(outs.items())]
-        reasons += [[f"consensus: {r}", str(n)] for r, n in sorted((p.get("consensus") or {}).items())]
-        eta = "done" if job["state"] == "done" else "—"
+    """A job row → the Run tab's progress fields, the same way for every stage (:func:`curate.stage.describe`)."""
+    v = describe(job.get("progress"), job["state"])
     state = job["state"] + (" (no worker: resume it)" if job["state"] in ("paused", "interrupted") else "")
     err = (job.get("error") or "").strip()
-    warnings = "\n".join(p.get("warnings") or [])
-    return {"job_state": state, "job_stage": str(p.get("stage", "")), "job_rate": _num(p.get("tok_s"), "{:.1f}"),
-            "job_eta": eta, "job_counts": counts,
-            "job_reasons": pd.DataFrame(reasons, columns=["filtered / outcome", "n"]),
-            "job_error": "\n".join(x for x in (err, warnings) if x)}
+    return {"job_state": state, "job_stage": v.phase, "job_rate": v.rate, "job_eta": v.eta, "job_counts": v.counts,
+            "job_reasons": pd.DataFrame(v.rows, columns=["filtered / outcome", "n"]),
+            "job_error": "\n".join(x for x in (err, *v.warnings) if x)}
