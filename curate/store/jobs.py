@@ -1,0 +1,78 @@
+"""Jobs: the background runs (generate, ensemble, …), their state, progress and heartbeat (curate.jobs)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Callable, Sequence
+
+from ..errors import StoreError
+from .base import StoreBase, _json, now
+
+JOB_STATES = ("queued", "running", "pausing", "paused", "cancelling", "cancelled", "done", "failed",
+              "interrupted")
+ACTIVE_JOB_STATES = ("queued", "running", "pausing", "cancelling")
+
+
+class JobQueries(StoreBase):
+    """Jobs: create, read, update, and the state transitions workers and the app request."""
+
+    # -- jobs -------------------------------------------------------------------------------------------
+    def create_job(self, kind: str, config: dict, *, job_id: str | None = None) -> str:
+        jid = job_id or uuid.uuid4().hex[:12]
+        t = now()
+        self.db["jobs"].insert({"id": jid, "kind": kind, "config": _json(config), "state": "queued",
+                                "progress": "{}", "created_at": t, "updated_at": t, "heartbeat": t})
+        return jid
+
+    def get_job(self, job_id: str) -> dict:
+        """Raises StoreError for an unknown job id."""
+        rows = self._rows("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
+        if not rows:
+            raise StoreError(f"no job {job_id!r} in {self.path}; `curate jobs` lists them")
+        return self._decode_job(rows[0])
+
+    @staticmethod
+    def _decode_job(r: dict) -> dict:
+        r["config"] = json.loads(r["config"])
+        r["progress"] = json.loads(r["progress"] or "{}")
+        return r
+
+    def list_jobs(self, limit: int = 50) -> list[dict]:
+        rows = self._rows("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT :n", {"n": limit})
+        return [self._decode_job(r) for r in rows]
+
+    def update_job(self, job_id: str, *, state: str | None = None, progress: dict | None = None,
+                   error: str | None = None, pid: int | None = None) -> None:
+        if state is not None and state not in JOB_STATES:
+            raise StoreError(f"unknown job state {state!r}; one of {JOB_STATES}")
+        t = now()
+        sets, params = ["updated_at = :t", "heartbeat = :t"], {"t": t, "id": job_id}
+        for col, val in (("state", state), ("error", error), ("pid", pid)):
+            if val is not None:
+                sets.append(f"{col} = :{col}")
+                params[col] = val
+        if progress is not None:
+            sets.append("progress = :progress")
+            params["progress"] = _json(progress)
+        self.db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id", params)
+        self.db.conn.commit()
+
+    def job_state(self, job_id: str) -> str:
+        return self._one("SELECT state FROM jobs WHERE id = :id", {"id": job_id})
+
+    def mark_interrupted(self, alive: Callable[[dict], bool]) -> list[str]:
+        """Active jobs whose worker is gone (``alive(job)`` is false) become 'interrupted'. Returns their ids."""
+        ids = [r["id"] for r in self._rows(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'running', 'pausing', 'cancelling')") if not alive(r)]
+        for jid in ids:
+            self.update_job(jid, state="interrupted")
+        return ids
+
+    def request_job_state(self, job_id: str, state: str, *, only_from: Sequence[str]) -> bool:
+        """Move a job to ``state`` if it is in one of ``only_from`` (atomic). Returns whether it moved."""
+        cur = self.db.execute(
+            f"UPDATE jobs SET state = :s, updated_at = :t WHERE id = :id AND state IN "
+            f"({', '.join(repr(x) for x in only_from)})", {"s": state, "t": now(), "id": job_id})
+        self.db.conn.commit()
+        return cur.rowcount > 0

@@ -1,0 +1,216 @@
+"""The schema: sqlite-utils migrations, applied in order when a :class:`~curate.store.Store` opens a
+database (``Store._migrate``, curate.store.base) and recorded once applied."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+# ---------------------------------------------------------------------------------------------------------
+# Migrations: append only. Never edit one that has shipped; add m00N instead.
+# ---------------------------------------------------------------------------------------------------------
+migrations = Migrations("curate")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE seeds (
+            id TEXT PRIMARY KEY,             -- content hash of (instruction, instances)
+            seed_key TEXT NOT NULL,          -- the id in the seed file
+            source TEXT NOT NULL,
+            name TEXT,
+            instruction TEXT NOT NULL,
+            instances TEXT NOT NULL,         -- JSON list of {input, output}
+            task_type TEXT NOT NULL CHECK (task_type IN ('A', 'B')),
+            is_classification INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,              -- generate | ensemble | ...
+            config TEXT NOT NULL,            -- JSON
+            state TEXT NOT NULL,
+            progress TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            pid INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            heartbeat REAL
+        );
+        CREATE TABLE completions (       -- every raw model completion, parsed or not: nothing is lost
+            id TEXT PRIMARY KEY,
+            job_id TEXT REFERENCES jobs(id),
+            stage TEXT NOT NULL,             -- instruction | instance
+            task_type TEXT,
+            instruction_id TEXT,             -- instance stage: the instruction it was prompted for
+            model_id TEXT NOT NULL,
+            params TEXT NOT NULL,            -- JSON GenParams
+            prompt_style TEXT NOT NULL DEFAULT 'completion',
+            demos INTEGER,                   -- few-shot demos in the prompt (after any trimming)
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            text TEXT NOT NULL,
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            seconds REAL,
+            parse_status TEXT NOT NULL DEFAULT 'ok',  -- ok | unparseable
+            parse_reason TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX completions_instruction ON completions(instruction_id);
+        CREATE TABLE instructions (
+            id TEXT PRIMARY KEY,             -- content hash of (completion_id, position)
+            seq INTEGER NOT NULL,            -- insertion order
+            text TEXT NOT NULL,
+            task_type TEXT NOT NULL CHECK (task_type IN ('A', 'B')),
+            origin TEXT NOT NULL,            -- instruction_prompt | instance_completion
+            completion_id TEXT REFERENCES completions(id),
+            position INTEGER NOT NULL,
+            generator_model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            job_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('kept', 'filtered')),
+            reason TEXT,                     -- NULL when kept; else the filter that rejected it
+            detail TEXT,                     -- JSON: e.g. {"most_similar": ..., "score": ...}
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX instructions_seq ON instructions(seq);
+        CREATE INDEX instructions_status ON instructions(status, task_type);
+        CREATE INDEX instructions_reason ON instructions(reason);
+        CREATE TABLE instances (             -- a candidate: one (instruction, input, output) to review
+            id TEXT PRIMARY KEY,             -- content hash of (completion_id, position)
+            seq INTEGER NOT NULL,
+            instruction_id TEXT NOT NULL REFERENCES instructions(id),
+            task_type TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL,
+            completion_id TEXT REFERENCES completions(id),
+            position INTEGER NOT NULL,
+            generator_model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            rng_seed INTEGER,
+            job_id TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'rejected')),
+            reason TEXT,
+            review_status TEXT NOT NULL DEFAULT 'pending',
+            version INTEGER NOT NULL DEFAULT 0,   -- bumped by every review action (optimistic locking)
+            final_instruction TEXT,
+            final_input TEXT,
+            final_output TEXT,
+            reviewed_by TEXT,
+            reviewed_at REAL,
+            created_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX instances_seq ON instances(seq);
+        CREATE INDEX instances_instruction ON instances(instruction_id);
+        CREATE INDEX instances_review ON instances(status, review_status);
+        CREATE TABLE outputs (               -- one row per (instance, model, prompt style); position 0 = generator
+            id TEXT PRIMARY KEY,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            position INTEGER NOT NULL,
+            model_id TEXT NOT NULL,
+            params TEXT NOT NULL,
+            prompt_style TEXT NOT NULL,      -- generator | reference | chat
+            text TEXT NOT NULL,
+            finish_reason TEXT,
+            completion_tokens INTEGER,
+            job_id TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (instance_id, model_id, prompt_style)
+        );
+        CREATE INDEX outputs_instance ON outputs(instance_id, position);
+        CREATE TABLE consensus (
+            instance_id TEXT PRIMARY KEY REFERENCES instances(id),
+            k INTEGER NOT NULL,
+            output_ids TEXT NOT NULL,        -- JSON list, in the order the matrix uses
+            models TEXT NOT NULL,            -- JSON list of model ids, same order
+            chosen_index INTEGER,
+            chosen_nonempty INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            min_pairwise REAL NOT NULL,
+            pairwise TEXT NOT NULL,          -- JSON k x k
+            scores TEXT NOT NULL,            -- JSON per-output agreement
+            tokenizer TEXT NOT NULL,
+            threshold REAL NOT NULL,         -- tau at compute time (informational: passing is a query)
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX consensus_reason ON consensus(reason, chosen_nonempty);
+        -- rows of the Rouge branch that can pass: counting those above tau is an index range scan
+        CREATE INDEX consensus_rouge_min ON consensus(min_pairwise)
+            WHERE reason IN ('rouge', 'below_threshold') AND chosen_nonempty = 1;
+        CREATE TABLE scores (                -- reward / quality / CAR and later scorers, one value per row
+            candidate_id TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            detail TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (candidate_id, scorer, name)
+        );
+        CREATE INDEX scores_name ON scores(scorer, name, value);
+        CREATE TABLE reviews (               -- append-only log
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            reviewer TEXT NOT NULL,
+            at REAL NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('accept', 'edit', 'reject', 'reset')),
+            version INTEGER NOT NULL,        -- the candidate's version this action produced
+            before TEXT NOT NULL,            -- JSON
+            after TEXT NOT NULL,             -- JSON
+            reason TEXT
+        );
+        CREATE INDEX reviews_instance ON reviews(instance_id, id);
+        CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews
+            BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END;
+        CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews
+            BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END;
+        """
+    )
+
+
+@migrations()
+def m002_queue_indexes(db: Database) -> None:
+    """Covering indexes for the review queue at 50K rows: "pending and passing at tau" is an index-only
+    join, and a queue page is read in ``seq`` order without sorting every row."""
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS instances_review_queue ON instances(status, review_status, seq, id);
+        CREATE INDEX IF NOT EXISTS consensus_passing
+            ON consensus(instance_id, reason, chosen_nonempty, min_pairwise);
+        """
+    )
+
+
+@migrations()
+def m003_selection(db: Database) -> None:
+    """QDIT selection (curate.select): cached instruction embeddings and named selections."""
+    db.executescript(
+        """
+        CREATE TABLE embeddings (            -- cache: one vector per (candidate, model, embedded text)
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            model TEXT NOT NULL,             -- embedded model name, or the resolved folder / HF id
+            text_hash TEXT NOT NULL,         -- sha1 of the embedded text: an edited instruction is re-embedded
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,            -- float32, little-endian, L2-normalised
+            created_at REAL NOT NULL,
+            PRIMARY KEY (instance_id, model, text_hash)
+        );
+        CREATE TABLE selections (            -- a named QDIT selection, one row per pick
+            name TEXT NOT NULL,
+            instance_id TEXT NOT NULL REFERENCES instances(id),
+            rank INTEGER NOT NULL,           -- 0 = first pick
+            gain REAL NOT NULL,              -- facility-location gain F(A + a) - F(A) when picked
+            quality REAL,                    -- q(a): the quality used, min-max scaled over the pool
+            score REAL NOT NULL,             -- (1 - alpha) * gain + alpha * quality
+            params TEXT NOT NULL,            -- JSON: k, alpha, source, tau, quality, model, pool size
+            created_at REAL NOT NULL,
+            PRIMARY KEY (name, rank)
+        );
+        CREATE UNIQUE INDEX selections_instance ON selections(name, instance_id);
+        """
+    )

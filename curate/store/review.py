@@ -1,0 +1,282 @@
+"""Review: review actions and their append-only log, the app's review queue (filters, sorts, pages,
+counts) and "accept all that pass" (curate.review wraps them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConflictError, StoreError
+from .base import StoreBase, _json, _quality_clause, now
+from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_SQL
+
+REVIEW_ACTIONS = ("accept", "edit", "reject", "reset")
+REVIEW_STATUSES = ("pending", "accepted", "edited", "rejected")
+
+
+class ReviewQueries(StoreBase):
+    """Review actions, the review log and counts, the review queue and accept-all."""
+
+    # -- reviews ----------------------------------------------------------------------------------------
+    def review(self, instance_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
+               instruction: str | None = None, input: str | None = None, output: str | None = None,
+               reason: str | None = None) -> dict:
+        """Apply one review action and append it to the log, atomically.
+
+        ``accept`` takes ``output`` (defaults to the consensus choice, else the generator's output);
+        ``edit`` takes any of instruction/input/output (unchanged fields keep their current value);
+        ``reject`` takes an optional ``reason``; ``reset`` returns the candidate to pending.
+        With ``expected_version`` set, raises :class:`ConflictError` when someone else reviewed the
+        candidate since that version (nothing is written). Returns the updated candidate.
+        """
+        if action not in REVIEW_ACTIONS:
+            raise StoreError(f"unknown review action {action!r}; one of {', '.join(REVIEW_ACTIONS)}")
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a review needs a reviewer name")
+        with self.db.atomic():
+            cur = self.get_instance(instance_id)
+            if expected_version is not None and cur["version"] != expected_version:
+                last = self.review_log(instance_id)[-1:]
+                who = f" by {last[0]['reviewer']} ({last[0]['action']})" if last else ""
+                raise ConflictError(
+                    f"candidate {instance_id[:10]} changed since you opened it{who}: it is at version "
+                    f"{cur['version']}, you had {expected_version}. Reload it and review again.")
+            before = self._final(cur)
+            if action == "accept":
+                chosen = output if output is not None else self._default_output(cur)
+                after = {**before, "output": chosen}
+                status = "accepted"
+            elif action == "edit":
+                after = {"instruction": before["instruction"] if instruction is None else instruction,
+                         "input": before["input"] if input is None else input,
+                         "output": before["output"] if output is None else output}
+                if not after["instruction"].strip() or not after["output"].strip():
+                    raise StoreError("an edit needs a non-empty instruction and output")
+                status = "edited"
+            elif action == "reject":
+                after, status = before, "rejected"
+            else:
+                after, status = before, "pending"
+            version = cur["version"] + 1
+            t = now()
+            keep_final = status in ("accepted", "edited")
+            self.db.execute(
+                "UPDATE instances SET review_status = :st, version = :v, final_instruction = :fi,"
+                " final_input = :fx, final_output = :fo, reviewed_by = :who, reviewed_at = :t WHERE id = :id",
+                {"st": status, "v": version, "fi": after["instruction"] if keep_final else None,
+                 "fx": after["input"] if keep_final else None, "fo": after["output"] if keep_final else None,
+                 "who": reviewer, "t": t, "id": instance_id})
+            self.db["reviews"].insert({"instance_id": instance_id, "reviewer": reviewer, "at": t,
+                                       "action": action, "version": version, "before": _json(before),
+                                       "after": _json(after), "reason": reason})
+        return self.get_instance(instance_id)
+
+    def _final(self, cur: dict) -> dict:
+        if cur["final_output"] is not None:
+            return {"instruction": cur["final_instruction"], "input": cur["final_input"],
+                    "output": cur["final_output"]}
+        return {"instruction": cur["instruction"], "input": cur["input"], "output": cur["output"]}
+
+    def _default_output(self, cur: dict) -> str:
+        c = self.get_consensus(cur["id"])
+        if c and c["chosen_index"] is not None:
+            text = self._one("SELECT text FROM outputs WHERE id = :id", {"id": c["output_ids"][c["chosen_index"]]})
+            if text is not None:
+                return text
+        return cur["output"]
+
+    def review_log(self, instance_id: str | None = None, limit: int = 1000) -> list[dict]:
+        sql = "SELECT * FROM reviews"
+        if instance_id:
+            sql += " WHERE instance_id = :id"
+        return self._rows(sql + " ORDER BY id LIMIT :n", {"id": instance_id, "n": limit})
+
+    def review_counts(self) -> dict[str, int]:
+        return {r["review_status"]: r["n"] for r in self._rows(
+            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+
+    # -- review queue (app) ---------------------------------------------------------------------------
+    # The queries behind the app's review queue and threshold panel (curate.review wraps them; the overview's
+    # are in curate.store.reports).
+    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "auto-filtered")
+    QUEUE_CONSENSUS = ("pass", "fail", "none")
+    QUEUE_SORTS = {
+        "seq": "x.seq", "-seq": "x.seq DESC",
+        "min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise, x.seq",
+        "-min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise DESC, x.seq",
+        "reviewed": "x.reviewed_at IS NULL, x.reviewed_at DESC, x.seq",
+    }
+
+    def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
+                     model: str | None = None, consensus: str | None = None, tau: float = 0.01,
+                     search: str | None = None, quality_scorer: str | None = None,
+                     quality_min: float | None = None) -> tuple[str, dict]:
+        """WHERE clause (over ``x`` instances, ``i`` instructions, ``c`` consensus) of the review queue.
+
+        ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
+        ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
+        ``quality_scorer`` + ``quality_min``: the chosen output's score from that scorer is at least the minimum.
+        """
+        where, p = [], {"tau": tau}
+        if _quality_clause(quality_scorer, quality_min, p):
+            where.append(QUALITY_SQL)
+        if status == "auto-filtered":
+            where.append("x.status = 'rejected'")
+        elif status:
+            if status not in REVIEW_STATUSES:
+                raise StoreError(f"unknown review status {status!r}; one of {', '.join(self.QUEUE_STATUSES)}")
+            where.append("x.status = 'ok' AND x.review_status = :status"); p["status"] = status
+        if task_type:
+            where.append("x.task_type = :task_type"); p["task_type"] = task_type
+        if model:
+            where.append("x.generator_model = :model"); p["model"] = model
+        # pass / fail: probe a list built once from the consensus index ("+" keeps SQLite walking the queue
+        # in seq order instead of seeking each listed id and sorting: bounded cost at any selectivity)
+        if consensus == "pass":
+            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE {PASSING_SQL})")
+        elif consensus == "fail":
+            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE NOT ({PASSING_SQL}))")
+        elif consensus == "none":
+            where.append("c.instance_id IS NULL")
+        elif consensus:
+            raise StoreError(f"unknown consensus filter {consensus!r}; one of {', '.join(self.QUEUE_CONSENSUS)}")
+        if search and search.strip():
+            p["q"] = "%" + search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(i.text LIKE :q ESCAPE '\\' OR x.input LIKE :q ESCAPE '\\'"
+                         " OR x.output LIKE :q ESCAPE '\\' OR x.final_output LIKE :q ESCAPE '\\'"
+                         " OR x.final_instruction LIKE :q ESCAPE '\\')")
+        return " AND ".join(where) or "1=1", p
+
+    _QUEUE_FROM = (" FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+                   " LEFT JOIN consensus c ON c.instance_id = x.id")
+
+    def review_queue(self, *, sort: str = "seq", limit: int = 50, offset: int = 0, snippet: int = 160,
+                     **filters: Any) -> list[dict]:
+        """One page of candidates (filters as in :meth:`_queue_where`), texts cut to ``snippet`` chars.
+
+        Each row: id, seq, task_type, generator_model, status, reason, review_status, version, reviewed_by,
+        instruction, input, output (the reviewed text when there is one), k, min_pairwise, consensus
+        reason, passes (1/0 at ``tau``; NULL without consensus).
+        """
+        if sort not in self.QUEUE_SORTS:
+            raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
+        where, p = self._queue_where(**filters)
+        p.update(n=limit, o=offset, s=snippet)
+        return self._rows(
+            "SELECT x.id, x.seq, x.task_type, x.generator_model, x.status, x.reason, x.review_status,"
+            " x.version, x.reviewed_by, substr(COALESCE(x.final_instruction, i.text), 1, :s) AS instruction,"
+            " substr(COALESCE(x.final_input, x.input), 1, :s) AS input,"
+            " substr(COALESCE(x.final_output, x.output), 1, :s) AS output, c.k, c.min_pairwise,"
+            " c.reason AS consensus_reason,"
+            f" CASE WHEN c.instance_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
+            f"{self._QUEUE_FROM} WHERE {where} ORDER BY {self.QUEUE_SORTS[sort]} LIMIT :n OFFSET :o", p)
+
+    def count_queue(self, **filters: Any) -> int:
+        """How many candidates match the queue filters (see :meth:`_queue_where`)."""
+        status, consensus = filters.get("status"), filters.get("consensus")
+        if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
+                and not any(filters.get(k) for k in ("task_type", "model", "search", "quality_scorer"))):
+            return self._count_status_consensus(status, consensus == "pass", filters.get("tau", 0.01))
+        where, p = self._queue_where(**filters)
+        joins = ""
+        if "q" in p:  # text search reads the instruction
+            joins += " JOIN instructions i ON i.id = x.instruction_id"
+        if filters.get("consensus") == "none":
+            joins += " LEFT JOIN consensus c ON c.instance_id = x.id"
+        return self._one(f"SELECT COUNT(*) FROM instances x{joins} WHERE {where}", p)
+
+    def next_in_queue(self, after_seq: int | None = None, **filters: Any) -> str | None:
+        """Id of the first candidate matching the filters after ``after_seq`` in queue order (``seq``),
+        wrapping round to the start; None when nothing matches."""
+        where, p = self._queue_where(**filters)
+        sql = f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq > :after ORDER BY x.seq LIMIT 1"
+        found = self._one(sql, {**p, "after": after_seq if after_seq is not None else -1})
+        if found is None and after_seq is not None:
+            found = self._one(sql, {**p, "after": -1})
+        return found
+
+    def _count_status_consensus(self, status: str, passing: bool, tau: float,
+                                everything: int | None = None) -> int:
+        """OK candidates with review ``status`` whose consensus passes (or fails) at ``tau``.
+
+        Joins from the smaller side: either the candidates with that status, or — early in a review, when
+        nearly everything is pending — all consensus rows minus those of the candidates with another status.
+        (Consensus rows exist only for OK candidates: the ensembling stage computes them for those only.)
+        """
+        test = f"({PASSING_SQL})" if passing else f"NOT ({PASSING_SQL})"
+        sizes = {r["review_status"]: r["n"] for r in self._rows(
+            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+        others = [st for st in sizes if st != status]
+        join = ("SELECT COUNT(*) FROM instances x JOIN consensus c ON c.instance_id = x.id"
+                " WHERE x.status = 'ok' AND x.review_status IN ({}) AND " + test)
+        if sizes.get(status, 0) <= sum(sizes[st] for st in others):
+            return self._one(join.format(":s"), {"s": status, "tau": tau})
+        if everything is None:  # all consensus rows passing (failing) at tau
+            everything = self._one(f"SELECT COUNT(*) FROM consensus c WHERE {test}", {"tau": tau})
+        if not others:
+            return everything
+        names = {f"o{i}": st for i, st in enumerate(others)}
+        return everything - self._one(join.format(", ".join(f":{k}" for k in names)), {**names, "tau": tau})
+
+    def pending_passing(self, tau: float, quality_scorer: str | None = None,
+                        quality_min: float | None = None) -> list[dict]:
+        """(id, version) of the pending, OK candidates whose consensus passes at ``tau`` (and whose chosen
+        output scores at least ``quality_min`` from ``quality_scorer``, when given), in seq order."""
+        p = {"tau": tau}
+        q = _quality_clause(quality_scorer, quality_min, p)
+        return self._rows(
+            "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
+            f" WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq", p)
+
+    def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
+                               expected: int | None = None, quality_scorer: str | None = None,
+                               quality_min: float | None = None) -> int:
+        """Accept, set-based and in one write transaction, every pending OK candidate passing at ``tau``:
+        each takes its consensus choice (else its generator output), its version is bumped and one ``accept``
+        row per candidate goes to the review log — the same rows :meth:`review` writes one at a time.
+
+        ``expected``: the count the reviewer confirmed; when it differs, raises :class:`ConflictError` and
+        writes nothing. ``quality_scorer`` + ``quality_min`` narrow it as in :meth:`pending_passing`.
+        Returns how many were accepted."""
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a review needs a reviewer name")
+        with self.db.atomic():
+            # a write first takes the write lock, so no review lands between the read and the update
+            self.db.execute("UPDATE instances SET version = version WHERE 0")
+            p = {"tau": tau}
+            q = _quality_clause(quality_scorer, quality_min, p)
+            rows = self.db.execute(
+                "SELECT x.id, x.version, i.text, x.input, x.output,"
+                f" COALESCE((SELECT o.text FROM outputs o WHERE o.id = {CHOSEN_OUTPUT_ID}), x.output)"
+                " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
+                f" JOIN consensus c ON c.instance_id = x.id WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq",
+                p).fetchall()
+            if expected is not None and expected != len(rows):
+                raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
+                                    "you confirmed; check the count and confirm again")
+            t = now()
+            self.db.conn.executemany(
+                "UPDATE instances SET review_status = 'accepted', version = version + 1, final_instruction = ?,"
+                " final_input = ?, final_output = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
+                [(text, inp, chosen, reviewer, t, iid) for iid, _v, text, inp, _o, chosen in rows])
+            self.db.conn.executemany(
+                "INSERT INTO reviews (instance_id, reviewer, at, action, version, before, after, reason)"
+                " VALUES (?, ?, ?, 'accept', ?, ?, ?, ?)",
+                [(iid, reviewer, t, v + 1, _json({"instruction": text, "input": inp, "output": out}),
+                  _json({"instruction": text, "input": inp, "output": chosen}), reason)
+                 for iid, v, text, inp, out, chosen in rows])
+        return len(rows)
+
+    def count_pending_passing(self, tau: float, passing: int | None = None, quality_scorer: str | None = None,
+                              quality_min: float | None = None) -> int:
+        """How many pending OK candidates pass consensus at ``tau`` (what "accept all that pass" would take).
+        ``passing``: the count of all passing rows at ``tau`` when the caller has it (saves a scan).
+        ``quality_scorer`` + ``quality_min``: only those whose chosen output scores at least that."""
+        if quality_scorer and quality_min is not None:
+            return self.count_queue(status="pending", consensus="pass", tau=tau, quality_scorer=quality_scorer,
+                                    quality_min=quality_min)
+        return self._count_status_consensus("pending", True, tau, passing)
+
+    def generator_models(self) -> list[str]:
+        """The distinct generator models of the stored candidates (the queue's model filter)."""
+        return [r["m"] for r in self._rows(
+            "SELECT DISTINCT generator_model AS m FROM instances ORDER BY m")]
