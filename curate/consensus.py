@@ -1,4 +1,5 @@
-"""The output-consensus rule of Ensemble-Instruct (DESIGN.md §2.4), as pure functions.
+"""The output-consensus rule of Ensemble-Instruct (docs/ARCHITECTURE.md, "Output ensembling and consensus"),
+as pure functions.
 
 Given the outputs o0 (the generator's) ... o(k-1) (the ensemblers') of one instance, :func:`consensus` decides
 which output to keep, if any, and returns everything it computed (the whole pairwise Rouge-L matrix) so a store
@@ -28,6 +29,7 @@ from curate.rouge import pairwise_rouge_l_tokens, tokenize
 __all__ = [
     "EXACT_REASONS",
     "REASONS",
+    "THRESHOLD_REASONS",
     "ConsensusResult",
     "consensus",
     "consensus_jsonl",
@@ -38,10 +40,11 @@ __all__ = [
 
 #: Every reason :func:`consensus` gives. ``consensus_jsonl`` adds ``"invalid: <what is wrong>"``.
 REASONS = ("exact_o0", "exact_others", "rouge", "below_threshold", "empty")
-#: Reasons of the exact-match branches: kept whatever the threshold.
-EXACT_REASONS = frozenset({"exact_o0", "exact_others"})
-#: Reasons of rows whose fate depends on the threshold (through ``min_pairwise``).
-_THRESHOLD_REASONS = frozenset({"rouge", "below_threshold", "empty"})
+#: Reasons of the exact-match branches: kept whatever the threshold (when the chosen text is non-empty).
+EXACT_REASONS = ("exact_o0", "exact_others")
+#: Reasons of the Rouge-L branch: kept iff ``min_pairwise`` is above the threshold (and the chosen text is
+#: non-empty). "empty" (the chosen normalised text is empty) and "invalid: …" rows are never kept.
+THRESHOLD_REASONS = ("rouge", "below_threshold")
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _UNICODE_WORD = re.compile(r"\w+")
@@ -84,24 +87,21 @@ def normalise(text: str) -> str:
 
 
 def passes(result_reason: str, min_pairwise: float, chosen_nonempty: bool, threshold: float) -> bool:
-    """The single definition of "is this row kept at ``threshold``", from stored fields only:
+    """The single definition of "is this row kept at ``threshold``", from stored fields only: the chosen
+    output's normalised text is non-empty, and
 
-    * ``reason`` in :data:`EXACT_REASONS` -> kept (exact matches do not depend on the threshold);
-    * ``reason`` in ``("rouge", "below_threshold", "empty")`` -> kept iff
-      ``chosen_nonempty and min_pairwise > threshold`` (strictly greater);
-    * anything else (``"invalid: ..."``) -> not kept.
+    * ``reason`` is in :data:`EXACT_REASONS` (exact matches do not depend on the threshold), or
+    * ``reason`` is in :data:`THRESHOLD_REASONS` and ``min_pairwise > threshold`` (strictly greater).
 
-    ``chosen_nonempty`` is whether the chosen output's *normalised* text is non-empty (it is False for every
-    row with reason ``"empty"``). The store mirrors this in SQL as::
-
-        reason IN ('exact_o0', 'exact_others')
-        OR (reason IN ('rouge', 'below_threshold', 'empty') AND chosen_nonempty AND min_pairwise > :tau)
+    Any other reason (``"empty"``, ``"invalid: ..."``) is never kept. ``chosen_nonempty`` is whether the
+    chosen output's *normalised* text is non-empty (False for every row with reason ``"empty"``). The store's
+    ``PASSING_SQL`` is built from the same two constants, and a test holds the two equal on many random rows.
     """
+    if not chosen_nonempty:
+        return False
     if result_reason in EXACT_REASONS:
         return True
-    if result_reason in _THRESHOLD_REASONS:
-        return bool(chosen_nonempty) and min_pairwise > threshold
-    return False
+    return result_reason in THRESHOLD_REASONS and min_pairwise > threshold
 
 
 def _check_threshold(threshold: float) -> float:

@@ -27,6 +27,10 @@ from .errors import CurateError, StoreError, Stopped
 from .mixture import ModelPool
 from .stage import Progress, Stage, StageContext
 from .store import Store
+from .store.jobs import ACTIVE_JOB_STATES, JOB_STATES, RUNNABLE_JOB_STATES, STOP_REQUESTED
+
+__all__ = ["STAGES", "register_stage", "stage", "recover", "run_job", "start_job", "pause", "cancel", "JobRunner",
+           "JOB_STATES", "ACTIVE_JOB_STATES", "RUNNABLE_JOB_STATES"]
 
 HOST = socket.gethostname()
 
@@ -39,8 +43,6 @@ STAGES: dict[str, str] = {
     "teachers": "curate.teachers",
     "embed": "curate.embed",
 }
-# states run_job starts from (resume = run again); every other state is active or final
-RUNNABLE = ("queued", "paused", "interrupted", "failed")
 
 
 def register_stage(kind: str, module: str) -> None:
@@ -95,7 +97,7 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
     """
     job = store.get_job(job_id)
     st = stage(job["kind"])
-    if not store.request_job_state(job_id, "running", only_from=RUNNABLE):
+    if not store.request_job_state(job_id, "running", only_from=RUNNABLE_JOB_STATES):
         # a request that came while the job waited for a worker is honoured now; done / cancelled stay
         state = store.job_state(job_id)
         if state == "pausing":
@@ -114,7 +116,7 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
             on_progress(p)
 
     def should_stop() -> bool:
-        return store.job_state(job_id) in ("pausing", "cancelling")
+        return store.job_state(job_id) in STOP_REQUESTED
 
     ctx = StageContext(job_id=job_id, pool=pool or ModelPool(), on_progress=progress, should_stop=should_stop)
     try:
@@ -158,7 +160,7 @@ def cancel(store: Store, job_id: str) -> bool:
     """Cancel a job; stored rows stay. A job that is not computing (queued, paused, interrupted, failed)
     ends at once: :func:`run_job` never runs a cancelled job, even one already waiting for a worker. A
     running (or pausing) one is asked to stop after its current step. Returns whether anything changed."""
-    return (store.request_job_state(job_id, "cancelled", only_from=RUNNABLE)
+    return (store.request_job_state(job_id, "cancelled", only_from=RUNNABLE_JOB_STATES)
             or store.request_job_state(job_id, "cancelling", only_from=("running", "pausing")))
 
 

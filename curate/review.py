@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .consensus import normalise
+from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
 from .store import Store
 
@@ -135,22 +135,19 @@ def _ordered_outputs(store: Store, instance_id: str, cons: dict | None) -> list[
 
 
 def _passes(cons: dict, tau: float) -> bool:
-    """curate.consensus.passes over a stored row (the same rule as the store's PASSING_SQL)."""
-    if cons["reason"] in ("exact_o0", "exact_others"):
-        return bool(cons["chosen_nonempty"])
-    if cons["reason"] in ("rouge", "below_threshold", "empty"):
-        return bool(cons["chosen_nonempty"]) and cons["min_pairwise"] > tau
-    return False
+    """:func:`curate.consensus.passes` over a stored consensus row."""
+    return passes(cons["reason"], cons["min_pairwise"], bool(cons["chosen_nonempty"]), tau)
 
 
 def explain_consensus(cons: dict, texts: list[str], tau: float) -> str:
-    """Which output consensus chose and why, in words (DESIGN.md §2.4)."""
+    """Which output consensus chose and why, in words (docs/ARCHITECTURE.md, "Output ensembling and
+    consensus")."""
     c, models = cons["chosen_index"], cons["models"]
     if c is None:
         return f"No output chosen ({cons['reason']})."
     who = f"o{c} ({models[c]}{', the generator' if c == 0 else ''})"
     verdict = "passes" if _passes(cons, tau) else "is filtered"
-    if cons["reason"] in ("exact_o0", "exact_others"):
+    if cons["reason"] in EXACT_REASONS:
         norm = [normalise(t) for t in texts]
         twins = [f"o{j}" for j in range(len(norm)) if j != c and c < len(norm) and norm[j] == norm[c]]
         rule = ("the generator's output equals another output" if cons["reason"] == "exact_o0"

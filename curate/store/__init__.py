@@ -39,7 +39,8 @@ from .reports import ReportQueries
 from .review import REVIEW_ACTIONS, REVIEW_STATUSES, ReviewQueries
 from .scores import ScoreQueries
 from .selection import SelectionQueries
-from .sql import _ROUGE_ROWS, CHOSEN_OUTPUT_ID, EXACT_REASONS, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_SQL
+from .sql import (_ROUGE_ROWS, CHOSEN_OUTPUT_ID, EXACT_REASONS, EXACT_ROWS, PASSING_SQL, PENDING_PASSING_SQL,
+                  QUALITY_SQL, ROUGE_ROWS)
 
 __all__ = ["Store", "content_id", "PASSING_SQL", "REVIEW_ACTIONS", "REVIEW_STATUSES", "JOB_STATES"]
 

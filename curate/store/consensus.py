@@ -7,7 +7,7 @@ import json
 from typing import Sequence
 
 from .base import StoreBase, _json, content_id, now
-from .sql import _ROUGE_ROWS, PASSING_SQL
+from .sql import _ROUGE_ROWS, EXACT_ROWS, PASSING_SQL
 
 
 class ConsensusQueries(StoreBase):
@@ -75,8 +75,7 @@ class ConsensusQueries(StoreBase):
     def count_passing(self, tau: float) -> dict[str, int]:
         """{'scored', 'passing'} at threshold ``tau``: index-only counts, no recomputation (PASSING_SQL's rule)."""
         scored = self._one("SELECT COUNT(*) FROM consensus")
-        exact = self._one("SELECT COUNT(*) FROM consensus WHERE reason IN ('exact_o0', 'exact_others')"
-                          " AND chosen_nonempty = 1")
+        exact = self._one(f"SELECT COUNT(*) FROM consensus WHERE {EXACT_ROWS}")
         rouge = self._one(f"SELECT COUNT(*) FROM consensus {_ROUGE_ROWS} AND min_pairwise > :tau", {"tau": tau})
         return {"scored": scored, "passing": exact + rouge}
 

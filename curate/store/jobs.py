@@ -9,9 +9,22 @@ from typing import Callable, Sequence
 from ..errors import StoreError
 from .base import StoreBase, _json, now
 
+#: Every job state; the one home of these names (curate.jobs and the app import them from here).
 JOB_STATES = ("queued", "running", "pausing", "paused", "cancelling", "cancelled", "done", "failed",
               "interrupted")
+#: States in which a worker owns the job (or is about to): a job left in one by a dead worker is interrupted.
 ACTIVE_JOB_STATES = ("queued", "running", "pausing", "cancelling")
+#: States that ask the worker to stop at its next step.
+STOP_REQUESTED = ("pausing", "cancelling")
+#: States a job can be (re)started from: resume = run again.
+RUNNABLE_JOB_STATES = ("queued", "paused", "interrupted", "failed")
+
+
+def _states_sql(states: Sequence[str]) -> str:
+    unknown = [s for s in states if s not in JOB_STATES]
+    if unknown:
+        raise StoreError(f"unknown job state {unknown[0]!r}; one of {JOB_STATES}")
+    return ", ".join(f"'{s}'" for s in states)
 
 
 class JobQueries(StoreBase):
@@ -64,7 +77,7 @@ class JobQueries(StoreBase):
     def mark_interrupted(self, alive: Callable[[dict], bool]) -> list[str]:
         """Active jobs whose worker is gone (``alive(job)`` is false) become 'interrupted'. Returns their ids."""
         ids = [r["id"] for r in self._rows(
-            "SELECT * FROM jobs WHERE state IN ('queued', 'running', 'pausing', 'cancelling')") if not alive(r)]
+            f"SELECT * FROM jobs WHERE state IN ({_states_sql(ACTIVE_JOB_STATES)})") if not alive(r)]
         for jid in ids:
             self.update_job(jid, state="interrupted")
         return ids
@@ -72,7 +85,7 @@ class JobQueries(StoreBase):
     def request_job_state(self, job_id: str, state: str, *, only_from: Sequence[str]) -> bool:
         """Move a job to ``state`` if it is in one of ``only_from`` (atomic). Returns whether it moved."""
         cur = self.db.execute(
-            f"UPDATE jobs SET state = :s, updated_at = :t WHERE id = :id AND state IN "
-            f"({', '.join(repr(x) for x in only_from)})", {"s": state, "t": now(), "id": job_id})
+            f"UPDATE jobs SET state = :s, updated_at = :t WHERE id = :id AND state IN ({_states_sql(only_from)})",
+            {"s": state, "t": now(), "id": job_id})
         self.db.conn.commit()
         return cur.rowcount > 0

@@ -4,19 +4,26 @@ passing" (``PENDING_PASSING_SQL``). Composed into the queries of the other modul
 
 from __future__ import annotations
 
-# The consensus reasons of the exact-match branch (PASSING_SQL spells them out).
-EXACT_REASONS = ("exact_o0", "exact_others")
+from ..consensus import EXACT_REASONS, THRESHOLD_REASONS
 
-# The consensus keep rule (curate.consensus.passes) as SQL over the stored columns: exact-match rows pass
-# whatever tau is; rows of the Rouge branch pass iff the chosen text is non-empty and the minimum pairwise
-# Rouge-L is strictly above tau; "empty" and "invalid" rows never pass.
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# The consensus keep rule, curate.consensus.passes, as SQL over the stored columns, built from the same
+# constants (a test holds the two equal on many random rows): exact-match rows pass whatever tau is, rows of
+# the Rouge branch iff the minimum pairwise Rouge-L is strictly above tau, both only with a non-empty chosen
+# text; "empty" and "invalid" rows never pass.
+EXACT_ROWS = f"reason IN ({_sql_list(EXACT_REASONS)}) AND chosen_nonempty = 1"
+ROUGE_ROWS = f"reason IN ({_sql_list(THRESHOLD_REASONS)}) AND chosen_nonempty = 1"
 PASSING_SQL = (
-    "(c.reason IN ('exact_o0', 'exact_others') AND c.chosen_nonempty = 1)"
-    " OR (c.reason IN ('rouge', 'below_threshold') AND c.chosen_nonempty = 1 AND c.min_pairwise > :tau)"
+    f"(c.reason IN ({_sql_list(EXACT_REASONS)}) AND c.chosen_nonempty = 1)"
+    f" OR (c.reason IN ({_sql_list(THRESHOLD_REASONS)}) AND c.chosen_nonempty = 1 AND c.min_pairwise > :tau)"
 )
-# Rows of the Rouge branch that can pass, through their partial index (the planner does not pick it alone).
-_ROUGE_ROWS = ("INDEXED BY consensus_rouge_min WHERE reason IN ('rouge', 'below_threshold')"
-               " AND chosen_nonempty = 1")
+# Rows of the Rouge branch that can pass, through their partial index (m001's consensus_rouge_min, whose WHERE
+# is ROUGE_ROWS: a test checks it; the planner does not pick that index alone).
+_ROUGE_ROWS = f"INDEXED BY consensus_rouge_min WHERE {ROUGE_ROWS}"
 
 
 # The id of the output consensus chose (over a consensus row ``c``; NULL without a choice).
