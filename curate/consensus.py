@@ -204,7 +204,7 @@ def consensus_reference3(o0: str, o1: str, o2: str, threshold: float = 0.01) -> 
     ``ensemble_output.py``): ``(written?, the output it writes)``. The reference strips each output when it
     reads it; pass them stripped to compare.
 
-    It differs from :func:`consensus` in three places, each on purpose (DESIGN.md §2.4):
+    It differs from :func:`consensus` in three places, each on purpose (docs/ARCHITECTURE.md, "Output ensembling and consensus"):
 
     * o1 == o2 (normalised) but o0 differs: the reference writes **o0**; :func:`consensus` chooses o1, the
       output the two ensemblers agree on.

@@ -1,4 +1,4 @@
-"""Instruction filters (DESIGN.md §2.2), applied in order; the first that rejects gives the reason.
+"""Instruction filters (docs/ARCHITECTURE.md, "Instruction generation"), applied in order; the first that rejects gives the reason.
 
 1. ``length``       word count ≤ 3 or > 150
 2. ``keyword``      contains, as a whole word and case-insensitive, image(s), graph(s), picture(s),

@@ -130,7 +130,6 @@ class GenerationStats:
     unparseable: Counter = field(default_factory=Counter)
     tokens: int = 0
     gen_seconds: float = 0.0
-    kept_this_run: int = 0
     trimmed: dict = field(default_factory=dict)  # "stage model" -> {"prompts", "fewest", "requested", "context"}
     warnings: list[str] = field(default_factory=list)
 
@@ -420,7 +419,6 @@ class Generator:
             if status == "kept":
                 self.index.add(text)
                 kept += 1
-                self.progress.kept_this_run += 1
             else:
                 self.progress.filtered[reason] += 1
         return kept

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import threading
 import traceback
 from typing import Any, Callable
@@ -32,7 +31,6 @@ from .store.jobs import ACTIVE_JOB_STATES, JOB_STATES, RUNNABLE_JOB_STATES, STOP
 __all__ = ["STAGES", "register_stage", "stage", "recover", "run_job", "start_job", "pause", "cancel", "JobRunner",
            "JOB_STATES", "ACTIVE_JOB_STATES", "RUNNABLE_JOB_STATES"]
 
-HOST = socket.gethostname()
 
 #: kind -> the module implementing that stage (the Stage contract, curate.stage), imported when a job of that
 #: kind is created or run. Adding a stage is one module and one line here (or :func:`register_stage`).

@@ -1,12 +1,12 @@
 """Parsing raw completions into instructions and instances.
 
-Instruction completions (DESIGN.md §2.2): the model continues ``k+1.``; the text is split on
+Instruction completions (docs/ARCHITECTURE.md, "Instruction generation"): the model continues ``k+1.``; the text is split on
 ``\\n\\d+\\s?\\. `` so a model that goes on numbering yields several instructions; each piece ends at its
 first ``|EoS|`` (a backend that ignores the stop sequence leaves it in) and is stripped.
 :func:`instruction_pieces` also says whether each piece was closed by ``|EoS|``, so the caller can tell
 an instruction cut off by ``max_new_tokens`` from a finished one.
 
-Instance completions (§2.3): the model continues after ``instruction: {new}\\n`` with ``input: …``
+Instance completions ("Instance generation" there): the model continues after ``instruction: {new}\\n`` with ``input: …``
 (type A) and ``output: …``. Labels are matched at the start of a line in any case, with spaces before the
 colon (``Output :``) and simple Markdown emphasis (``**Output:**``). A field runs to the next label, so
 multi-line fields are kept whole (the reference parser kept only the first line). ``|EoS|`` ends an example:

@@ -1,4 +1,5 @@
-"""Quality scores per candidate output, from pluggable scorers (DESIGN.md §2.5).
+"""Quality scores per candidate output, from pluggable scorers (docs/ARCHITECTURE.md,
+"Quality scores").
 
 A scorer is one narrow protocol, like the LM backends: a ``name`` (what the store's ``scores.scorer`` column
 says), a human ``label``, ``is_proxy`` (True when it is not a real reward model) and::

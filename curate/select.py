@@ -1,4 +1,5 @@
-"""Quality-diversity selection (QDIT) and near-duplicate finding over instruction embeddings (DESIGN.md §2.6).
+"""Quality-diversity selection (QDIT) and near-duplicate finding over instruction embeddings
+(docs/ARCHITECTURE.md, "Quality-diversity selection (QDIT)").
 
 Objective. Embeddings e are L2-normalised rows, sim(a, v) = e_a · e_v (cosine). Diversity is the facility
 location function over the pool V::

@@ -1,4 +1,4 @@
-"""The instruction filters of DESIGN.md §2.2: each filter, their order, and every boundary."""
+"""The instruction filters (docs/ARCHITECTURE.md, "Instruction generation"): each filter, their order, and every boundary."""
 
 from __future__ import annotations
 

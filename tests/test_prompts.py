@@ -1,4 +1,4 @@
-"""Few-shot prompts (DESIGN.md §2.2, §2.3): exact format, demo counts, machine demos, seeds, trimming."""
+"""Few-shot prompts (docs/ARCHITECTURE.md, instruction and instance generation): exact format, demo counts, machine demos, seeds, trimming."""
 
 from __future__ import annotations
 
