@@ -7,6 +7,7 @@ candidate), on two copies of the same synthetic store; prints the speed-up and w
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -26,7 +27,8 @@ def state(st: Store) -> tuple:
     rows = st.review_queue(status=None, limit=10**7, snippet=10**6)
     log = st.review_log(limit=10**7)
     return ([(r["id"], r["review_status"], r["version"], r["output"]) for r in rows],
-            sorted((r["instance_id"], r["action"], r["version"], r["before"], r["after"]) for r in log))
+            sorted((r.candidate_id, r.action, r.version, json.dumps(r.before, sort_keys=True),
+                    json.dumps(r.after, sort_keys=True)) for r in log))
 
 
 def main() -> None:

@@ -44,12 +44,12 @@ def fill_store(store: Store, n: int, seed: int = 0, k: int = 3) -> list[str]:
                                             "params": {}, "prompt_hash": "p", "status": "kept"})
             cid2 = store.add_completion({"stage": "instance", "model_id": "gen", "params": {}, "prompt_hash": "q",
                                          "text": f"output: {i}", "instruction_id": iid})
-            xid, _ = store.add_instance({"instruction_id": iid, "task_type": "AB"[i % 2], "input": "",
+            xid, _ = store.add_candidate({"instruction_id": iid, "task_type": "AB"[i % 2], "input": "",
                                          "output": f"output {i}", "completion_id": cid2, "position": 0,
                                          "generator_model": ["smollm2", "gemma3"][i % 2], "params": {},
                                          "prompt_hash": "q", "status": "ok"})
             ids.append(xid)
-            outs = [{"instance_id": xid, "position": j, "model_id": f"m{j}", "params": {},
+            outs = [{"candidate_id": xid, "position": j, "model_id": f"m{j}", "params": {},
                      "prompt_style": "generator" if j == 0 else "chat",
                      "text": f"output {i} variant {rng.random():.3f}"} for j in range(k)]
             store.add_outputs(outs)
@@ -59,7 +59,7 @@ def fill_store(store: Store, n: int, seed: int = 0, k: int = 3) -> list[str]:
                     m[a][b] = m[b][a]
             reason = rng.choice(reasons)
             mn = min(m[a][b] for a in range(k) for b in range(k) if a != b)
-            store.save_consensus([{"instance_id": xid, "k": k, "output_ids": [], "models": [o["model_id"] for o in outs],
+            store.save_consensus([{"candidate_id": xid, "k": k, "output_ids": [], "models": [o["model_id"] for o in outs],
                                    "chosen_index": 0, "chosen_nonempty": reason != "empty", "reason": reason,
                                    "min_pairwise": mn, "pairwise": m, "scores": [0.0] * k,
                                    "tokenizer": "rouge", "threshold": 0.01}])

@@ -44,11 +44,11 @@ def fill(store: Store, rows: list[dict]) -> None:
                                         "origin": "instruction_prompt",
                                         "completion_id": cid, "position": 0, "generator_model": "ref", "params": {},
                                         "prompt_hash": f"p{n}", "status": "kept"})
-        xid, _ = store.add_instance({"instruction_id": iid, "task_type": task_type, "input": r["input"],
+        xid, _ = store.add_candidate({"instruction_id": iid, "task_type": task_type, "input": r["input"],
                                      "output": r["output"], "completion_id": cid, "position": 0,
                                      "generator_model": "ref", "params": {}, "prompt_hash": f"p{n}", "status": "ok"})
         short = ". ".join(s for i, s in enumerate(r["output"].split(". ")) if i % 2 == 0)
-        store.add_outputs([{"instance_id": xid, "position": p, "model_id": m, "params": {}, "prompt_style": "reference",
+        store.add_outputs([{"candidate_id": xid, "position": p, "model_id": m, "params": {}, "prompt_style": "reference",
                             "text": t} for p, (m, t) in enumerate((("reference", r["output"]), ("shortened", short)))])
     compute_consensus(store)
 

@@ -181,7 +181,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con.print(f"[bold]{s.db}[/bold]")
     for title, data in (("seeds", st["seeds"]), ("instructions (kept / filtered by reason)", st["instructions"]),
                         ("kept instructions by type", st["instructions_kept_by_type"]),
-                        ("instances (ok / rejected by reason)", st["instances"]),
+                        ("candidates (ok / auto-filtered by reason)", st["candidates"]),
                         ("unparseable completions", st["unparseable"]),
                         ("ensemble outputs by model", st["outputs_by_model"]),
                         ("consensus by reason", st["consensus"]), ("review status", st["reviews"]),
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "judge:<model spec> (an LLM judge, 1-10), proxy:consensus (default; agreement, not a reward model)")
     sp = add("score", "score every ensemble output with a quality scorer (stored; re-runs skip scored outputs)")
     sp.add_argument("--scorer", help=scorer_help)
-    sp.add_argument("--limit", type=int, help="only the outputs of a deterministic sample of N instances")
+    sp.add_argument("--limit", type=int, help="only the outputs of a deterministic sample of N candidates")
     sp.add_argument("--batch-size", type=int, default=8, help="outputs per scorer call (default 8)")
 
     sp = add("teachers", "rank the mixture's models as teachers for a student by CAR, per task type")
@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scorer", help=scorer_help)
     sp.add_argument("--beta", type=float, help="beta of CAR = reward / (1 + beta * loss) (default 1.0; the "
                                                "paper's value is not confirmed)")
-    sp.add_argument("--limit", type=int, help="a deterministic sample of N instances (default: all)")
+    sp.add_argument("--limit", type=int, help="a deterministic sample of N candidates (default: all)")
     sp.add_argument("--batch-size", type=int, default=8, help="outputs per student loglik call (default 8)")
     sp.add_argument("--stored", action="store_true", help="rank from stored numbers only; compute nothing")
     sp.add_argument("--json", action="store_true", help="print the ranking as JSON")

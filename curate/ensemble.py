@@ -88,7 +88,7 @@ def _report(ctx: StageContext, prog: EnsembleStats, done: int, total: int, unit:
 
 
 def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> EnsembleStats:
-    prog = EnsembleStats(total=store.count_instances("ok"))
+    prog = EnsembleStats(total=store.count_candidates("ok"))
     if not config.consensus_only:
         for position, spec in enumerate(config.models, start=1):
             lm = ctx.pool.get(spec)
@@ -98,9 +98,9 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
             params = GenParams(temperature=0.0, max_new_tokens=config.max_new_tokens,
                                style="chat" if style == "chat" else "completion")
             prog.stage = f"outputs {spec}"
-            missing = len(store.instances_missing_output(spec, style, limit=-1))
+            missing = len(store.candidates_missing_output(spec, style, limit=-1))
             while True:
-                todo = store.instances_missing_output(spec, style, limit=config.batch_size)
+                todo = store.candidates_missing_output(spec, style, limit=config.batch_size)
                 _report(ctx, prog, prog.outputs[spec], missing, "outputs")
                 if not todo:
                     break
@@ -109,7 +109,7 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                 outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
                 prog.gen_seconds += time.perf_counter() - t0
                 prog.tokens += sum(o.completion_tokens for o in outs)
-                store.add_outputs([{"instance_id": r["id"], "position": position, "model_id": spec,
+                store.add_outputs([{"candidate_id": r["id"], "position": position, "model_id": spec,
                                     "params": params.as_record(), "prompt_style": style, "text": o.text,
                                     "finish_reason": o.finish_reason, "completion_tokens": o.completion_tokens,
                                     "job_id": ctx.job_id} for r, o in zip(todo, outs)])
@@ -129,7 +129,7 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
     counts: Counter = Counter()
     stop = should_stop or (lambda: False)
     while True:
-        todo = store.instances_needing_consensus(min_outputs=2, limit=batch)
+        todo = store.candidates_needing_consensus(min_outputs=2, limit=batch)
         if not todo:
             return counts
         if stop():
@@ -137,10 +137,10 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
         rows = []
         for r in todo:
             outs = store.outputs_for(r["id"])
-            res = consensus([o["text"] for o in outs], threshold=threshold)
+            res = consensus([o.text for o in outs], threshold=threshold)
             rows.append({
-                "instance_id": r["id"], "k": len(outs), "output_ids": [o["id"] for o in outs],
-                "models": [o["model_id"] for o in outs], "chosen_index": res.chosen_index,
+                "candidate_id": r["id"], "k": len(outs), "output_ids": [o.id for o in outs],
+                "models": [o.model_id for o in outs], "chosen_index": res.chosen_index,
                 "chosen_nonempty": res.chosen_index is not None and res.reason != "empty",
                 "reason": res.reason, "min_pairwise": res.min_pairwise, "pairwise": res.pairwise,
                 "scores": res.scores, "tokenizer": res.tokenizer, "threshold": threshold})

@@ -623,7 +623,7 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
     stage = [("seed tasks", sum(st["seeds"].values())),
              ("raw completions", sum(r["completions"] for r in st["completions"]))]
     stage += [(f"instructions: {r}", n) for r, n in sorted(st["instructions"].items())]
-    stage += [(f"candidates: {r}", n) for r, n in sorted(st["instances"].items())]
+    stage += [(f"candidates: {r}", n) for r, n in sorted(st["candidates"].items())]
     stage += [(f"unparseable completions: {r}", n) for r, n in sorted(st["unparseable"].items())]
     stage += [(f"consensus: {r}", n) for r, n in sorted(st["consensus"].items())]
     stage += [(f"passing consensus at tau = {o.tau:g}", f"{passing['passing']} of {passing['scored']}")]

@@ -123,8 +123,8 @@ class GenerationStats:
     target: int = 0
     kept: int = 0
     filtered: Counter = field(default_factory=Counter)
-    instances: int = 0
-    instances_rejected: Counter = field(default_factory=Counter)
+    candidates: int = 0                       # candidates stored (status ok)
+    candidates_rejected: Counter = field(default_factory=Counter)  # auto-filtered by the instance parser
     extra_candidates: int = 0
     completions: int = 0
     unparseable: Counter = field(default_factory=Counter)
@@ -157,9 +157,9 @@ class GenerationStats:
 
     def counts(self) -> dict:
         """The figures reported as the stage's progress counts."""
-        return {"kept": self.kept, "instances": self.instances, "extra_candidates": self.extra_candidates,
+        return {"kept": self.kept, "candidates": self.candidates, "extra_candidates": self.extra_candidates,
                 "completions": self.completions, "tokens": self.tokens, "filtered": dict(self.filtered),
-                "instances_rejected": dict(self.instances_rejected), "unparseable": dict(self.unparseable)}
+                "candidates_rejected": dict(self.candidates_rejected), "unparseable": dict(self.unparseable)}
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "target": self.target, **self.counts(),
@@ -449,9 +449,9 @@ class Generator:
                     self._unparseable(cid, "prompt_too_long")
                 for it in items:
                     self._store_instance_completion(it)
-        if self.progress.completions and not self.progress.instances and self.progress.instances_rejected:
+        if self.progress.completions and not self.progress.candidates and self.progress.candidates_rejected:
             self.progress.warn("no usable instance came out of this run's instance completions "
-                               f"({dict(self.progress.instances_rejected)}): check the instance models")
+                               f"({dict(self.progress.candidates_rejected)}): check the instance models")
 
     def _instance_batch(self, todo: list[dict], step: int) -> tuple[list[_Item], list[_Item]]:
         """Items to generate, and items whose prompt cannot fit the model (recorded without a model call)."""
@@ -510,17 +510,17 @@ class Generator:
 
     def _store_instance(self, it: _Item, cid: str, pos: int, item: parse.ParsedInstance,
                         instruction_id: str) -> None:
-        iid, new = self.store.add_instance({
+        iid, new = self.store.add_candidate({
             "instruction_id": instruction_id, "task_type": item.task_type, "input": item.input,
             "output": item.output, "status": "ok" if item.ok else "rejected", "reason": item.reason,
             **self._provenance(it, cid, pos)})
         if not new:
             return
         if not item.ok:
-            self.progress.instances_rejected[item.reason] += 1
+            self.progress.candidates_rejected[item.reason] += 1
             return
-        self.progress.instances += 1
-        self.store.add_outputs([{"instance_id": iid, "position": 0, "model_id": it.spec,
+        self.progress.candidates += 1
+        self.store.add_outputs([{"candidate_id": iid, "position": 0, "model_id": it.spec,
                                  "params": it.params.as_record(), "prompt_style": "generator",
                                  "text": item.output, "finish_reason": it.completion.finish_reason,
                                  "completion_tokens": it.completion.completion_tokens, "job_id": self.job_id}])

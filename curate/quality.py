@@ -393,7 +393,7 @@ def score_outputs(store, scorer: Scorer, *, limit: int | None = None, batch_size
             detail = {"label": scorer.label, "proxy": bool(getattr(scorer, "is_proxy", False)), **s.detail}
             if not ok:
                 detail["reason"] = s.reason or "no score"
-            records.append({"candidate_id": r["id"], "scorer": scorer.name, "name": "reward" if ok else "unscored",
+            records.append({"subject_id": r["id"], "scorer": scorer.name, "name": "reward" if ok else "unscored",
                             "value": float(s.value) if ok else 0.0, "detail": detail})
             counts["scored" if ok else "unscored"] += 1
         store.set_scores(records)

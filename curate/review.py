@@ -13,7 +13,6 @@ Undo restores the state before the candidate's latest action, through ordinary r
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any, Literal
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
-from .store import Store
+from .store import Candidate, Output, ReviewEntry, Store
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
            "reject", "undo", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
@@ -86,7 +85,7 @@ def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None) -
 
 
 # -- one candidate -------------------------------------------------------------------------------------------
-def candidate(store: Store, instance_id: str, tau: float = 0.01) -> dict:
+def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
     """Everything the review pane shows about one candidate. Raises StoreError for an unknown id.
 
     ``outputs`` is in the consensus matrix order (o0 = the generator's), each with model, prompt style, text,
@@ -94,44 +93,42 @@ def candidate(store: Store, instance_id: str, tau: float = 0.01) -> dict:
     matrix, the reason, whether it passes at ``tau`` and a one-paragraph explanation; ``final`` the reviewed
     texts (None while pending or rejected: the original texts are never changed).
     """
-    x = store.get_instance(instance_id)
-    cons = store.get_consensus(instance_id)
-    outs = _ordered_outputs(store, instance_id, cons)
-    outputs = [{"index": i, "model": o["model_id"], "style": o["prompt_style"], "text": o["text"],
+    x = store.get_candidate(candidate_id)
+    cons = store.get_consensus(candidate_id)
+    outs = _ordered_outputs(store, candidate_id, cons)
+    outputs = [{"index": i, "model": o.model_id, "style": o.prompt_style, "text": o.text,
                 "agreement": cons["scores"][i] if cons and i < len(cons["scores"]) else None,
                 "chosen": bool(cons) and cons["chosen_index"] == i} for i, o in enumerate(outs)]
-    log = store.review_log(instance_id)
-    final = None
-    if x["final_output"] is not None:
-        final = {"instruction": x["final_instruction"], "input": x["final_input"], "output": x["final_output"]}
+    log = store.review_log(candidate_id)
+    final = x.reviewed.as_dict() if x.reviewed else None
     reject_reason = None
-    if x["review_status"] == "rejected" and log:
-        reject_reason = _plain_reason(log[-1]["reason"])
+    if x.review_status == "rejected" and log:
+        reject_reason = _plain_reason(log[-1].reason)
     consensus_view = None
     if cons:
         passes = _passes(cons, tau)
         consensus_view = {"k": cons["k"], "models": cons["models"], "pairwise": cons["pairwise"],
                           "reason": cons["reason"], "chosen_index": cons["chosen_index"],
                           "min_pairwise": cons["min_pairwise"], "passes": passes, "tau": tau,
-                          "explanation": explain_consensus(cons, [o["text"] for o in outs], tau)}
-    return {"id": x["id"], "seq": x["seq"], "version": x["version"], "status": x["status"], "reason": x["reason"],
-            "review_status": x["review_status"] if x["status"] == "ok" else "auto-filtered",
-            "task_type": x["task_type"], "generator_model": x["generator_model"],
-            "instruction": x["instruction"], "input": x["input"], "output": x["output"], "final": final,
-            "reject_reason": reject_reason, "reviewed_by": x["reviewed_by"], "reviewed_at": x["reviewed_at"],
+                          "explanation": explain_consensus(cons, [o.text for o in outs], tau)}
+    return {"id": x.id, "seq": x.seq, "version": x.version, "status": x.status, "reason": x.reason,
+            "review_status": x.review_status if x.status == "ok" else "auto-filtered",
+            "task_type": x.task_type, "generator_model": x.generator_model,
+            "instruction": x.instruction, "input": x.input, "output": x.output, "final": final,
+            "reject_reason": reject_reason, "reviewed_by": x.reviewed_by, "reviewed_at": x.reviewed_at,
             "outputs": outputs, "consensus": consensus_view,
-            "log": [{"id": r["id"], "reviewer": r["reviewer"], "at": r["at"], "action": r["action"],
-                     "version": r["version"], "reason": r["reason"]} for r in log]}
+            "log": [{"id": r.id, "reviewer": r.reviewer, "at": r.at, "action": r.action, "version": r.version,
+                     "reason": r.reason} for r in log]}
 
 
-def _ordered_outputs(store: Store, instance_id: str, cons: dict | None) -> list[dict]:
+def _ordered_outputs(store: Store, candidate_id: str, cons: dict | None) -> list[Output]:
     """The candidate's outputs in the consensus matrix order (stored order when not ensembled yet)."""
-    outs = store.outputs_for(instance_id)
+    outs = store.outputs_for(candidate_id)
     if not cons:
         return outs
-    by_id = {o["id"]: o for o in outs}
+    by_id = {o.id: o for o in outs}
     return [by_id[i] for i in cons["output_ids"] if i in by_id] + [
-        o for o in outs if o["id"] not in set(cons["output_ids"])]
+        o for o in outs if o.id not in set(cons["output_ids"])]
 
 
 def _passes(cons: dict, tau: float) -> bool:
@@ -165,34 +162,34 @@ def explain_consensus(cons: dict, texts: list[str], tau: float) -> str:
 
 
 # -- review actions ------------------------------------------------------------------------------------------
-def accept(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
-           output_index: int | None = None) -> dict:
+def accept(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+           output_index: int | None = None) -> Candidate:
     """Accept the consensus choice, or output ``output_index`` (matrix order). Returns the updated row.
 
     Raises ConflictError when ``version`` is stale, StoreError for an unknown id or output index.
     """
     text = None
     if output_index is not None:
-        outs = _ordered_outputs(store, instance_id, store.get_consensus(instance_id))
+        outs = _ordered_outputs(store, candidate_id, store.get_consensus(candidate_id))
         if not 0 <= output_index < len(outs):
-            raise StoreError(f"candidate {instance_id[:10]} has outputs o0..o{len(outs) - 1}; "
+            raise StoreError(f"candidate {candidate_id[:10]} has outputs o0..o{len(outs) - 1}; "
                              f"there is no o{output_index}")
-        text = outs[output_index]["text"]
-    return store.review(instance_id, "accept", reviewer=reviewer, expected_version=version, output=text)
+        text = outs[output_index].text
+    return store.review(candidate_id, "accept", reviewer=reviewer, expected_version=version, output=text)
 
 
-def edit(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
-         instruction: str | None = None, input: str | None = None, output: str | None = None) -> dict:
+def edit(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+         instruction: str | None = None, input: str | None = None, output: str | None = None) -> Candidate:
     """Save edited texts as the candidate's reviewed version (the original stays). Fields left None keep
     their current value. Raises ConflictError / StoreError (empty instruction or output)."""
-    return store.review(instance_id, "edit", reviewer=reviewer, expected_version=version,
+    return store.review(candidate_id, "edit", reviewer=reviewer, expected_version=version,
                         instruction=instruction, input=input, output=output)
 
 
-def reject(store: Store, instance_id: str, *, reviewer: str, version: int | None = None,
-           reason: str | None = None) -> dict:
+def reject(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+           reason: str | None = None) -> Candidate:
     """Reject the candidate, with an optional reason. Raises ConflictError / StoreError."""
-    return store.review(instance_id, "reject", reviewer=reviewer, expected_version=version,
+    return store.review(candidate_id, "reject", reviewer=reviewer, expected_version=version,
                         reason=(reason or "").strip() or None)
 
 
@@ -201,70 +198,63 @@ def _plain_reason(reason: str | None) -> str | None:
     return (m.group(2) if m else reason) or None
 
 
-def _undo_target(log: list[dict]) -> dict | None:
+def _undo_target(log: list[ReviewEntry]) -> ReviewEntry | None:
     """The latest log entry that is not part of an undo and has not been undone."""
     undone: set[int] = set()
     for entry in reversed(log):
-        m = _UNDO.match(entry["reason"] or "")
+        m = _UNDO.match(entry.reason or "")
         if m:
             undone.add(int(m.group(1)))
-        elif entry["id"] not in undone:
+        elif entry.id not in undone:
             return entry
     return None
 
 
-def undo(store: Store, instance_id: str, *, reviewer: str, version: int | None = None) -> dict:
+def undo(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None) -> Candidate:
     """Undo the latest (not yet undone) review action on a candidate: restore the status and texts it had
     before, through review actions logged as ``undo of review #N``. Repeating goes further back.
 
     Only the reviewer who made that action can undo it. Raises ConflictError (stale ``version``, or the
     latest action is someone else's) and StoreError (nothing to undo).
     """
-    log = store.review_log(instance_id, limit=100_000)
+    log = store.review_log(candidate_id, limit=100_000)
     target = _undo_target(log)
     if target is None:
-        raise StoreError(f"nothing to undo on candidate {instance_id[:10]}: it has no review left to undo")
-    if target["reviewer"] != reviewer:
-        raise ConflictError(f"the latest review of candidate {instance_id[:10]} is {target['reviewer']}'s "
-                            f"({target['action']}); you can only undo your own actions")
-    earlier = [e for e in log if e["id"] < target["id"]]
-    status = STATUS_OF_ACTION[earlier[-1]["action"]] if earlier else "pending"
-    texts = json.loads(earlier[-1]["after"]) if earlier else None
-    why = f"undo of review #{target['id']}"
+        raise StoreError(f"nothing to undo on candidate {candidate_id[:10]}: it has no review left to undo")
+    if target.reviewer != reviewer:
+        raise ConflictError(f"the latest review of candidate {candidate_id[:10]} is {target.reviewer}'s "
+                            f"({target.action}); you can only undo your own actions")
+    earlier = [e for e in log if e.id < target.id]
+    status = STATUS_OF_ACTION[earlier[-1].action] if earlier else "pending"
+    texts = earlier[-1].after if earlier else None
+    why = f"undo of review #{target.id}"
     with store.atomic():
-        cur = store.get_instance(instance_id)
-        if version is not None and cur["version"] != version:
-            raise ConflictError(f"candidate {instance_id[:10]} changed since you last saw it (version "
-                                f"{cur['version']}, you had {version}); reload it before undoing")
-        v = cur["version"]
+        cur = store.get_candidate(candidate_id)
+        if version is not None and cur.version != version:
+            raise ConflictError(f"candidate {candidate_id[:10]} changed since you last saw it (version "
+                                f"{cur.version}, you had {version}); reload it before undoing")
+        v = cur.version
 
-        def act(action: str, **kw: Any) -> dict:
+        def act(action: str, **kw: Any) -> Candidate:
             nonlocal v
-            row = store.review(instance_id, action, reviewer=reviewer, expected_version=v, reason=why, **kw)
-            v = row["version"]
+            row = store.review(candidate_id, action, reviewer=reviewer, expected_version=v, reason=why, **kw)
+            v = row.version
             return row
 
         if status == "pending":
             return act("reset")
         if status == "rejected":
-            old = _plain_reason(earlier[-1]["reason"])
-            return store.review(instance_id, "reject", reviewer=reviewer, expected_version=v,
+            old = _plain_reason(earlier[-1].reason)
+            return store.review(candidate_id, "reject", reviewer=reviewer, expected_version=v,
                                 reason=why + (f": {old}" if old else ""))
         if status == "edited":
             return act("edit", **texts)
         # accepted: Store.review's accept keeps the current instruction/input, so make those right first
-        base = _current_base(cur)
-        if base != (texts["instruction"], texts["input"]):
+        if (cur.current.instruction, cur.current.input) != (texts["instruction"], texts["input"]):
             cur = act("reset")
-            if (cur["instruction"], cur["input"]) != (texts["instruction"], texts["input"]):
+            if (cur.instruction, cur.input) != (texts["instruction"], texts["input"]):
                 act("edit", **texts)
         return act("accept", output=texts["output"])
-
-
-def _current_base(cur: dict) -> tuple[str, str]:
-    if cur["final_output"] is not None:
-        return cur["final_instruction"], cur["final_input"]
-    return cur["instruction"], cur["input"]
 
 
 # -- thresholds ----------------------------------------------------------------------------------------------
@@ -362,11 +352,11 @@ def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str) -> dic
             for m in g["members"]:
                 if m["keep"]:
                     continue
-                cur = store.get_instance(m["id"])
-                if cur["review_status"] != "pending":
+                cur = store.get_candidate(m["id"])
+                if cur.review_status != "pending":
                     skipped += 1
                     continue
-                store.review(m["id"], "reject", reviewer=reviewer, expected_version=cur["version"],
+                store.review(m["id"], "reject", reviewer=reviewer, expected_version=cur.version,
                              reason=f"near-duplicate of #{keep['seq']}")
                 done += 1
     return {"rejected": done, "skipped": skipped}
@@ -378,7 +368,7 @@ def overview(store: Store, tau: float) -> dict:
     st = store.stats()
     passing = store.count_passing(tau)
     instr = st["instructions"]
-    inst = st["instances"]
+    inst = st["candidates"]
     reviews = st["reviews"]
     stages = [
         ("seed tasks", sum(st["seeds"].values())),

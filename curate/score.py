@@ -20,7 +20,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scorer: str = Field(DEFAULT_SCORER, min_length=1, description="quality scorer spec (curate.quality)")
-    limit: int | None = Field(None, ge=1, description="only the outputs of a deterministic sample of N instances")
+    limit: int | None = Field(None, ge=1, description="only the outputs of a deterministic sample of N candidates")
     batch_size: int = Field(8, ge=1, le=256, description="outputs per scorer call")
 
 

@@ -22,8 +22,8 @@ Loading is all or nothing: a file with any problem loads no task and raises one 
 lists every problem in line order (the first :data:`MAX_REPORTED`, then a count), each with its line — for a
 JSON array also the index of the record — so a user fixes the file in one pass.
 
-Task type (docs/ARCHITECTURE.md, "Seeds and task types"; the reference code's rule): type **A** iff ``instances[0].input != ""``, else
-**B**. The comparison is exact and no field is ever stripped, so an input of only whitespace makes a task
+Task type (docs/ARCHITECTURE.md, "Seeds and task types"; the reference code's rule): type **A** iff
+``instances[0].input != ""``, else **B**. The comparison is exact and no field is ever stripped, so an input of only whitespace makes a task
 type A, as it does in the reference code.
 
 The shipped seed file lives in the repository's ``seeds/`` folder, next to the ``curate`` package

@@ -638,7 +638,7 @@ def embed_pool(store, pool: Pool, model: str | None = None, *, embedder=None, co
             part = missing[start:start + chunk]
             vecs = np.asarray(embedder.encode([pool.texts[i] for i in part], batch_size=batch_size,
                                               normalize_embeddings=True, convert_to_numpy=True), dtype="<f4")
-            store.save_embeddings(key, [{"instance_id": pool.ids[i], "text_hash": hashes[i],
+            store.save_embeddings(key, [{"candidate_id": pool.ids[i], "text_hash": hashes[i],
                                          "dim": vecs.shape[1], "vector": vecs[j].tobytes()}
                                         for j, i in enumerate(part)])
             for j, i in enumerate(part):
@@ -687,7 +687,7 @@ def run_selection(store, *, k: int, alpha: float, source: str = "passing", tau: 
     result = qdit_select(e, q, k, alpha)
     params = {"k": k, "alpha": alpha, "source": source, "tau": tau, "quality": pool.quality_label,
               "model": stats["model"], "pool": len(pool.ids)}
-    store.save_selection(name, [{"instance_id": pool.ids[a], "rank": r, "gain": g, "quality": qa, "score": s}
+    store.save_selection(name, [{"candidate_id": pool.ids[a], "rank": r, "gain": g, "quality": qa, "score": s}
                                 for r, (a, g, qa, s) in enumerate(zip(result.indices, result.gains,
                                                                       result.quality, result.scores))], params)
     report = selection_report(e, q, result.indices, seed=seed)

@@ -121,9 +121,9 @@ def compute_teacher_stats(store, student: Any, scorer: Scorer | str, *, limit: i
         records = []
         for r, (_, style), nll in zip(rows, prompts, nlls):
             detail = {"student": student_key(student_name or student), "prompt_style": style}
-            records += [{"candidate_id": r["id"], "scorer": name, "name": "nll",
+            records += [{"subject_id": r["id"], "scorer": name, "name": "nll",
                          "value": sum(nll) / len(nll) if nll else 0.0, "detail": detail},
-                        {"candidate_id": r["id"], "scorer": name, "name": "tokens", "value": float(len(nll)),
+                        {"subject_id": r["id"], "scorer": name, "name": "tokens", "value": float(len(nll)),
                          "detail": detail}]
         store.set_scores(records)
         computed += len(rows)

@@ -17,10 +17,10 @@ def make_candidate(store, output="Paris is the capital.",
     iid = make_instruction(store, instruction)
     cid = store.add_completion({"stage": "instance", "model_id": "m", "params": {}, "prompt_hash": "q",
                                 "text": f"input: x\noutput: {output}", "instruction_id": iid})
-    xid, _ = store.add_instance({"instruction_id": iid, "task_type": "A", "input": "x", "output": output,
+    xid, _ = store.add_candidate({"instruction_id": iid, "task_type": "A", "input": "x", "output": output,
                                  "completion_id": cid, "position": 0, "generator_model": "m", "params": {},
                                  "prompt_hash": "q", "status": "ok"})
-    store.add_outputs([{"instance_id": xid, "position": i, "model_id": f"m{i}", "params": {},
+    store.add_outputs([{"candidate_id": xid, "position": i, "model_id": f"m{i}", "params": {},
                         "prompt_style": "generator" if i == 0 else "chat", "text": t}
                        for i, t in enumerate(outputs)])
     return xid

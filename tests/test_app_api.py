@@ -74,7 +74,7 @@ def test_generation_job_runs_in_the_background_with_progress(generated, server):
     kept = [(j["progress"].get("counts") or {}).get("kept", 0) for j in seen]
     assert kept == sorted(kept) and kept[-1] == 8
     assert len({(j["progress"].get("phase"), j["progress"].get("done")) for j in seen}) >= 3  # it moved
-    assert final["progress"]["tok_s"] > 0 and final["progress"]["counts"]["instances"] >= 8
+    assert final["progress"]["tok_s"] > 0 and final["progress"]["counts"]["candidates"] >= 8
     assert ens_seen[-1]["state"] == "done" and sum(ens_seen[-1]["progress"]["counts"]["consensus"].values()) >= 8
     with Store(server[0]) as st:
         assert st.count_kept_instructions() == 8 and st.count_passing(0.0)["scored"] >= 8

@@ -31,7 +31,7 @@ def test_outputs_styles_and_consensus_are_stored():
     prog = run_ensemble(st, EnsembleConfig(models=["e1", "e2"], batch_size=2), ModelPool({"e1": chat, "e2": ref}))
     assert prog.outputs == {"e1": 3, "e2": 3}
     outs = st.outputs_for(ids[0])
-    assert [(o["position"], o["model_id"], o["prompt_style"]) for o in outs] == [
+    assert [(o.position, o.model_id, o.prompt_style) for o in outs] == [
         (0, "m0", "generator"), (1, "e1", "chat"), (2, "e2", "reference")]
     assert any("no chat template" in w for w in prog.warnings)
     # the chat model got chat-style params, the other a plain completion of the reference prompt

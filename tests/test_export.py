@@ -37,10 +37,9 @@ def reviewed(tmp_path):
 
 def _expected(store: Store, ids) -> list[dict]:
     """The accepted / edited candidates' reviewed texts, in seq order."""
-    rows = [store.get_instance(i) for i in ids]
-    rows = sorted((r for r in rows if r["review_status"] in ("accepted", "edited")), key=lambda r: r["seq"])
-    return [{"instruction": r["final_instruction"], "input": r["final_input"], "output": r["final_output"]}
-            for r in rows]
+    rows = [store.get_candidate(i) for i in ids]
+    rows = sorted((r for r in rows if r.review_status in ("accepted", "edited")), key=lambda r: r.seq)
+    return [r.reviewed.as_dict() for r in rows]
 
 
 def _as_alpaca(fmt: str, row: dict) -> dict:
@@ -90,15 +89,15 @@ def test_chat_layouts_put_input_in_the_user_turn_and_take_a_system_prompt(review
     store, ids = reviewed
     ex.export(store, "sharegpt", tmp_path / "s", system="You are terse.")
     ex.export(store, "messages", tmp_path / "m", system="You are terse.")
-    first = store.get_instance(ids[1])  # the second row
-    assert first["final_input"]  # a type-A candidate: instruction and input
+    first = store.get_candidate(ids[1])  # the second row
+    assert first.final_input  # a type-A candidate: instruction and input
     s = json.loads((tmp_path / "s" / "data.jsonl").read_text().splitlines()[1])
     m = json.loads((tmp_path / "m" / "data.jsonl").read_text().splitlines()[1])
-    user = f"{first['final_instruction']}\n\n{first['final_input']}"
+    user = f"{first.final_instruction}\n\n{first.final_input}"
     assert s == {"conversations": [{"from": "system", "value": "You are terse."}, {"from": "human", "value": user},
-                                   {"from": "gpt", "value": first["final_output"]}]}
+                                   {"from": "gpt", "value": first.final_output}]}
     assert m == {"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": user},
-                              {"role": "assistant", "content": first["final_output"]}]}
+                              {"role": "assistant", "content": first.final_output}]}
     plain = ex.preview(store, "messages", 5)
     assert [t["role"] for t in plain[0]["messages"]] == ["user", "assistant"]
     edited = next(r for r in plain if r["messages"][0]["content"] == "Name a colour.")  # no input: no blank line
@@ -137,12 +136,12 @@ def test_edited_text_wins_rejected_and_pending_stay_out(reviewed, tmp_path):
     store, ids = reviewed
     rows = ex.preview(store, "alpaca-jsonl", 100)
     assert {"instruction": "Name a colour.", "input": "", "output": "Blue."} in rows
-    original = store.get_instance(ids[4])
-    assert original["instruction"] != "Name a colour." and all(r["instruction"] != original["instruction"]
+    original = store.get_candidate(ids[4])
+    assert original.instruction != "Name a colour." and all(r["instruction"] != original.instruction
                                                                 for r in rows)
     texts = {r["instruction"] for r in rows}
-    assert store.get_instance(ids[5])["instruction"] not in texts  # rejected
-    assert store.get_instance(ids[6])["instruction"] not in texts  # pending
+    assert store.get_candidate(ids[5]).instruction not in texts  # rejected
+    assert store.get_candidate(ids[6]).instruction not in texts  # pending
     assert len(rows) == 5
 
 
@@ -182,14 +181,14 @@ def test_include_selection_takes_a_stored_selection_and_says_what_to_run_without
     assert not (tmp_path / "s").exists()
     pending = [r["id"] for r in store.review_queue(status="pending", limit=3)]
     picks = [ids[5], pending[2], ids[0], pending[0]]  # the rejected ids[5] stays out
-    store.save_selection("older", [{"instance_id": ids[1], "rank": 0, "gain": 1.0, "score": 1.0}], {"k": 1})
+    store.save_selection("older", [{"candidate_id": ids[1], "rank": 0, "gain": 1.0, "score": 1.0}], {"k": 1})
     store.db.execute("UPDATE selections SET created_at = created_at - 10 WHERE name = 'older'")
-    store.save_selection("qdit-3", [{"instance_id": x, "rank": i, "gain": 1.0, "score": 0.5}
+    store.save_selection("qdit-3", [{"candidate_id": x, "rank": i, "gain": 1.0, "score": 0.5}
                                     for i, x in enumerate(picks)], {"k": 4, "alpha": 0.7})
     res = ex.export(store, "alpaca-jsonl", tmp_path / "s", include="selection", provenance="sidecar")
     assert res.selection == "qdit-3"  # the newest by default
     side = [json.loads(x) for x in (tmp_path / "s" / ex.SIDECAR).read_text().splitlines()]
-    want = sorted((ids[0], pending[0], pending[2]), key=lambda i: store.get_instance(i)["seq"])
+    want = sorted((ids[0], pending[0], pending[2]), key=lambda i: store.get_candidate(i).seq)
     assert [r["id"] for r in side] == want and all(r["included_by"] == ["selection"] for r in side)
     assert res.counts == {"accepted": 1, "edited": 0, "passing": 0, "selection": 2}
     card = (tmp_path / "s" / "README.md").read_text()
@@ -215,15 +214,15 @@ def test_provenance_field_and_sidecar_carry_the_same_facts(reviewed, tmp_path):
     assert side == [r.pop("metadata") for r in field_rows]
     assert [json.dumps(r, ensure_ascii=False) + "\n" for r in field_rows] == plain.decode().splitlines(True)
     edited = next(s for s in side if s["id"] == ids[4])
-    cand = store.get_instance(ids[4])
+    cand = store.get_candidate(ids[4])
     cons = store.get_consensus(ids[4])
     assert edited == {
-        "id": ids[4], "seq": cand["seq"], "task_type": cand["task_type"],
-        "generator_model": cand["generator_model"], "instruction_model": cand["generator_model"],
+        "id": ids[4], "seq": cand.seq, "task_type": cand.task_type,
+        "generator_model": cand.generator_model, "instruction_model": cand.generator_model,
         "ensemble_models": cons["models"], "consensus_reason": cons["reason"],
         "min_pairwise": cons["min_pairwise"], "chosen_index": cons["chosen_index"],
         "passes_tau": review.candidate(store, ids[4])["consensus"]["passes"], "review_status": "edited",
-        "review_action": "edit", "reviewer": "bob", "reviewed_at": ex._iso(cand["reviewed_at"]),
+        "review_action": "edit", "reviewer": "bob", "reviewed_at": ex._iso(cand.reviewed_at),
         "included_by": ["accepted"]}
     assert edited["reviewed_at"].endswith("Z") and edited["reviewed_at"].startswith("20")
 
@@ -261,12 +260,12 @@ def test_an_export_never_changes_the_store(tmp_path):
     store.close()  # checkpoints the WAL into the file
     before, log_before = _sha(db), None
     with Store(db) as store:
-        log_before = (store.review_counts(), len(store.review_log(limit=10_000)), store.count_instances(None))
+        log_before = (store.review_counts(), len(store.review_log(limit=10_000)), store.count_candidates(None))
         for fmt in ex.FORMATS:
             ex.export(store, fmt, tmp_path / fmt, include=("accepted", "passing"), provenance="field")
         ex.preview(store, "messages")
         ex.dataset_card(store, "parquet")
-        after_counts = (store.review_counts(), len(store.review_log(limit=10_000)), store.count_instances(None))
+        after_counts = (store.review_counts(), len(store.review_log(limit=10_000)), store.count_candidates(None))
     assert after_counts == log_before
     assert _sha(db) == before
     assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
@@ -385,9 +384,9 @@ def test_an_unwritable_path_is_a_clear_error(reviewed, tmp_path):
 
 def test_invalid_utf8_in_the_store_names_the_candidate_or_is_replaced_when_asked(reviewed, tmp_path, capsys):
     store, ids = reviewed
-    seq = store.get_instance(ids[1])["seq"]
+    seq = store.get_candidate(ids[1]).seq
     # bytes another tool wrote: not valid UTF-8 (Python's sqlite3 cannot even store such text)
-    store.db.execute("UPDATE instances SET final_output = CAST(x'4f6b20ff' AS TEXT) WHERE id = ?", [ids[1]])
+    store.db.execute("UPDATE candidates SET final_output = CAST(x'4f6b20ff' AS TEXT) WHERE id = ?", [ids[1]])
     store.db.conn.commit()
     with pytest.raises(ExportError, match=rf"candidate seq {seq} \({ids[1][:10]}\): its output is not valid "
                                           r"UTF-8 \(character 3\).*Pass --invalid-text replace"):

@@ -78,7 +78,7 @@ def kept_texts(st: Store) -> list[str]:
 def assert_consistent(st: Store, n: int, *, instances: bool = True) -> None:
     """Exactly ``n`` kept instructions from prompts, no duplicate text, and every completion accounted for."""
     instr = rows(st, "instructions")
-    insts = rows(st, "instances")
+    insts = rows(st, "candidates")
     kept = [r for r in instr if r["status"] == "kept" and r["origin"] == FROM_PROMPT]
     assert len(kept) == n
     all_kept = [r["text"] for r in instr if r["status"] == "kept"]
@@ -95,7 +95,7 @@ def assert_consistent(st: Store, n: int, *, instances: bool = True) -> None:
 def test_every_row_records_model_params_prompt_hash_and_rng_seed():
     st, p = Store(":memory:"), pool("m1", "m2")
     prog = run_generation(st, config(6, "m1,m2", assignment="round_robin"), p)
-    assert prog.kept == 6 and prog.instances == 6
+    assert prog.kept == 6 and prog.candidates == 6
     sent = {}  # prompt hash -> (model, params sent)
     for name in ("m1", "m2"):
         for texts, params in p.get(name).calls:
@@ -111,13 +111,13 @@ def test_every_row_records_model_params_prompt_hash_and_rng_seed():
         assert (params.max_new_tokens, params.min_new_tokens) == \
             ((256, 15) if c["stage"] == "instruction" else (512, 50))
         assert params.stop == (("|EoS|",) if c["stage"] == "instruction" else ("\n\n", "|EoS|"))
-    for table in ("instructions", "instances"):
+    for table in ("instructions", "candidates"):
         for r in rows(st, table):
             c = completions[r["completion_id"]]
             assert (r["generator_model"], r["params"], r["prompt_hash"], r["rng_seed"]) == \
                 (c["model_id"], c["params"], c["prompt_hash"], c["rng_seed"])
     for o in rows(st, "outputs"):
-        x = next(r for r in rows(st, "instances") if r["id"] == o["instance_id"])
+        x = next(r for r in rows(st, "candidates") if r["id"] == o["candidate_id"])
         assert (o["position"], o["model_id"], o["prompt_style"], o["text"]) == (0, x["generator_model"],
                                                                              "generator", x["output"])
 
@@ -247,11 +247,11 @@ def test_unparseable_instance_completions_are_stored_raw_with_a_reason():
 
     st = Store(":memory:")
     prog = run_generation(st, config(3, task_type="A"), pool("m1", fn=model))
-    assert st.filter_reason_counts("instances") == {"no_fields": 3}
+    assert st.filter_reason_counts("candidates") == {"no_fields": 3}
     assert st.filter_reason_counts("completions") == {"instruction:ok": 4, "instance:no_fields": 3}
     raw = [c["text"] for c in rows(st, "completions") if c["stage"] == "instance"]
     assert raw == ["I am sorry, I cannot generate examples."] * 3
-    assert prog.instances == 0 and prog.instances_rejected == {"no_fields": 3}
+    assert prog.candidates == 0 and prog.candidates_rejected == {"no_fields": 3}
     assert any("no usable instance" in w for w in prog.all_warnings())
     assert_consistent(st, 3)
 
@@ -281,11 +281,11 @@ def test_extra_candidates_pass_the_filters_and_need_an_instance():
                for r in extra if r["reason"] == "no_instance")
     kept_extra = [r for r in extra if r["status"] == "kept"]
     assert all(r["task_type"] == "A" and r["text"].startswith("Explain why") for r in kept_extra)
-    insts = rows(st, "instances")
+    insts = rows(st, "candidates")
     for r in kept_extra:
         (x,) = [x for x in insts if x["instruction_id"] == r["id"]]
         assert x["status"] == "ok" and x["output"] == "It reflects light." and x["input"].endswith(" facts")
-    assert prog.extra_candidates == 2 and prog.instances == 4
+    assert prog.extra_candidates == 2 and prog.candidates == 4
     assert st.count_kept_instructions(origin=FROM_PROMPT) == 2  # extras do not count towards N
     assert_consistent(st, 2)
 
@@ -298,7 +298,7 @@ def test_a_model_that_returns_nothing_fails_clearly_with_nothing_half_written():
         run_generation(st, config(2, task_type="A", batch_size=2, max_idle_batches=3), pool("m1", fn=lambda p: ""))
     cs = rows(st, "completions")
     assert len(cs) == 6 and {(c["parse_status"], c["parse_reason"]) for c in cs} == {("unparseable", "empty")}
-    assert rows(st, "instructions") == [] and rows(st, "instances") == []
+    assert rows(st, "instructions") == [] and rows(st, "candidates") == []
 
 
 def test_garbage_forever_fails_with_the_reasons():
@@ -404,7 +404,7 @@ def _reference() -> tuple[list[str], Counter]:
     st = Store(":memory:")
     run_generation(st, config(N, "m1,m2:2"), pool("m1", "m2"))
     assert_consistent(st, N)
-    return kept_texts(st), Counter(r["output"] for r in rows(st, "instances"))
+    return kept_texts(st), Counter(r["output"] for r in rows(st, "candidates"))
 
 
 def test_resume_after_stop_reaches_exactly_n_as_if_never_stopped():
@@ -421,7 +421,7 @@ def test_resume_after_stop_reaches_exactly_n_as_if_never_stopped():
     assert st.count_completions("instruction") % 4 == 0  # whole batches only
     run_generation(st, config(N, "m1,m2:2"), pool("m1", "m2"))
     assert_consistent(st, N)
-    assert (kept_texts(st), Counter(r["output"] for r in rows(st, "instances"))) == _reference()
+    assert (kept_texts(st), Counter(r["output"] for r in rows(st, "candidates"))) == _reference()
 
 
 @pytest.mark.parametrize("fail_at", [3, 8])  # in the 2nd instruction batch; in the 1st instance batch
@@ -443,7 +443,7 @@ def test_resume_after_an_exception_in_the_model(fail_at):
     assert st.count_completions("instance") == 0
     run_generation(st, config(N, "m1,m2:2"), pool("m1", "m2"))
     assert_consistent(st, N)
-    assert (kept_texts(st), Counter(r["output"] for r in rows(st, "instances"))) == _reference()
+    assert (kept_texts(st), Counter(r["output"] for r in rows(st, "candidates"))) == _reference()
 
 
 # -- a real SIGKILL ----------------------------------------------------------------------------------------
@@ -493,7 +493,7 @@ def test_kill_9_midway_then_resume_reaches_exactly_n(tmp_path):
     with Store(db) as st:
         assert st.count_completions("instruction") % 4 == 0 and st.count_kept_instructions() < N
     # 2. killed from inside a write transaction of the instance stage (half a batch inserted, not committed)
-    proc = _child(db, kill_in_write="add_instance")
+    proc = _child(db, kill_in_write="add_candidate")
     proc.join(60)
     assert proc.exitcode == -signal.SIGKILL
     with Store(db) as st:
@@ -503,7 +503,7 @@ def test_kill_9_midway_then_resume_reaches_exactly_n(tmp_path):
         # 3. the next run continues to exactly N with nothing lost or doubled, as if never killed
         run_generation(st, config(N, "m1,m2:2"), pool("m1", "m2"))
         assert_consistent(st, N)
-        assert (kept_texts(st), Counter(r["output"] for r in rows(st, "instances"))) == _reference()
+        assert (kept_texts(st), Counter(r["output"] for r in rows(st, "candidates"))) == _reference()
 
 
 # -- the real embedded model -------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def _fill(st: Store, rng: random.Random, n: int) -> list[dict]:
         xid = make_candidate(st, instruction=f"Instruction number {i} for the keep rule test")
         reason = rng.choice(REASON_POOL)
         mp = rng.choice(grid) if rng.random() < 0.4 else rng.random()
-        row = {"instance_id": xid, "k": 2, "output_ids": [f"o{i}a", f"o{i}b"], "models": ["g", "e"],
+        row = {"candidate_id": xid, "k": 2, "output_ids": [f"o{i}a", f"o{i}b"], "models": ["g", "e"],
                "chosen_index": 0, "chosen_nonempty": rng.random() < 0.8, "reason": reason, "min_pairwise": mp,
                "pairwise": [[1, mp], [mp, 1]], "scores": [mp, mp], "tokenizer": "rouge", "threshold": 0.01}
         rows.append(row)
@@ -38,15 +38,15 @@ def test_every_sql_use_of_the_keep_rule_equals_the_python_rule(seed):
     rng = random.Random(seed)
     st = Store(":memory:")
     rows = _fill(st, rng, 120)
-    by_id = {r["instance_id"]: r for r in rows}
+    by_id = {r["candidate_id"]: r for r in rows}
     for x in rng.sample(rows, 30):  # some reviewed: the pending counts must leave them out
-        st.review(x["instance_id"], rng.choice(["accept", "reject"]), reviewer="ann")
+        st.review(x["candidate_id"], rng.choice(["accept", "reject"]), reviewer="ann")
     for tau in [0.0, 0.01, 0.05, 0.5, 1.0, *[rng.random() for _ in range(6)]]:
-        keep = {r["instance_id"] for r in rows
+        keep = {r["candidate_id"] for r in rows
                 if passes(r["reason"], r["min_pairwise"], r["chosen_nonempty"], tau)}
         assert set(st.passing_ids(tau)) == keep
         assert st.count_passing(tau) == {"scored": len(rows), "passing": len(keep)}
-        pending = {i for i in keep if st.get_instance(i)["review_status"] == "pending"}
+        pending = {i for i in keep if st.get_candidate(i).review_status == "pending"}
         assert st.count_pending_passing(tau) == len(pending)
         assert {r["id"] for r in st.pending_passing(tau)} == pending
         queue = st.review_queue(status=None, consensus="pass", tau=tau, limit=1000)
@@ -54,10 +54,10 @@ def test_every_sql_use_of_the_keep_rule_equals_the_python_rule(seed):
                                                      if r["passes"] == 1}
         assert st.count_queue(status=None, consensus="fail", tau=tau) == len(rows) - len(keep)
         for status in ("pending", "accepted", "rejected"):
-            want = {i for i in keep if st.get_instance(i)["review_status"] == status}
+            want = {i for i in keep if st.get_candidate(i).review_status == status}
             assert st.count_queue(status=status, consensus="pass", tau=tau) == len(want)
         assert {r["id"] for r in st.export_rows(("passing",), tau=tau)} == {
-            i for i in keep if st.get_instance(i)["review_status"] != "rejected"}
+            i for i in keep if st.get_candidate(i).review_status != "rejected"}
         assert {r["id"] for r in st.selection_pool("passing", tau=tau, quality="none")} == keep
         for xid in rng.sample(sorted(by_id), 10):  # the review pane's verdict is the same rule
             assert review.candidate(st, xid, tau)["consensus"]["passes"] == (xid in keep)

@@ -110,11 +110,11 @@ def test_reward_model_scores_the_store_with_its_label(rm_folder):
         scorer = load_scorer(f"rm:{rm_folder}")
         assert score_outputs(store, scorer) == {"scored": 3, "unscored": 0}
         outs = store.outputs_for(xid)
-        rows = [next(r for r in store.scores_for(o["id"]) if r["scorer"] == scorer.name) for o in outs]
+        rows = [next(r for r in store.scores_for(o.id) if r["scorer"] == scorer.name) for o in outs]
         assert [r["name"] for r in rows] == ["reward"] * 3
-        instruction = store.get_instance(xid)["instruction"]
+        instruction = store.get_candidate(xid).instruction
         assert [r["value"] for r in rows] == pytest.approx(scorer.score([instruction] * 3, ["x"] * 3,
-                                                                        [o["text"] for o in outs]), abs=1e-5)
+                                                                        [o.text for o in outs]), abs=1e-5)
         assert json.loads(rows[0]["detail"])["label"] == scorer.label
         assert score_outputs(store, scorer) == {"scored": 0, "unscored": 0}  # resumable: nothing left
 
@@ -181,7 +181,7 @@ def test_judge_failures_are_recorded_with_the_reason(server, monkeypatch):
         xid = make_candidate(store, outputs=("Paris is the capital.", "Lyon"))
         scorer = load_scorer(f"judge:openai:{MODEL}@{server.url}")
         assert score_outputs(store, scorer) == {"scored": 1, "unscored": 1}
-        by_text = {o["text"]: store.scores_for(o["id"])[0] for o in store.outputs_for(xid)}
+        by_text = {o.text: store.scores_for(o.id)[0] for o in store.outputs_for(xid)}
         assert (by_text["Paris is the capital."]["name"], by_text["Paris is the capital."]["value"]) == ("reward", 8.0)
         bad = by_text["Lyon"]
         detail = json.loads(bad["detail"])
@@ -250,7 +250,7 @@ def test_consensus_proxy_is_labelled_and_reads_stored_agreement():
             (row,) = store.scores_for(oid)
             assert (row["scorer"], row["name"], row["value"]) == ("proxy:consensus", "reward", agreement)
             assert json.loads(row["detail"]) == {"label": PROXY_LABEL, "proxy": True}
-        missing = store.scores_for(store.outputs_for(no_consensus)[0]["id"])[0]
+        missing = store.scores_for(store.outputs_for(no_consensus)[0].id)[0]
         assert missing["name"] == "unscored"
         assert "run `curate ensemble` first" in json.loads(missing["detail"])["reason"]
         assert store.stored_scorers() == [{"scorer": "proxy:consensus", "label": PROXY_LABEL, "scored": 5,

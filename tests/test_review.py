@@ -29,7 +29,7 @@ def test_queue_filters_count_like_the_store(store):
     assert everything["total"] == 40
     pending = review.queue_page(store, QueueFilter())
     auto = review.queue_page(store, QueueFilter(status="auto-filtered"))
-    assert pending["total"] == store.count_instances("ok") == 38
+    assert pending["total"] == store.count_candidates("ok") == 38
     assert auto["total"] == 2 and {r["status"] for r in auto["rows"]} == {"rejected"}
     a = review.queue_page(store, QueueFilter(task_type="A"))["total"]
     b = review.queue_page(store, QueueFilter(task_type="B"))["total"]
@@ -132,24 +132,24 @@ def test_accept_default_and_other_output(store):
     d = review.candidate(store, rows[1]["id"])
     chosen = d["outputs"][d["consensus"]["chosen_index"]]["text"]
     after = review.accept(store, rows[1]["id"], reviewer="ann", version=0)
-    assert after["review_status"] == "accepted" and after["final_output"] == chosen
+    assert after.review_status == "accepted" and after.final_output == chosen
     other = review.accept(store, rows[2]["id"], reviewer="ann", version=0, output_index=2)
-    assert other["final_output"] == review.candidate(store, rows[2]["id"])["outputs"][2]["text"]
+    assert other.final_output == review.candidate(store, rows[2]["id"])["outputs"][2]["text"]
     with pytest.raises(StoreError, match="no o7"):
         review.accept(store, rows[3]["id"], reviewer="ann", output_index=7)
 
 
 def test_edit_keeps_the_original_and_logs_who_and_when(store):
     cid = first_pending(store)["id"]
-    before = store.get_instance(cid)
+    before = store.get_candidate(cid)
     row = review.edit(store, cid, reviewer="ann", version=0, instruction="Fixed instruction.", output="Better.")
-    assert row["review_status"] == "edited"
-    assert (row["final_instruction"], row["final_input"], row["final_output"]) == (
-        "Fixed instruction.", before["input"], "Better.")
-    assert (row["instruction"], row["output"]) == (before["instruction"], before["output"])  # original kept
+    assert row.review_status == "edited"
+    assert (row.final_instruction, row.final_input, row.final_output) == (
+        "Fixed instruction.", before.input, "Better.")
+    assert (row.instruction, row.output) == (before.instruction, before.output)  # original kept
     log = store.review_log(cid)
-    assert [(e["reviewer"], e["action"]) for e in log] == [("ann", "edit")] and log[0]["at"] > 0
-    assert json.loads(log[0]["before"])["output"] == before["output"]
+    assert [(e.reviewer, e.action) for e in log] == [("ann", "edit")] and log[0].at > 0
+    assert log[0].before["output"] == before.output
 
 
 def test_reject_with_reason(store):
@@ -170,17 +170,17 @@ def test_second_reviewer_on_a_stale_version_gets_a_conflict(store):
 
 # -- undo ----------------------------------------------------------------------------------------------------
 def _state(store, cid):
-    x = store.get_instance(cid)
-    return x["review_status"], x["final_instruction"], x["final_input"], x["final_output"]
+    x = store.get_candidate(cid)
+    return x.review_status, x.final_instruction, x.final_input, x.final_output
 
 
 def test_undo_returns_to_pending(store):
     cid = first_pending(store)["id"]
     pristine = _state(store, cid)
     row = review.accept(store, cid, reviewer="ann", version=0)
-    review.undo(store, cid, reviewer="ann", version=row["version"])
+    review.undo(store, cid, reviewer="ann", version=row.version)
     assert _state(store, cid) == pristine
-    assert [e["action"] for e in store.review_log(cid)] == ["accept", "reset"]  # the log only grows
+    assert [e.action for e in store.review_log(cid)] == ["accept", "reset"]  # the log only grows
 
 
 def test_undo_restores_the_previous_review_exactly(store):
@@ -248,8 +248,8 @@ def test_accept_all_passing_accepts_exactly_the_pending_passing(store):
     res = review.accept_all_passing(store, tau, reviewer="bob", expected=n)
     assert res == {"accepted": n, "skipped": 0}
     assert store.count_pending_passing(tau) == 0
-    assert store.get_instance(cid)["review_status"] == "rejected"  # reviewed rows are left alone
-    assert {r["reviewer"] for r in store.review_log() if r["action"] == "accept"} == {"bob"}
+    assert store.get_candidate(cid).review_status == "rejected"  # reviewed rows are left alone
+    assert {r.reviewer for r in store.review_log() if r.action == "accept"} == {"bob"}
 
 
 def test_overview_counts(store):
@@ -267,8 +267,8 @@ def test_overview_counts(store):
 
 def _review_state(store):
     rows = store.review_queue(status=None, limit=10_000)
-    log = [(r["instance_id"], r["reviewer"], r["action"], r["version"], r["before"], r["after"], r["reason"])
-           for r in store.review_log(limit=100_000)]
+    log = [(r.candidate_id, r.reviewer, r.action, r.version, json.dumps(r.before, sort_keys=True),
+            json.dumps(r.after, sort_keys=True), r.reason) for r in store.review_log(limit=100_000)]
     inst = [(r["id"], r["review_status"], r["version"], r["reviewed_by"], r["instruction"], r["input"], r["output"])
             for r in rows]
     return inst, sorted(log)

@@ -9,7 +9,7 @@ from curate.store import Store, content_id, migrations
 from factories import make_candidate as _candidate
 from factories import make_instruction as _instruction
 
-EXPECTED_TABLES = {"seeds", "jobs", "completions", "instructions", "instances", "outputs", "consensus",
+EXPECTED_TABLES = {"seeds", "jobs", "completions", "instructions", "candidates", "outputs", "consensus",
                    "scores", "reviews", "_sqlite_migrations"}
 
 
@@ -99,14 +99,14 @@ def test_filter_reason_counts_and_kept_texts():
 def test_outputs_one_row_per_model_and_style():
     st = Store(":memory:")
     xid = _candidate(st)
-    st.add_outputs([{"instance_id": xid, "position": 1, "model_id": "m1", "params": {}, "prompt_style": "chat",
+    st.add_outputs([{"candidate_id": xid, "position": 1, "model_id": "m1", "params": {}, "prompt_style": "chat",
                      "text": "changed"}])
     outs = st.outputs_for(xid)
-    assert [o["text"] for o in outs] == ["Paris is the capital.", "paris is the capital"]
+    assert [o.text for o in outs] == ["Paris is the capital.", "paris is the capital"]
 
 
 def _consensus_row(xid, reason, min_pairwise, nonempty=True):
-    return {"instance_id": xid, "k": 3, "output_ids": ["a", "b", "c"], "models": ["g", "e1", "e2"],
+    return {"candidate_id": xid, "k": 3, "output_ids": ["a", "b", "c"], "models": ["g", "e1", "e2"],
             "chosen_index": 0, "chosen_nonempty": nonempty, "reason": reason, "min_pairwise": min_pairwise,
             "pairwise": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "scores": [0, 0, 0], "tokenizer": "rouge",
             "threshold": 0.01}
@@ -133,17 +133,17 @@ def test_passing_is_a_query_over_stored_scores():
 def test_review_log_is_append_only_and_versions_conflict():
     st = Store(":memory:")
     xid = _candidate(st)
-    cand = st.get_instance(xid)
-    assert cand["review_status"] == "pending" and cand["version"] == 0
+    cand = st.get_candidate(xid)
+    assert cand.review_status == "pending" and cand.version == 0
     after = st.review(xid, "edit", reviewer="ann", expected_version=0, output="Paris.")
-    assert after["review_status"] == "edited" and after["final_output"] == "Paris." and after["version"] == 1
-    assert after["output"] == "Paris is the capital."  # the original stays
+    assert after.review_status == "edited" and after.final_output == "Paris." and after.version == 1
+    assert after.output == "Paris is the capital."  # the original stays
     with pytest.raises(ConflictError, match="ann"):
         st.review(xid, "reject", reviewer="bob", expected_version=0)
-    assert st.get_instance(xid)["review_status"] == "edited"  # the stale write changed nothing
+    assert st.get_candidate(xid).review_status == "edited"  # the stale write changed nothing
     st.review(xid, "reject", reviewer="bob", expected_version=1, reason="wrong")
     log = st.review_log(xid)
-    assert [(r["reviewer"], r["action"], r["version"]) for r in log] == [("ann", "edit", 1), ("bob", "reject", 2)]
+    assert [(r.reviewer, r.action, r.version) for r in log] == [("ann", "edit", 1), ("bob", "reject", 2)]
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         st.db.execute("UPDATE reviews SET reviewer = 'eve'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -155,10 +155,10 @@ def test_accept_defaults_to_consensus_choice():
     xid = _candidate(st)
     outs = st.outputs_for(xid)
     row = _consensus_row(xid, "rouge", 0.5)
-    row.update(output_ids=[o["id"] for o in outs], chosen_index=1, k=2)
+    row.update(output_ids=[o.id for o in outs], chosen_index=1, k=2)
     st.save_consensus([row])
     after = st.review(xid, "accept", reviewer="ann")
-    assert after["final_output"] == "paris is the capital"
+    assert after.final_output == "paris is the capital"
     assert st.review_counts() == {"accepted": 1}
 
 
@@ -197,7 +197,7 @@ def test_stats_shape():
     _candidate(st)
     s = st.stats()
     assert s["instructions"] == {"kept": 1}
-    assert s["instances"] == {"ok": 1}
+    assert s["candidates"] == {"ok": 1}
     assert s["outputs_by_model"] == {"m0": 1, "m1": 1}
     assert s["reviews"] == {"pending": 1}
 

@@ -54,10 +54,10 @@ def fill(store: Store, data=DATA) -> list[str]:
         iid = make_instruction(store, instruction, task_type=tt)
         cid = store.add_completion({"stage": "instance", "model_id": "gen", "params": {}, "prompt_hash": f"q{n}",
                                     "text": outs["gen"], "instruction_id": iid})
-        xid, _ = store.add_instance({"instruction_id": iid, "task_type": tt, "input": inp, "output": outs["gen"],
+        xid, _ = store.add_candidate({"instruction_id": iid, "task_type": tt, "input": inp, "output": outs["gen"],
                                      "completion_id": cid, "position": 0, "generator_model": "gen", "params": {},
                                      "prompt_hash": f"q{n}", "status": "ok"})
-        store.add_outputs([{"instance_id": xid, "position": p, "model_id": m, "params": {},
+        store.add_outputs([{"candidate_id": xid, "position": p, "model_id": m, "params": {},
                             "prompt_style": "generator" if p == 0 else "reference", "text": outs[m]}
                            for p, m in enumerate(("gen", "ens"))])
         ids.append(xid)

@@ -1,7 +1,7 @@
 """The embedded default models, and turning a model spec string into a ready :class:`~curate.lm.base.LM`.
 
-Embedded models (docs/ARCHITECTURE.md, "Embedded models") come from package-registry packages that only carry model files. Their
-Python modules are never imported: the part files are located through ``importlib.metadata``, assembled
+Embedded models (docs/ARCHITECTURE.md, "Embedded models") come from package-registry packages that only
+carry model files. Their Python modules are never imported: the part files are located through ``importlib.metadata``, assembled
 once into the cache folder (``~/.cache/curate/models``, or ``$CURATE_CACHE_DIR``), and every file is
 checked against its pinned sha256. A verified digest is remembered in a small sidecar keyed by the file's
 size and mtime, so reopening is instant while a changed file is hashed again.

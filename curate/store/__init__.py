@@ -8,7 +8,7 @@ app's readers never block the background writer.
 Rows get content-hash ids (``content_id``): re-inserting the same row collapses instead of duplicating,
 which is what makes every stage resumable.
 
-Data flows one way: seeds → completions → instructions → instances → outputs → consensus / scores →
+Data flows one way: seeds → completions → instructions → candidates → outputs → consensus / scores →
 reviews → export. Thresholds are queries over stored scores, never recomputation.
 
 A ``Store`` is used from one thread; open one per thread (opening is cheap).
@@ -20,12 +20,13 @@ Where the code lives (one mixin class per group of queries; :class:`Store` inher
 * ``migrations`` — the schema, m001… (append only; never edit one that has shipped).
 * ``sql`` — the shared SQL fragments: ``PASSING_SQL``, ``CHOSEN_OUTPUT_ID``, ``QUALITY_SQL``, ….
 * ``jobs`` — background jobs and their states.
-* ``generation`` — seeds, completions, instructions, adding and reading instances.
+* ``generation`` — seeds, completions, instructions, adding and reading candidates.
 * ``consensus`` — ensemble outputs, consensus rows, passing counts, the min-pairwise histogram.
 * ``scores`` — scores, the teacher sample and stats, quality scorers.
 * ``selection`` — the selection pool, the embeddings cache, named selections.
 * ``review`` — review actions, the review log, the review queue and its counts, accept-all.
 * ``reports`` — stats, export reads, model contribution, reviewer progress.
+* ``rows`` — typed rows of the review path: ``Candidate``, ``Output``, ``ReviewEntry``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from .generation import GenerationQueries
 from .jobs import ACTIVE_JOB_STATES, JOB_STATES, JobQueries
 from .migrations import m001_initial, m002_queue_indexes, m003_selection, migrations
 from .reports import ReportQueries
+from .rows import Candidate, Output, ReviewEntry, Texts
 from .review import REVIEW_ACTIONS, REVIEW_STATUSES, ReviewQueries
 from .scores import ScoreQueries
 from .selection import SelectionQueries
 from .sql import (_ROUGE_ROWS, CHOSEN_OUTPUT_ID, EXACT_REASONS, EXACT_ROWS, PASSING_SQL, PENDING_PASSING_SQL,
                   QUALITY_SQL, ROUGE_ROWS)
 
-__all__ = ["Store", "content_id", "PASSING_SQL", "REVIEW_ACTIONS", "REVIEW_STATUSES", "JOB_STATES"]
+__all__ = ["Store", "Candidate", "Output", "ReviewEntry", "Texts", "content_id", "PASSING_SQL", "REVIEW_ACTIONS",
+           "REVIEW_STATUSES", "JOB_STATES"]
 
 
 class Store(JobQueries, GenerationQueries, ConsensusQueries, ScoreQueries, SelectionQueries, ReviewQueries,

@@ -7,6 +7,7 @@ import json
 from typing import Sequence
 
 from .base import StoreBase, _json, content_id, now
+from .rows import Output
 from .sql import _ROUGE_ROWS, EXACT_ROWS, PASSING_SQL
 
 
@@ -14,21 +15,22 @@ class ConsensusQueries(StoreBase):
     """Outputs, consensus rows, passing counts at a threshold, and the min-pairwise histogram."""
 
     # -- outputs ----------------------------------------------------------------------------------------
-    def instances_missing_output(self, model_id: str, prompt_style: str, limit: int = 64) -> list[dict]:
-        """OK instances that have no output yet from (model, style): the ensembling resume point."""
+    def candidates_missing_output(self, model_id: str, prompt_style: str, limit: int = 64) -> list[dict]:
+        """OK candidates that have no output yet from (model, style): the ensembling resume point."""
         return self._rows(
-            "SELECT x.id, x.input, x.task_type, i.text AS instruction FROM instances x"
+            "SELECT x.id, x.input, x.task_type, i.text AS instruction FROM candidates x"
             " JOIN instructions i ON i.id = x.instruction_id WHERE x.status = 'ok'"
-            " AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.instance_id = x.id"
+            " AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.candidate_id = x.id"
             " AND o.model_id = :m AND o.prompt_style = :s) ORDER BY x.seq LIMIT :n",
             {"m": model_id, "s": prompt_style, "n": limit})
 
     def add_outputs(self, rows: Sequence[dict]) -> int:
-        """Store ensemble outputs; one per (instance, model, prompt style) — re-adding is a no-op."""
+        """Store ensemble outputs; one per (candidate, model, prompt style) — re-adding is a no-op."""
         prepared = []
         for r in rows:
             r = dict(r)
-            r["id"] = content_id(instance_id=r["instance_id"], model_id=r["model_id"],
+            # the hash's part names predate the candidates table: kept, so ids stay stable across versions
+            r["id"] = content_id(instance_id=r["candidate_id"], model_id=r["model_id"],
                                  prompt_style=r["prompt_style"])
             r["params"] = r["params"] if isinstance(r["params"], str) else _json(r["params"])
             r.setdefault("created_at", now())
@@ -37,17 +39,18 @@ class ConsensusQueries(StoreBase):
             self.db["outputs"].insert_all(prepared, ignore=True)
         return len(prepared)
 
-    def outputs_for(self, instance_id: str) -> list[dict]:
-        return self._rows("SELECT * FROM outputs WHERE instance_id = :id ORDER BY position, model_id",
-                          {"id": instance_id})
+    def outputs_for(self, candidate_id: str) -> list[Output]:
+        """The candidate's outputs in stored order (position, then model)."""
+        return [Output.from_row(r) for r in self._rows(
+            "SELECT * FROM outputs WHERE candidate_id = :id ORDER BY position, model_id", {"id": candidate_id})]
 
-    def instances_needing_consensus(self, min_outputs: int = 2, limit: int = 1000) -> list[dict]:
+    def candidates_needing_consensus(self, min_outputs: int = 2, limit: int = 1000) -> list[dict]:
         """Instances with ≥ ``min_outputs`` outputs whose consensus is missing or older than an output."""
         return self._rows(
-            "SELECT x.id FROM instances x WHERE x.status = 'ok'"
-            " AND (SELECT COUNT(*) FROM outputs o WHERE o.instance_id = x.id) >= :k"
-            " AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.instance_id = x.id"
-            "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.instance_id = x.id))"
+            "SELECT x.id FROM candidates x WHERE x.status = 'ok'"
+            " AND (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id) >= :k"
+            " AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.candidate_id = x.id"
+            "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id))"
             " ORDER BY x.seq LIMIT :n", {"k": min_outputs, "n": limit})
 
     # -- consensus --------------------------------------------------------------------------------------
@@ -63,8 +66,8 @@ class ConsensusQueries(StoreBase):
         with self.db.atomic():
             self.db["consensus"].insert_all(prepared, replace=True)
 
-    def get_consensus(self, instance_id: str) -> dict | None:
-        rows = self._rows("SELECT * FROM consensus WHERE instance_id = :id", {"id": instance_id})
+    def get_consensus(self, candidate_id: str) -> dict | None:
+        rows = self._rows("SELECT * FROM consensus WHERE candidate_id = :id", {"id": candidate_id})
         if not rows:
             return None
         r = rows[0]
@@ -80,8 +83,8 @@ class ConsensusQueries(StoreBase):
         return {"scored": scored, "passing": exact + rouge}
 
     def passing_ids(self, tau: float) -> list[str]:
-        return [r["instance_id"] for r in self._rows(
-            f"SELECT c.instance_id FROM consensus c JOIN instances x ON x.id = c.instance_id"
+        return [r["candidate_id"] for r in self._rows(
+            f"SELECT c.candidate_id FROM consensus c JOIN candidates x ON x.id = c.candidate_id"
             f" WHERE {PASSING_SQL} ORDER BY x.seq", {"tau": tau})]
 
     def min_pairwise_histogram(self, bins: int = 20) -> list[dict]:

@@ -1,5 +1,5 @@
 """Generation: seed tasks, raw completions, parsed instructions (kept or filtered) and the candidate
-instances made from them (curate.seeds, curate.generate)."""
+candidates made from them (curate.seeds, curate.generate)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any, Iterable
 
 from ..errors import StoreError
 from .base import StoreBase, _json, content_id, now
+from .rows import Candidate
 
 
 class GenerationQueries(StoreBase):
-    """Seeds, completions, instructions, and adding and reading instances."""
+    """Seeds, completions, instructions, and adding and reading candidates."""
 
     # -- seeds ------------------------------------------------------------------------------------------
     def add_seeds(self, seeds: Iterable[Any]) -> int:
@@ -109,16 +110,16 @@ class GenerationQueries(StoreBase):
         return rows[0]
 
     def filter_reason_counts(self, stage: str = "instructions") -> dict[str, int]:
-        """Counts per reason (``None`` = kept/ok) for 'instructions', 'instances' or 'completions'."""
+        """Counts per reason (``None`` = kept/ok) for 'instructions', 'candidates' or 'completions'."""
         if stage == "instructions":
             sql = "SELECT COALESCE(reason, 'kept') AS r, COUNT(*) AS n FROM instructions GROUP BY r"
-        elif stage == "instances":
-            sql = "SELECT COALESCE(reason, 'ok') AS r, COUNT(*) AS n FROM instances GROUP BY r"
+        elif stage == "candidates":
+            sql = "SELECT COALESCE(reason, 'ok') AS r, COUNT(*) AS n FROM candidates GROUP BY r"
         elif stage == "completions":
             sql = ("SELECT stage || ':' || COALESCE(parse_reason, 'ok') AS r, COUNT(*) AS n"
                    " FROM completions GROUP BY r")
         else:
-            raise StoreError(f"unknown stage {stage!r}: instructions, instances or completions")
+            raise StoreError(f"unknown stage {stage!r}: instructions, candidates or completions")
         return {r["r"]: r["n"] for r in self._rows(sql + " ORDER BY n DESC")}
 
     def instructions(self, *, status: str | None = None, reason: str | None = None,
@@ -131,28 +132,28 @@ class GenerationQueries(StoreBase):
         return self._rows(f"SELECT * FROM instructions WHERE {' AND '.join(where)}"
                           " ORDER BY seq LIMIT :n OFFSET :o", p)
 
-    # -- instances --------------------------------------------------------------------------------------
-    def add_instance(self, row: dict) -> tuple[str, bool]:
+    # -- candidates ---------------------------------------------------------------------------------------
+    def add_candidate(self, row: dict) -> tuple[str, bool]:
         row = dict(row)
         row["id"] = content_id(completion_id=row["completion_id"], position=row["position"])
-        if self._one("SELECT 1 FROM instances WHERE id = :id", {"id": row["id"]}):
+        if self._one("SELECT 1 FROM candidates WHERE id = :id", {"id": row["id"]}):
             return row["id"], False
         row["params"] = row["params"] if isinstance(row["params"], str) else _json(row["params"])
         row.setdefault("created_at", now())
-        row["seq"] = self._next_seq("instances")
-        self.db["instances"].insert(row)
+        row["seq"] = self._next_seq("candidates")
+        self.db["candidates"].insert(row)
         return row["id"], True
 
-    def get_instance(self, instance_id: str) -> dict:
+    def get_candidate(self, candidate_id: str) -> Candidate:
         """The candidate with its instruction text. Raises StoreError if unknown."""
-        rows = self._rows("SELECT x.*, i.text AS instruction FROM instances x"
+        rows = self._rows("SELECT x.*, i.text AS instruction FROM candidates x"
                           " JOIN instructions i ON i.id = x.instruction_id WHERE x.id = :id",
-                          {"id": instance_id})
+                          {"id": candidate_id})
         if not rows:
-            raise StoreError(f"no candidate {instance_id!r} in {self.path}")
-        return rows[0]
+            raise StoreError(f"no candidate {candidate_id!r} in {self.path}")
+        return Candidate.from_row(rows[0])
 
-    def count_instances(self, status: str | None = "ok") -> int:
+    def count_candidates(self, status: str | None = "ok") -> int:
         if status is None:
-            return self._one("SELECT COUNT(*) FROM instances")
-        return self._one("SELECT COUNT(*) FROM instances WHERE status = :s", {"s": status})
+            return self._one("SELECT COUNT(*) FROM candidates")
+        return self._one("SELECT COUNT(*) FROM candidates WHERE status = :s", {"s": status})

@@ -214,3 +214,35 @@ def m003_selection(db: Database) -> None:
         CREATE UNIQUE INDEX selections_instance ON selections(name, instance_id);
         """
     )
+
+
+@migrations()
+def m004_candidates(db: Database) -> None:
+    """One name for the reviewed unit: the table ``instances`` becomes ``candidates``, every column that points at
+    it ``candidate_id``, and ``scores.candidate_id`` (a candidate id or an output id) ``subject_id``; the indexes
+    are renamed alike. SQLite rewrites the foreign keys and the index definitions with the names. One statement
+    at a time (``executescript`` would commit the migration's transaction half-way)."""
+    for sql in (
+        "ALTER TABLE instances RENAME TO candidates",
+        "ALTER TABLE outputs RENAME COLUMN instance_id TO candidate_id",
+        "ALTER TABLE consensus RENAME COLUMN instance_id TO candidate_id",
+        "ALTER TABLE reviews RENAME COLUMN instance_id TO candidate_id",
+        "ALTER TABLE embeddings RENAME COLUMN instance_id TO candidate_id",
+        "ALTER TABLE selections RENAME COLUMN instance_id TO candidate_id",
+        "ALTER TABLE scores RENAME COLUMN candidate_id TO subject_id",
+        "DROP INDEX instances_seq",
+        "CREATE UNIQUE INDEX candidates_seq ON candidates(seq)",
+        "DROP INDEX instances_instruction",
+        "CREATE INDEX candidates_instruction ON candidates(instruction_id)",
+        "DROP INDEX instances_review",
+        "CREATE INDEX candidates_review ON candidates(status, review_status)",
+        "DROP INDEX instances_review_queue",
+        "CREATE INDEX candidates_review_queue ON candidates(status, review_status, seq, id)",
+        "DROP INDEX outputs_instance",
+        "CREATE INDEX outputs_candidate ON outputs(candidate_id, position)",
+        "DROP INDEX reviews_instance",
+        "CREATE INDEX reviews_candidate ON reviews(candidate_id, id)",
+        "DROP INDEX selections_instance",
+        "CREATE UNIQUE INDEX selections_candidate ON selections(name, candidate_id)",
+    ):
+        db.execute(sql)

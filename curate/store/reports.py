@@ -22,7 +22,7 @@ class ReportQueries(StoreBase):
             "instructions": self.filter_reason_counts("instructions"),
             "instructions_kept_by_type": {
                 t: self.count_kept_instructions(t) for t in ("A", "B")},
-            "instances": self.filter_reason_counts("instances"),
+            "candidates": self.filter_reason_counts("candidates"),
             "unparseable": {k: v for k, v in self.filter_reason_counts("completions").items()
                             if not k.endswith(":ok")},
             "outputs_by_model": {r["model_id"]: r["n"] for r in self._rows(
@@ -59,19 +59,19 @@ class ReportQueries(StoreBase):
         sel = "0"
         if "selection" in include:
             sel = self._export_selection_sql(selection, p)
-        passes = f"CASE WHEN c.instance_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END"
+        passes = f"CASE WHEN c.candidate_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END"
         accepted = "x.review_status IN ('accepted', 'edited')"
         cond = {"accepted": accepted, "passing": f"({passes}) = 1", "selection": f"({sel}) = 1"}
         sql = (
             "SELECT x.id, x.seq, x.task_type, COALESCE(x.final_instruction, i.text) AS instruction,"
             " COALESCE(x.final_input, x.input) AS input, COALESCE(x.final_output, o.text, x.output) AS output,"
             " x.generator_model, i.generator_model AS instruction_model, x.review_status, x.reviewed_by,"
-            " x.reviewed_at, (SELECT r.action FROM reviews r WHERE r.instance_id = x.id"
+            " x.reviewed_at, (SELECT r.action FROM reviews r WHERE r.candidate_id = x.id"
             " ORDER BY r.id DESC LIMIT 1) AS review_action, c.reason AS consensus_reason, c.min_pairwise,"
             f" c.chosen_index, c.models AS ensemble_models, {passes} AS passes, {accepted} AS in_accepted,"
             f" {sel} AS in_selection"
-            " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
-            " LEFT JOIN consensus c ON c.instance_id = x.id"
+            " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+            " LEFT JOIN consensus c ON c.candidate_id = x.id"
             f" LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
             " WHERE x.status = 'ok' AND x.review_status != 'rejected'"
             f" AND ({' OR '.join(cond[s] for s in dict.fromkeys(include))}) ORDER BY x.seq LIMIT :n")
@@ -94,7 +94,7 @@ class ReportQueries(StoreBase):
         elif selection not in names:
             raise StoreError(f"no selection {selection!r} in {self.path} (selections: {', '.join(names)})")
         p["sel"] = selection
-        return "EXISTS (SELECT 1 FROM selections s WHERE s.name = :sel AND s.instance_id = x.id)"
+        return "EXISTS (SELECT 1 FROM selections s WHERE s.name = :sel AND s.candidate_id = x.id)"
 
     def seed_sources(self) -> list[dict]:
         """(source, task_type, n): the stored seed tasks per seed file and type."""
@@ -123,8 +123,8 @@ class ReportQueries(StoreBase):
                 "SELECT x.generator_model AS m, SUM(x.status = 'ok') AS ok, SUM(x.status != 'ok') AS bad,"
                 " SUM(x.status = 'ok' AND x.review_status IN ('accepted', 'edited')) AS acc,"
                 " SUM(x.status = 'ok' AND x.review_status = 'rejected') AS rej,"
-                f" SUM(CASE WHEN c.instance_id IS NOT NULL AND ({PASSING_SQL}) THEN 1 ELSE 0 END) AS pass"
-                " FROM instances x LEFT JOIN consensus c ON c.instance_id = x.id GROUP BY m", {"tau": tau}):
+                f" SUM(CASE WHEN c.candidate_id IS NOT NULL AND ({PASSING_SQL}) THEN 1 ELSE 0 END) AS pass"
+                " FROM candidates x LEFT JOIN consensus c ON c.candidate_id = x.id GROUP BY m", {"tau": tau}):
             row(r["m"]).update(candidates_ok=r["ok"], candidates_rejected=r["bad"], passing=r["pass"],
                                accepted=r["acc"], rejected=r["rej"])
         for r in self._rows("SELECT model_id AS m, COUNT(*) AS n FROM outputs WHERE prompt_style != 'generator'"
@@ -139,7 +139,7 @@ class ReportQueries(StoreBase):
     def reviewer_progress(self) -> list[dict]:
         """Per reviewer: actions in the review log by kind, candidates touched, first and last time."""
         return self._rows(
-            "SELECT reviewer, COUNT(*) AS actions, COUNT(DISTINCT instance_id) AS candidates,"
+            "SELECT reviewer, COUNT(*) AS actions, COUNT(DISTINCT candidate_id) AS candidates,"
             " SUM(action = 'accept') AS accept, SUM(action = 'edit') AS edit, SUM(action = 'reject') AS reject,"
             " SUM(action = 'reset') AS reset, MIN(at) AS first_at, MAX(at) AS last_at"
             " FROM reviews GROUP BY reviewer ORDER BY actions DESC, reviewer")

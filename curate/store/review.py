@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConflictError, StoreError
 from .base import StoreBase, _json, _quality_clause, now
+from .rows import Candidate, ReviewEntry
 from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_SQL
 
 REVIEW_ACTIONS = ("accept", "edit", "reject", "reset")
@@ -17,9 +18,9 @@ class ReviewQueries(StoreBase):
     """Review actions, the review log and counts, the review queue and accept-all."""
 
     # -- reviews ----------------------------------------------------------------------------------------
-    def review(self, instance_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
+    def review(self, candidate_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
                instruction: str | None = None, input: str | None = None, output: str | None = None,
-               reason: str | None = None) -> dict:
+               reason: str | None = None) -> Candidate:
         """Apply one review action and append it to the log, atomically.
 
         ``accept`` takes ``output`` (defaults to the consensus choice, else the generator's output);
@@ -33,14 +34,14 @@ class ReviewQueries(StoreBase):
         if not reviewer or not reviewer.strip():
             raise StoreError("a review needs a reviewer name")
         with self.db.atomic():
-            cur = self.get_instance(instance_id)
-            if expected_version is not None and cur["version"] != expected_version:
-                last = self.review_log(instance_id)[-1:]
-                who = f" by {last[0]['reviewer']} ({last[0]['action']})" if last else ""
+            cur = self.get_candidate(candidate_id)
+            if expected_version is not None and cur.version != expected_version:
+                last = self.review_log(candidate_id)[-1:]
+                who = f" by {last[0].reviewer} ({last[0].action})" if last else ""
                 raise ConflictError(
-                    f"candidate {instance_id[:10]} changed since you opened it{who}: it is at version "
-                    f"{cur['version']}, you had {expected_version}. Reload it and review again.")
-            before = self._final(cur)
+                    f"candidate {candidate_id[:10]} changed since you opened it{who}: it is at version "
+                    f"{cur.version}, you had {expected_version}. Reload it and review again.")
+            before = cur.current.as_dict()
             if action == "accept":
                 chosen = output if output is not None else self._default_output(cur)
                 after = {**before, "output": chosen}
@@ -56,43 +57,39 @@ class ReviewQueries(StoreBase):
                 after, status = before, "rejected"
             else:
                 after, status = before, "pending"
-            version = cur["version"] + 1
+            version = cur.version + 1
             t = now()
             keep_final = status in ("accepted", "edited")
             self.db.execute(
-                "UPDATE instances SET review_status = :st, version = :v, final_instruction = :fi,"
+                "UPDATE candidates SET review_status = :st, version = :v, final_instruction = :fi,"
                 " final_input = :fx, final_output = :fo, reviewed_by = :who, reviewed_at = :t WHERE id = :id",
                 {"st": status, "v": version, "fi": after["instruction"] if keep_final else None,
                  "fx": after["input"] if keep_final else None, "fo": after["output"] if keep_final else None,
-                 "who": reviewer, "t": t, "id": instance_id})
-            self.db["reviews"].insert({"instance_id": instance_id, "reviewer": reviewer, "at": t,
+                 "who": reviewer, "t": t, "id": candidate_id})
+            self.db["reviews"].insert({"candidate_id": candidate_id, "reviewer": reviewer, "at": t,
                                        "action": action, "version": version, "before": _json(before),
                                        "after": _json(after), "reason": reason})
-        return self.get_instance(instance_id)
+        return self.get_candidate(candidate_id)
 
-    def _final(self, cur: dict) -> dict:
-        if cur["final_output"] is not None:
-            return {"instruction": cur["final_instruction"], "input": cur["final_input"],
-                    "output": cur["final_output"]}
-        return {"instruction": cur["instruction"], "input": cur["input"], "output": cur["output"]}
-
-    def _default_output(self, cur: dict) -> str:
-        c = self.get_consensus(cur["id"])
+    def _default_output(self, cur: Candidate) -> str:
+        c = self.get_consensus(cur.id)
         if c and c["chosen_index"] is not None:
             text = self._one("SELECT text FROM outputs WHERE id = :id", {"id": c["output_ids"][c["chosen_index"]]})
             if text is not None:
                 return text
-        return cur["output"]
+        return cur.output
 
-    def review_log(self, instance_id: str | None = None, limit: int = 1000) -> list[dict]:
+    def review_log(self, candidate_id: str | None = None, limit: int = 1000) -> list[ReviewEntry]:
+        """The review log (of one candidate, or all), oldest first."""
         sql = "SELECT * FROM reviews"
-        if instance_id:
-            sql += " WHERE instance_id = :id"
-        return self._rows(sql + " ORDER BY id LIMIT :n", {"id": instance_id, "n": limit})
+        if candidate_id:
+            sql += " WHERE candidate_id = :id"
+        return [ReviewEntry.from_row(r) for r in self._rows(sql + " ORDER BY id LIMIT :n",
+                                                             {"id": candidate_id, "n": limit})]
 
     def review_counts(self) -> dict[str, int]:
         return {r["review_status"]: r["n"] for r in self._rows(
-            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+            "SELECT review_status, COUNT(*) AS n FROM candidates WHERE status = 'ok' GROUP BY review_status")}
 
     # -- review queue (app) ---------------------------------------------------------------------------
     # The queries behind the app's review queue and threshold panel (curate.review wraps them; the overview's
@@ -110,7 +107,7 @@ class ReviewQueries(StoreBase):
                      model: str | None = None, consensus: str | None = None, tau: float = 0.01,
                      search: str | None = None, quality_scorer: str | None = None,
                      quality_min: float | None = None) -> tuple[str, dict]:
-        """WHERE clause (over ``x`` instances, ``i`` instructions, ``c`` consensus) of the review queue.
+        """WHERE clause (over ``x`` candidates, ``i`` instructions, ``c`` consensus) of the review queue.
 
         ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
         ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
@@ -132,11 +129,11 @@ class ReviewQueries(StoreBase):
         # pass / fail: probe a list built once from the consensus index ("+" keeps SQLite walking the queue
         # in seq order instead of seeking each listed id and sorting: bounded cost at any selectivity)
         if consensus == "pass":
-            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE {PASSING_SQL})")
+            where.append(f"+x.id IN (SELECT c.candidate_id FROM consensus c WHERE {PASSING_SQL})")
         elif consensus == "fail":
-            where.append(f"+x.id IN (SELECT c.instance_id FROM consensus c WHERE NOT ({PASSING_SQL}))")
+            where.append(f"+x.id IN (SELECT c.candidate_id FROM consensus c WHERE NOT ({PASSING_SQL}))")
         elif consensus == "none":
-            where.append("c.instance_id IS NULL")
+            where.append("c.candidate_id IS NULL")
         elif consensus:
             raise StoreError(f"unknown consensus filter {consensus!r}; one of {', '.join(self.QUEUE_CONSENSUS)}")
         if search and search.strip():
@@ -146,8 +143,8 @@ class ReviewQueries(StoreBase):
                          " OR x.final_instruction LIKE :q ESCAPE '\\')")
         return " AND ".join(where) or "1=1", p
 
-    _QUEUE_FROM = (" FROM instances x JOIN instructions i ON i.id = x.instruction_id"
-                   " LEFT JOIN consensus c ON c.instance_id = x.id")
+    _QUEUE_FROM = (" FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+                   " LEFT JOIN consensus c ON c.candidate_id = x.id")
 
     def review_queue(self, *, sort: str = "seq", limit: int = 50, offset: int = 0, snippet: int = 160,
                      **filters: Any) -> list[dict]:
@@ -167,7 +164,7 @@ class ReviewQueries(StoreBase):
             " substr(COALESCE(x.final_input, x.input), 1, :s) AS input,"
             " substr(COALESCE(x.final_output, x.output), 1, :s) AS output, c.k, c.min_pairwise,"
             " c.reason AS consensus_reason,"
-            f" CASE WHEN c.instance_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
+            f" CASE WHEN c.candidate_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
             f"{self._QUEUE_FROM} WHERE {where} ORDER BY {self.QUEUE_SORTS[sort]} LIMIT :n OFFSET :o", p)
 
     def count_queue(self, **filters: Any) -> int:
@@ -181,8 +178,8 @@ class ReviewQueries(StoreBase):
         if "q" in p:  # text search reads the instruction
             joins += " JOIN instructions i ON i.id = x.instruction_id"
         if filters.get("consensus") == "none":
-            joins += " LEFT JOIN consensus c ON c.instance_id = x.id"
-        return self._one(f"SELECT COUNT(*) FROM instances x{joins} WHERE {where}", p)
+            joins += " LEFT JOIN consensus c ON c.candidate_id = x.id"
+        return self._one(f"SELECT COUNT(*) FROM candidates x{joins} WHERE {where}", p)
 
     def next_in_queue(self, after_seq: int | None = None, **filters: Any) -> str | None:
         """Id of the first candidate matching the filters after ``after_seq`` in queue order (``seq``),
@@ -204,9 +201,9 @@ class ReviewQueries(StoreBase):
         """
         test = f"({PASSING_SQL})" if passing else f"NOT ({PASSING_SQL})"
         sizes = {r["review_status"]: r["n"] for r in self._rows(
-            "SELECT review_status, COUNT(*) AS n FROM instances WHERE status = 'ok' GROUP BY review_status")}
+            "SELECT review_status, COUNT(*) AS n FROM candidates WHERE status = 'ok' GROUP BY review_status")}
         others = [st for st in sizes if st != status]
-        join = ("SELECT COUNT(*) FROM instances x JOIN consensus c ON c.instance_id = x.id"
+        join = ("SELECT COUNT(*) FROM candidates x JOIN consensus c ON c.candidate_id = x.id"
                 " WHERE x.status = 'ok' AND x.review_status IN ({}) AND " + test)
         if sizes.get(status, 0) <= sum(sizes[st] for st in others):
             return self._one(join.format(":s"), {"s": status, "tau": tau})
@@ -224,7 +221,7 @@ class ReviewQueries(StoreBase):
         p = {"tau": tau}
         q = _quality_clause(quality_scorer, quality_min, p)
         return self._rows(
-            "SELECT x.id, x.version FROM instances x JOIN consensus c ON c.instance_id = x.id"
+            "SELECT x.id, x.version FROM candidates x JOIN consensus c ON c.candidate_id = x.id"
             f" WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq", p)
 
     def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
@@ -241,25 +238,25 @@ class ReviewQueries(StoreBase):
             raise StoreError("a review needs a reviewer name")
         with self.db.atomic():
             # a write first takes the write lock, so no review lands between the read and the update
-            self.db.execute("UPDATE instances SET version = version WHERE 0")
+            self.db.execute("UPDATE candidates SET version = version WHERE 0")
             p = {"tau": tau}
             q = _quality_clause(quality_scorer, quality_min, p)
             rows = self.db.execute(
                 "SELECT x.id, x.version, i.text, x.input, x.output,"
                 f" COALESCE((SELECT o.text FROM outputs o WHERE o.id = {CHOSEN_OUTPUT_ID}), x.output)"
-                " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
-                f" JOIN consensus c ON c.instance_id = x.id WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq",
+                " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+                f" JOIN consensus c ON c.candidate_id = x.id WHERE {PENDING_PASSING_SQL}{q} ORDER BY x.seq",
                 p).fetchall()
             if expected is not None and expected != len(rows):
                 raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
                                     "you confirmed; check the count and confirm again")
             t = now()
             self.db.conn.executemany(
-                "UPDATE instances SET review_status = 'accepted', version = version + 1, final_instruction = ?,"
+                "UPDATE candidates SET review_status = 'accepted', version = version + 1, final_instruction = ?,"
                 " final_input = ?, final_output = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
                 [(text, inp, chosen, reviewer, t, iid) for iid, _v, text, inp, _o, chosen in rows])
             self.db.conn.executemany(
-                "INSERT INTO reviews (instance_id, reviewer, at, action, version, before, after, reason)"
+                "INSERT INTO reviews (candidate_id, reviewer, at, action, version, before, after, reason)"
                 " VALUES (?, ?, ?, 'accept', ?, ?, ?, ?)",
                 [(iid, reviewer, t, v + 1, _json({"instruction": text, "input": inp, "output": out}),
                   _json({"instruction": text, "input": inp, "output": chosen}), reason)
@@ -279,4 +276,4 @@ class ReviewQueries(StoreBase):
     def generator_models(self) -> list[str]:
         """The distinct generator models of the stored candidates (the queue's model filter)."""
         return [r["m"] for r in self._rows(
-            "SELECT DISTINCT generator_model AS m FROM instances ORDER BY m")]
+            "SELECT DISTINCT generator_model AS m FROM candidates ORDER BY m")]

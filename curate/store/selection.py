@@ -19,7 +19,7 @@ class SelectionQueries(StoreBase):
     # (curate.select wraps them).
     SELECTION_SOURCES = {
         "accepted": "x.status = 'ok' AND x.review_status IN ('accepted', 'edited')",
-        "passing": f"x.status = 'ok' AND c.instance_id IS NOT NULL AND ({PASSING_SQL})",
+        "passing": f"x.status = 'ok' AND c.candidate_id IS NOT NULL AND ({PASSING_SQL})",
         "all": "x.status = 'ok'",
     }
     SELECTION_QUALITY = {
@@ -28,8 +28,8 @@ class SelectionQueries(StoreBase):
                      " ELSE json_extract(c.scores, '$[' || c.chosen_index || ']') END",
         "min_pairwise": "c.min_pairwise",  # PROXY: the least agreeing pair of outputs
         # a scores-table row: the candidate's own, else the one of the output consensus chose
-        "score": "COALESCE((SELECT s.value FROM scores s WHERE s.candidate_id = x.id AND s.scorer = :qs"
-                 f" AND s.name = :qn), (SELECT s.value FROM scores s WHERE s.candidate_id = {CHOSEN_OUTPUT_ID}"
+        "score": "COALESCE((SELECT s.value FROM scores s WHERE s.subject_id = x.id AND s.scorer = :qs"
+                 f" AND s.name = :qn), (SELECT s.value FROM scores s WHERE s.subject_id = {CHOSEN_OUTPUT_ID}"
                  " AND s.scorer = :qs AND s.name = :qn))",
         "none": "0.0",
     }
@@ -50,8 +50,8 @@ class SelectionQueries(StoreBase):
         return self._rows(
             "SELECT x.id, x.seq, COALESCE(x.final_instruction, i.text) AS instruction,"
             f" COALESCE(x.final_input, x.input) AS input, {self.SELECTION_QUALITY[quality]} AS quality"
-            " FROM instances x JOIN instructions i ON i.id = x.instruction_id"
-            f" LEFT JOIN consensus c ON c.instance_id = x.id WHERE {self.SELECTION_SOURCES[source]}"
+            " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+            f" LEFT JOIN consensus c ON c.candidate_id = x.id WHERE {self.SELECTION_SOURCES[source]}"
             " ORDER BY x.seq", {"tau": tau, "qs": scorer, "qn": name})
 
     def quality_sources(self) -> list[str]:
@@ -60,26 +60,26 @@ class SelectionQueries(StoreBase):
             "SELECT DISTINCT scorer, name FROM scores ORDER BY scorer, name")]
 
     def embeddings_for(self, model: str, keys: Sequence[tuple[str, str]]) -> dict[str, tuple[int, bytes]]:
-        """{instance id: (dim, float32 bytes)} of the cached vectors of ``model`` for the given
-        (instance id, text hash) pairs; pairs with no vector (new, or edited since) are left out."""
+        """{candidate id: (dim, float32 bytes)} of the cached vectors of ``model`` for the given
+        (candidate id, text hash) pairs; pairs with no vector (new, or edited since) are left out."""
         wanted = dict(keys)
         out: dict[str, tuple[int, bytes]] = {}
         for marks, chunk in _in_lists(list(wanted)):
             for r in self.db.execute(
-                    "SELECT instance_id, text_hash, dim, vector FROM embeddings WHERE model = :model"
-                    f" AND instance_id IN ({marks})", {**chunk, "model": model}):
+                    "SELECT candidate_id, text_hash, dim, vector FROM embeddings WHERE model = :model"
+                    f" AND candidate_id IN ({marks})", {**chunk, "model": model}):
                 if wanted[r[0]] == r[1]:
                     out[r[0]] = (r[2], r[3])
         return out
 
     def save_embeddings(self, model: str, rows: Sequence[dict]) -> int:
-        """Store vectors: rows of instance_id, text_hash, dim, vector (float32 bytes). Returns the count."""
+        """Store vectors: rows of candidate_id, text_hash, dim, vector (float32 bytes). Returns the count."""
         t = now()
         with self.db.atomic():
             self.db.conn.executemany(
-                "INSERT OR REPLACE INTO embeddings (instance_id, model, text_hash, dim, vector, created_at)"
+                "INSERT OR REPLACE INTO embeddings (candidate_id, model, text_hash, dim, vector, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(r["instance_id"], model, r["text_hash"], r["dim"], r["vector"], t) for r in rows])
+                [(r["candidate_id"], model, r["text_hash"], r["dim"], r["vector"], t) for r in rows])
         return len(rows)
 
     def count_embeddings(self, model: str | None = None) -> int:
@@ -88,7 +88,7 @@ class SelectionQueries(StoreBase):
         return self._one("SELECT COUNT(*) FROM embeddings WHERE model = :m", {"m": model})
 
     def save_selection(self, name: str, rows: Sequence[dict], params: dict) -> int:
-        """Store the selection ``name`` (replacing one of that name): rows of instance_id, rank, gain,
+        """Store the selection ``name`` (replacing one of that name): rows of candidate_id, rank, gain,
         quality, score. Returns the count. Raises StoreError for an empty name."""
         if not name or not name.strip():
             raise StoreError("a selection needs a name (--name)")
@@ -96,18 +96,18 @@ class SelectionQueries(StoreBase):
         with self.db.atomic():
             self.db.execute("DELETE FROM selections WHERE name = :n", {"n": name})
             self.db.conn.executemany(
-                "INSERT INTO selections (name, instance_id, rank, gain, quality, score, params, created_at)"
+                "INSERT INTO selections (name, candidate_id, rank, gain, quality, score, params, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(name, r["instance_id"], r["rank"], r["gain"], r.get("quality"), r["score"], p, t) for r in rows])
+                [(name, r["candidate_id"], r["rank"], r["gain"], r.get("quality"), r["score"], p, t) for r in rows])
         return len(rows)
 
     def get_selection(self, name: str) -> list[dict]:
         """The picks of selection ``name`` in rank order, with instruction and input (reviewed text first)
         and params decoded. Raises StoreError (listing the names) when there is none of that name."""
         rows = self._rows(
-            "SELECT s.rank, s.instance_id, s.gain, s.quality, s.score, s.params, s.created_at,"
+            "SELECT s.rank, s.candidate_id, s.gain, s.quality, s.score, s.params, s.created_at,"
             " COALESCE(x.final_instruction, i.text) AS instruction, COALESCE(x.final_input, x.input) AS input"
-            " FROM selections s JOIN instances x ON x.id = s.instance_id"
+            " FROM selections s JOIN candidates x ON x.id = s.candidate_id"
             " JOIN instructions i ON i.id = x.instruction_id WHERE s.name = :n ORDER BY s.rank", {"n": name})
         if not rows:
             names = ", ".join(r["name"] for r in self.list_selections()) or "none yet; `curate select` makes one"

@@ -29,8 +29,8 @@ _ROUGE_ROWS = f"INDEXED BY consensus_rouge_min WHERE {ROUGE_ROWS}"
 # The id of the output consensus chose (over a consensus row ``c``; NULL without a choice).
 CHOSEN_OUTPUT_ID = "json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
 # "The output consensus chose has a quality score of at least :qmin from scorer :qs" (per-output scores keyed
-# by the output id, curate.quality), as a probe list over the instances of the queue.
-QUALITY_SQL = (f"+x.id IN (SELECT c.instance_id FROM consensus c JOIN scores s ON s.candidate_id = {CHOSEN_OUTPUT_ID}"
+# by the output id, curate.quality), as a probe list over the candidates of the queue.
+QUALITY_SQL = (f"+x.id IN (SELECT c.candidate_id FROM consensus c JOIN scores s ON s.subject_id = {CHOSEN_OUTPUT_ID}"
                " AND s.scorer = :qs AND s.name = 'reward' WHERE c.chosen_index IS NOT NULL AND s.value >= :qmin)")
 
 

@@ -63,7 +63,7 @@ def fill(store: Store, n: int, *, seed: int = 0, generators: Sequence[str] = GEN
                     "stage": "instance", "task_type": task_type, "instruction_id": iid, "model_id": gen,
                     "params": params, "prompt_hash": f"synthetic-{seed}-{i}", "rng_seed": i, "text": outs[0],
                     "completion_tokens": len(outs[0].split())})
-                xid, new = store.add_instance({
+                xid, new = store.add_candidate({
                     "instruction_id": iid, "task_type": task_type, "input": inp,
                     "output": "" if bad else outs[0], "completion_id": cid, "position": 0,
                     "generator_model": gen, "params": params, "prompt_hash": f"synthetic-{seed}-{i}",
@@ -72,9 +72,9 @@ def fill(store: Store, n: int, *, seed: int = 0, generators: Sequence[str] = GEN
                 if bad or not new:
                     continue
                 store.add_outputs(
-                    [{"instance_id": xid, "position": 0, "model_id": gen, "params": params,
+                    [{"candidate_id": xid, "position": 0, "model_id": gen, "params": params,
                       "prompt_style": "generator", "text": outs[0]}]
-                    + [{"instance_id": xid, "position": j, "model_id": m, "params": {"temperature": 0.0},
+                    + [{"candidate_id": xid, "position": j, "model_id": m, "params": {"temperature": 0.0},
                         "prompt_style": "chat", "text": outs[j]} for j, m in enumerate(ensemblers, start=1)])
                 if consensus == "synthetic":
                     cons_rows.append(_synthetic_consensus(rng, store, xid))
@@ -102,8 +102,8 @@ def _outputs(rng: random.Random, base: str, k: int) -> list[str]:
     return outs
 
 
-def _synthetic_consensus(rng: random.Random, store: Store, instance_id: str) -> dict:
-    outs = store.outputs_for(instance_id)
+def _synthetic_consensus(rng: random.Random, store: Store, candidate_id: str) -> dict:
+    outs = store.outputs_for(candidate_id)
     k = len(outs)
     m = [[1.0] * k for _ in range(k)]
     for a in range(k):
@@ -112,7 +112,7 @@ def _synthetic_consensus(rng: random.Random, store: Store, instance_id: str) -> 
     scores = [round(sum(m[a][b] for b in range(k) if b != a) / (k - 1), 4) for a in range(k)]
     lo = min(m[a][b] for a in range(k) for b in range(a + 1, k))
     chosen = max(range(k), key=lambda a: (scores[a], -a))
-    return {"instance_id": instance_id, "k": k, "output_ids": [o["id"] for o in outs],
-            "models": [o["model_id"] for o in outs], "chosen_index": chosen, "chosen_nonempty": True,
+    return {"candidate_id": candidate_id, "k": k, "output_ids": [o.id for o in outs],
+            "models": [o.model_id for o in outs], "chosen_index": chosen, "chosen_nonempty": True,
             "reason": "rouge" if lo > 0.01 else "below_threshold", "min_pairwise": lo, "pairwise": m,
             "scores": scores, "tokenizer": "rouge", "threshold": 0.01}
