@@ -124,6 +124,24 @@ def test_second_reviewer_gets_a_conflict_message(generated, client, server):
         assert "bob" not in {x["reviewer"] for x in log}
 
 
+def test_ui_events_take_the_nine_filter_values(generated, server):
+    """The Review tab's events (undocumented ``/ui_*`` endpoints, what bench/ui.py drives) take the queue filter
+    as its nine component values and build one filter from them."""
+    c = Client(server[1], verbose=False)  # its own session: the open candidate is per session
+    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
+    #                                                             sort, quality scorer (off), quality minimum
+    shown = c.predict(*filters[:3], "pass", *filters[4:], api_name="/ui_threshold")
+    with Store(server[0]) as st:
+        assert shown[0].startswith(f"{st.count_passing(0.0)['passing']:,} of ")
+    header = c.predict(*filters, api_name="/ui_next")[0]
+    seq = int(header[1:].split(" ")[0])
+    after = c.predict("ann", *filters, api_name="/ui_accept")[0]  # accepts the open one, opens the next
+    assert int(after[1:].split(" ")[0]) > seq
+    with Store(server[0]) as st:
+        accepted = [r for r in st.review_queue(status="accepted", limit=500) if r["seq"] == seq]
+    assert accepted and accepted[0]["reviewed_by"] == "ann"
+
+
 def test_passing_count_and_accept_all(generated, client, server):
     c = client.predict(tau=0.0, api_name="/passing_count")
     assert c["passing"] <= c["scored"] and c["pending_passing"] <= c["passing"]
