@@ -39,8 +39,8 @@ from curate import jobs  # noqa: E402
 from curate.mixture import ModelPool  # noqa: E402
 from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402
-from curate.ui import launch  # noqa: E402
-from curate.ui.handlers import Handlers  # noqa: E402
+from curate.review import QueueFilter  # noqa: E402
+from curate.ui import Handlers, launch  # noqa: E402
 from curate.ui.synthetic import fill  # noqa: E402
 import synthetic  # noqa: E402  (bench/synthetic.py)
 
@@ -51,7 +51,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def cached_store(path: Path, n: int) -> None:
-    synthetic.cached_store(path, lambda st: st.count_instances(None) >= n,
+    synthetic.cached_store(path, lambda st: st.count_candidates(None) >= n,
                            lambda st: fill(st, n, consensus="synthetic", batch=2000))
 
 
@@ -115,28 +115,29 @@ def main() -> None:
         done = [a for a in demo._queue.event_analytics.values() if a.get("process_time") is not None]
         server_slider = [a["process_time"] for a in done if a["function"] == "ui_threshold"][3:]
         server_accept = [a["process_time"] for a in done if a["function"] == "ui_accept"][3:]
-        # the same handlers in-process, without HTTP and the queue
-        h = Handlers(settings, demo.handlers.runner)
+        # the same handlers in-process, without HTTP and the queue (the filter the client's values stand for)
+        h = Handlers(settings, demo.handlers.runner).review
+        f = QueueFilter(status="pending", tau=0.01, sort="seq", quality_min=0.0)
         inproc_slider, inproc_accept, inproc_refresh = [], [], []
         for tau in taus:
             t0 = time.perf_counter()
-            h.ui_threshold(*filters[:3], "pass", tau, *filters[5:])
+            h.ui_threshold(QueueFilter(status="pending", consensus="pass", tau=tau, sort="seq", quality_min=0.0))
             inproc_slider.append(time.perf_counter() - t0)
-        cur = h.ui_next(None, *filters)["current"]
+        cur = h.ui_next(None, f)["current"]
         req = type("R", (), {"username": None})()
         for _ in range(args.rounds):
             t0 = time.perf_counter()
-            cur = h.ui_accept(cur, None, "bench", [], *filters, req)["current"]
+            cur = h.ui_accept(cur, output_index=None, reviewer="bench", history=[], f=f, request=req)["current"]
             inproc_accept.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            h.ui_refresh(*filters, 1)
+            h.ui_refresh(f, page=1)
             inproc_refresh.append(time.perf_counter() - t0)
     finally:
         demo.close()
         shutil.rmtree(work.parent, ignore_errors=True)
 
     with Store(args.keep) as st:
-        n = st.count_instances(None)
+        n = st.count_candidates(None)
     print(f"candidates: {n:,}; rounds: {args.rounds}; ms, p50 / p95")
     print(f"  {'event':12} {'server':>15} {'round trip':>15} {'in-process':>15}")
     for name, xs, ys, zs in (("slider", server_slider, slider, inproc_slider),

@@ -101,12 +101,12 @@ def test_accept_edit_reject_change_the_store(generated, client, server):
                    api_name="/edit")
     client.predict(candidate_id=r["id"], reason="nonsense", reviewer="ann", api_name="/reject")
     with Store(server[0]) as st:
-        assert st.get_instance(a["id"])["review_status"] == "accepted"
-        edited = st.get_instance(e["id"])
-        assert (edited["review_status"], edited["final_output"]) == ("edited", "An edited output.")
-        assert edited["output"] != "An edited output."  # the original is kept
-        assert st.review_log(r["id"])[-1]["reason"] == "nonsense"
-        assert {x["reviewer"] for x in st.review_log()} == {"ann"}
+        assert st.get_candidate(a["id"]).review_status == "accepted"
+        edited = st.get_candidate(e["id"])
+        assert (edited.review_status, edited.final_output) == ("edited", "An edited output.")
+        assert edited.output != "An edited output."  # the original is kept
+        assert st.review_log(r["id"])[-1].reason == "nonsense"
+        assert {x.reviewer for x in st.review_log()} == {"ann"}
     undone = client.predict(candidate_id=r["id"], reviewer="ann", api_name="/undo")
     assert undone["candidate"]["review_status"] == "pending"
 
@@ -118,10 +118,28 @@ def test_second_reviewer_gets_a_conflict_message(generated, client, server):
     with pytest.raises(Exception, match="changed since you opened it by ann"):
         other.predict(candidate_id=row["id"], version=row["version"], reviewer="bob", api_name="/reject")
     with Store(server[0]) as st:
-        assert st.get_instance(row["id"])["review_status"] == "accepted"
+        assert st.get_candidate(row["id"]).review_status == "accepted"
         log = st.review_log(row["id"])
-        assert (log[-1]["reviewer"], log[-1]["action"]) == ("ann", "accept")
-        assert "bob" not in {x["reviewer"] for x in log}
+        assert (log[-1].reviewer, log[-1].action) == ("ann", "accept")
+        assert "bob" not in {x.reviewer for x in log}
+
+
+def test_ui_events_take_the_nine_filter_values(generated, server):
+    """The Review tab's events (undocumented ``/ui_*`` endpoints, what bench/ui.py drives) take the queue filter
+    as its nine component values and build one filter from them."""
+    c = Client(server[1], verbose=False)  # its own session: the open candidate is per session
+    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
+    #                                                             sort, quality scorer (off), quality minimum
+    shown = c.predict(*filters[:3], "pass", *filters[4:], api_name="/ui_threshold")
+    with Store(server[0]) as st:
+        assert shown[0].startswith(f"{st.count_passing(0.0)['passing']:,} of ")
+    header = c.predict(*filters, api_name="/ui_next")[0]
+    seq = int(header[1:].split(" ")[0])
+    after = c.predict("ann", *filters, api_name="/ui_accept")[0]  # accepts the open one, opens the next
+    assert int(after[1:].split(" ")[0]) > seq
+    with Store(server[0]) as st:
+        accepted = [r for r in st.review_queue(status="accepted", limit=500) if r["seq"] == seq]
+    assert accepted and accepted[0]["reviewed_by"] == "ann"
 
 
 def test_passing_count_and_accept_all(generated, client, server):
@@ -148,6 +166,6 @@ def test_login_required_for_the_api_and_names_the_reviewer(tmp_path):
         (row,) = c.predict(page_size=1, api_name="/queue")["rows"]
         c.predict(candidate_id=row["id"], reviewer="mallory", api_name="/accept")
         with Store(db) as st:
-            assert st.get_instance(row["id"])["reviewed_by"] == "bob"  # the login, not the name passed
+            assert st.get_candidate(row["id"]).reviewed_by == "bob"  # the login, not the name passed
     finally:
         demo.close()

@@ -123,7 +123,7 @@ def test_review_a_candidate_in_the_browser(app, page):
         rows = {r["seq"]: r for r in st.review_queue(status=None, limit=3)}
         assert (rows[1]["review_status"], rows[1]["reviewed_by"]) == ("accepted", "ann")
         assert rows[2]["review_status"] == "rejected"
-        assert st.review_log(rows[2]["id"])[-1]["reason"] == "off topic r"
+        assert st.review_log(rows[2]["id"])[-1].reason == "off topic r"
         assert (rows[3]["review_status"], rows[3]["output"]) == ("edited", "A better answer.")
     # undo (u) restores the edited one to pending and shows it
     page.locator("#curate-title").click()
@@ -272,7 +272,7 @@ def test_every_action_survives_a_server_kill_and_the_job_resumes(tmp_path, brows
         expect(box(page, "curate-job-counts")).to_have_value(re.compile(rf"^kept {target} / {target} instructions"))
         with Store(db) as st:
             assert st.count_kept_instructions() == target  # continued to exactly the target
-            assert st.get_instance(st.review_queue(status=None, limit=1)[0]["id"])["review_status"] == "accepted"
+            assert st.get_candidate(st.review_queue(status=None, limit=1)[0]["id"]).review_status == "accepted"
         page.close()
     finally:
         proc.kill()

@@ -1,9 +1,11 @@
-"""The Gradio app: Run (background jobs), Review (queue, candidate, thresholds), Overview.
+"""The Gradio app: Review (queue, candidate, thresholds), Run (background jobs), Overview, Teachers, Select,
+Export, and the documented JSON API.
 
 ``build_app(settings, runner)`` returns the Blocks; ``launch(settings)`` serves it (127.0.0.1 unless the
-settings say otherwise; a login when ``auth`` is set, for the app and the API alike). The layout
-(layout.py), the wiring (events.py) and the handlers (handlers.py) are separate; all work happens in the
-library (curate.review, curate.jobs, curate.store).
+settings say otherwise; a login when ``auth`` is set, for the app and the API alike). Each tab is one module
+of :mod:`curate.ui.tabs` holding its handlers, its layout and its wiring; :mod:`curate.ui.api` holds the
+named API; :mod:`curate.ui.base` what their handlers share. All work happens in the library (curate.review,
+curate.jobs, curate.export, curate.select, curate.teachers, curate.quality, the store).
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ from .. import jobs  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
 from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
-from . import events, layout  # noqa: E402
-from .handlers import Handlers  # noqa: E402
+from . import api  # noqa: E402
+from .base import AppContext  # noqa: E402
+from .tabs import export, overview, review, run, select, teachers  # noqa: E402
+from .wiring import UI  # noqa: E402
 
-__all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS"]
+__all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS", "Handlers"]
+
+#: the tabs, in the order they are shown
+TABS = (review, run, overview, teachers, select, export)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
 HEAD = """
@@ -76,6 +83,53 @@ def parse_auth(text: str | None, users_file: str | os.PathLike | None = None) ->
     return pairs or None
 
 
+class Handlers:
+    """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.overview``, ``.teachers``,
+    ``.select``, ``.export``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext` (the settings,
+    the job runner, one store connection per thread)."""
+
+    def __init__(self, settings: Settings, runner: jobs.JobRunner):
+        self.ctx = AppContext(settings, runner)
+        self.settings, self.runner = settings, runner
+        self.review = review.ReviewHandlers(self.ctx)
+        self.run = run.RunHandlers(self.ctx)
+        self.overview = overview.OverviewHandlers(self.ctx)
+        self.teachers = teachers.TeachersHandlers(self.ctx)
+        self.select = select.SelectHandlers(self.ctx)
+        self.export = export.ExportHandlers(self.ctx)
+        self.api = api.ApiHandlers(self.ctx, self.run, self.teachers)
+
+    def store(self) -> Store:
+        """This thread's store connection."""
+        return self.ctx.store()
+
+
+def layout(settings: Settings) -> UI:
+    """Every component (call inside ``gr.Blocks``): the header, the Review tab's session state, the tabs."""
+    ui = UI()
+    with gr.Row(equal_height=True):
+        ui.add("title", gr.Markdown("## curate — review synthetic instruction data", elem_id="curate-title"))
+        ui.add("reviewer", gr.Textbox(settings.reviewer, label="Reviewer (your login when one is required)",
+                                      scale=0, min_width=260, elem_id="curate-reviewer"))
+    review.session_state(ui)
+    with gr.Tabs(elem_id="curate-tabs") as tabs:
+        ui.add("tabs", tabs)
+        for tab in TABS:
+            tab.layout(ui, settings)
+    return ui
+
+
+def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
+    """Every event, tab by tab, then the named API."""
+    review.wire(ui, h.review, demo)
+    run.wire(ui, h.run)
+    overview.wire(ui, h.overview)
+    teachers.wire(ui, h.teachers)
+    select.wire(ui, h.select, h.review)
+    export.wire(ui, h.export)
+    api.wire(h.api)
+
+
 def build_app(settings: Settings, runner: jobs.JobRunner | None = None) -> gr.Blocks:
     """The app over ``settings.db``. Marks jobs a dead server left running as interrupted (resumable).
 
@@ -85,9 +139,9 @@ def build_app(settings: Settings, runner: jobs.JobRunner | None = None) -> gr.Bl
         jobs.recover(store)
     handlers = Handlers(settings, runner or jobs.JobRunner(str(settings.db)))
     with gr.Blocks(title="curate", fill_width=True) as demo:
-        ui = layout.build(settings)
-        events.wire(ui, handlers, demo)
-    demo.handlers = handlers  # for tests and embedding
+        ui = layout(settings)
+        wire(ui, handlers, demo)
+    demo.handlers = handlers  # for tests and embedding: demo.handlers.review.ui_threshold(...)
     return demo
 
 

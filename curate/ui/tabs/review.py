@@ -1,0 +1,491 @@
+"""The Review tab: the queue (filters, pages), the consensus threshold τ and the quality threshold, one
+candidate with every output side by side, and the review actions (accept / reject / edit / undo, accept all
+that pass).
+
+:class:`ReviewHandlers` holds the handlers, :func:`layout` the components, :func:`wire` the events. Handlers
+that depend on the queue filter take one :class:`~curate.review.QueueFilter` (``f``); the wiring builds it
+from the nine filter components (:func:`~curate.ui.wiring.with_filter`). Untrusted text (instructions,
+inputs, model outputs) only ever goes into Textboxes and ``datatype="str"`` Dataframes, never into HTML or
+Markdown.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gradio as gr
+import pandas as pd
+
+from ... import review
+from ...errors import ConflictError, CurateError
+from ...settings import Settings
+from ...store import Candidate
+from ..base import TabHandlers, _num, _when, user_errors
+from ..wiring import UI, filter_inputs, on, tab, with_filter
+
+MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
+STATUS_CHOICES = [("pending", "pending"), ("accepted", "accepted"), ("edited", "edited"),
+                  ("rejected", "rejected"), ("auto-filtered", "auto-filtered"), ("any", "")]
+TYPE_CHOICES = [("any", ""), ("A (needs input)", "A"), ("B (no input)", "B")]
+CONSENSUS_CHOICES = [("any", ""), ("passes τ", "pass"), ("below τ", "fail"), ("not ensembled", "none")]
+SORT_CHOICES = [("generation order", "seq"), ("newest first", "-seq"), ("min pairwise ↑", "min_pairwise"),
+                ("min pairwise ↓", "-min_pairwise"), ("recently reviewed", "reviewed")]
+QUEUE_HEADERS = ["#", "status", "type", "generator", "min RL", "pass", "instruction", "input", "output", "id"]
+LOG_HEADERS = ["#", "reviewer", "at", "action", "version", "reason"]
+
+SLOTS = [f"slot_{i}" for i in range(MAX_OUTPUTS)]
+SLOT_COLS = [f"slot_col_{i}" for i in range(MAX_OUTPUTS)]
+#: what every "show a candidate" handler returns, in this order (the wiring maps the names to components)
+VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explanation", "edit_instruction",
+        "edit_input", "edit_output", "reject_reason", "log", "current", "open_id"]
+QUEUE = ["queue", "page", "page_info"]
+THRESHOLD = ["pass_count", "histogram", "accept_all"]
+QUALITY = ["q_count", "q_hist", "q_min"]
+CONFIRM = ["confirm_box", "confirm_text", "confirm_count"]
+
+
+class ReviewHandlers(TabHandlers):
+    """The Review tab's handlers."""
+
+    # -- app load -----------------------------------------------------------------------------------------
+    def ui_load(self, reviewer: str, request: gr.Request) -> dict:
+        """Reviewer box from the login (locked) and the generator-model filter's choices."""
+        user = getattr(request, "username", None)
+        models = self.store().generator_models()
+        scorers = self.store().stored_scorers()
+        return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
+                "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models]),
+                "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
+                                                               for r in scorers])}
+
+    # -- queue --------------------------------------------------------------------------------------------
+    @user_errors
+    def ui_queue(self, f: review.QueueFilter, page: float | None, step: int | None = None) -> dict:
+        """One page of the queue (``step`` ±1 moves to the previous / next page)."""
+        res = review.queue_page(self.store(), f, int(page or 1) + int(step or 0))
+        return self._queue_view(res)
+
+    def _queue_view(self, res: dict) -> dict:
+        rows = [[str(r["seq"]), r["review_status"] if r["status"] == "ok" else "auto-filtered", r["task_type"],
+                 r["generator_model"], _num(r["min_pairwise"]),
+                 "" if r["passes"] is None else ("yes" if r["passes"] else "no"),
+                 r["instruction"], r["input"], r["output"], r["id"]] for r in res["rows"]]
+        first = (res["page"] - 1) * res["page_size"] + 1
+        info = (f"{res['total']:,} candidates · page {res['page']} of {res['pages']}"
+                + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches"))
+        return {"queue": pd.DataFrame(rows, columns=QUEUE_HEADERS), "page": res["page"], "page_info": info}
+
+    @user_errors
+    def ui_threshold(self, f: review.QueueFilter) -> dict:
+        """τ moved: pass count, histogram with the threshold, and the queue's first page."""
+        v = review.threshold_view(self.store(), f, 1)
+        out = self._threshold_fields(v)
+        out.update(self._queue_view(v["queue"]))
+        return out
+
+    @user_errors
+    def ui_refresh(self, f: review.QueueFilter, page: float | None) -> dict:
+        """After a review: counts and the current queue page (run after the next candidate is shown)."""
+        out = self._threshold_view(f.tau)
+        out.update(self.ui_queue(f, page))
+        return out
+
+    # -- the quality threshold (scores from curate.quality, e.g. `curate score`) ---------------------------
+    @user_errors
+    def ui_quality_scorer(self, f: review.QueueFilter) -> dict:
+        """A scorer was picked: the slider spans its scores, starting at the lowest (nothing filtered yet)."""
+        s = review.quality_summary(self.store(), f.quality_scorer, None)  # at no minimum: the lowest score
+        lo, hi = s["min"], s["max"]
+        slider = (gr.update(minimum=lo, maximum=hi if hi > lo else lo + 1, value=lo, interactive=True)
+                  if lo is not None else gr.update(value=0, interactive=False))
+        return {**self._quality_view(s, f.model_copy(update={"quality_min": lo})), "q_min": slider}
+
+    @user_errors
+    def ui_quality(self, f: review.QueueFilter) -> dict:
+        """The quality slider moved: its count and histogram, τ's counts and the queue's first page."""
+        s = review.quality_summary(self.store(), f.quality_scorer, f.quality_min)
+        return {**self._quality_view(s, f), "q_min": gr.update()}
+
+    def _quality_view(self, s: dict, f: review.QueueFilter) -> dict:
+        scorer = f.quality_scorer
+        if s["scorer"] is None:
+            text = "no quality threshold (pick a scorer; `curate score` stores scores)"
+        elif not s["scored"]:
+            text = f"{scorer}: nothing scored yet (`curate score --scorer {scorer}`)"
+        else:
+            text = (f"{s['passing']:,} of {s['scored']:,} scored candidates have a chosen output scoring ≥ "
+                    f"{s['quality_min']:.3g} ({scorer})")
+        hist = pd.DataFrame([{"lo": round(b["lo"], 3), "n": b["n"], "side": b["side"]} for b in s["histogram"]],
+                            columns=["lo", "n", "side"])
+        return {**self.ui_threshold(f), "q_count": text, "q_hist": hist}
+
+    def _threshold_view(self, tau: float) -> dict:
+        return self._threshold_fields(review.threshold_summary(self.store(), tau))
+
+    @staticmethod
+    def _threshold_fields(s: dict) -> dict:
+        tau = s["tau"]
+        hist = pd.DataFrame([{"lo": round(b["lo"], 2), "n": b["n"], "side": b["side"]} for b in s["histogram"]],
+                            columns=["lo", "n", "side"])
+        text = (f"{s['passing']:,} of {s['scored']:,} ensembled candidates pass at τ = {tau:.2f} "
+                f"({s['pending_passing']:,} of them still pending)")
+        return {"pass_count": text, "histogram": hist,
+                "accept_all": gr.update(value=f"Accept all {s['pending_passing']:,} pending that pass…",
+                                        interactive=s["pending_passing"] > 0)}
+
+    # -- one candidate ------------------------------------------------------------------------------------
+    def _view(self, cid: str | None, tau: float, note: str = "", shown: dict | None = None) -> dict:
+        """Everything the candidate pane shows (see VIEW); ``cid`` None shows an empty pane with ``note``.
+
+        ``shown``: the ``current`` state of the pane before (its output count ``k`` lets unchanged slot
+        columns be skipped: every component update costs Gradio a config rebuild)."""
+        if not cid:
+            out = {"header": note or "No candidate open.", "instruction": "", "input": "",
+                   "heatmap": pd.DataFrame(), "explanation": "", "edit_instruction": "", "edit_input": "",
+                   "edit_output": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
+                   "current": None, "open_id": ""}
+            for i in range(MAX_OUTPUTS):
+                out[SLOTS[i]] = gr.update(value="", label=f"o{i}")
+                out[SLOT_COLS[i]] = gr.update(visible=i < 3)
+            return out
+        d = review.candidate(self.store(), cid, float(tau))
+        return self._detail_view(d, note, (shown or {}).get("k"))
+
+    def _detail_view(self, d: dict, note: str = "", shown_k: int | None = None) -> dict:
+        c = d["consensus"]
+        status = d["review_status"]
+        who = f" by {d['reviewed_by']} at {_when(d['reviewed_at'])}" if d["reviewed_by"] else ""
+        line1 = (f"#{d['seq']} · type {d['task_type']} · generator {d['generator_model']} · {status}"
+                 f"{' (' + d['reason'] + ')' if d['status'] != 'ok' and d['reason'] else ''}{who} · version "
+                 f"{d['version']}")
+        if c:
+            line2 = (f"consensus: {c['reason']}, o{c['chosen_index']} chosen, min pairwise "
+                     f"{c['min_pairwise']:.3f} → {'passes' if c['passes'] else 'below'} τ = {c['tau']:.2f}")
+        else:
+            line2 = "not ensembled yet: run an ensemble job (Run tab) to get outputs from the other models"
+        if d["reject_reason"]:
+            line2 += f" · rejected because: {d['reject_reason']}"
+        if note:
+            line2 += f" · {note}"
+        out = {"header": line1 + "\n" + line2, "instruction": d["instruction"], "input": d["input"],
+               "explanation": c["explanation"] if c else "", "reject_reason": "",
+               "current": {"id": d["id"], "version": d["version"], "seq": d["seq"], "k": len(d["outputs"])},
+               "open_id": d["id"]}
+        outs = d["outputs"]
+        same_columns = shown_k == len(outs)
+        for i in range(MAX_OUTPUTS):
+            if i < len(outs):
+                o = outs[i]
+                role = "generator" if o["style"] == "generator" else o["style"]
+                label = (f"o{i} · {o['model']} ({role}) · agreement {_num(o['agreement'], '{:.2f}')}"
+                         f"{' · ✓ consensus choice' if o['chosen'] else ''}")
+                out[SLOTS[i]] = gr.update(value=o["text"], label=label)
+                out[SLOT_COLS[i]] = gr.skip() if same_columns else gr.update(visible=True)
+            else:
+                out[SLOTS[i]] = gr.skip() if same_columns else gr.update(value="", label=f"o{i}")
+                out[SLOT_COLS[i]] = gr.skip() if same_columns else gr.update(visible=False)
+        if len(outs) > MAX_OUTPUTS:
+            out["header"] += f" · {len(outs) - MAX_OUTPUTS} more outputs not shown (see the API /candidate)"
+        out["heatmap"] = heatmap(c["pairwise"], c["models"]) if c else pd.DataFrame()
+        final = d["final"] or {"instruction": d["instruction"], "input": d["input"],
+                               "output": _default_output(d)}
+        out.update(edit_instruction=final["instruction"], edit_input=final["input"], edit_output=final["output"])
+        out["log"] = pd.DataFrame([[str(r["id"]), r["reviewer"], _when(r["at"]), r["action"], str(r["version"]),
+                                    r["reason"] or ""] for r in d["log"]], columns=LOG_HEADERS)
+        return out
+
+    @user_errors
+    def ui_open(self, candidate_id: str, tau: float) -> dict:
+        cid = (candidate_id or "").strip()
+        if not cid:
+            raise gr.Error("Paste a candidate id, or click a row of the queue.")
+        return self._view(cid, tau)
+
+    @user_errors
+    def ui_select(self, tau: float, evt: gr.SelectData) -> dict:
+        """A queue row was clicked: open its candidate (the id is the row's last column)."""
+        row = evt.row_value or []
+        return self._view(row[-1] if row else None, tau)
+
+    @user_errors
+    def ui_next(self, current: dict | None, f: review.QueueFilter) -> dict:
+        nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"))
+        return self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
+
+    def _nothing_pending(self) -> str:
+        if self.store().count_candidates(None) == 0:  # a new store: say where candidates come from
+            return "Nothing generated yet: start a generation job in the Run tab (then an ensembling job)."
+        return "No pending candidate left under these filters."
+
+    # -- review actions -----------------------------------------------------------------------------------
+    def _act(self, action: Callable[..., Candidate], current: dict | None, history: list | None,
+             f: review.QueueFilter, reviewer: str, **kw: Any) -> dict:
+        """Run one review action on the open candidate, then open the next pending one.
+
+        On a conflict (someone else reviewed it since it was opened) nothing is written: the reviewer gets a
+        warning and the pane reloads the candidate as it is now."""
+        if not current:
+            raise gr.Error("Open a candidate first (click a queue row).")
+        try:
+            row = action(self.store(), current["id"], reviewer=reviewer, version=current["version"], **kw)
+        except ConflictError as e:
+            gr.Warning(f"Not saved: {e}")
+            out = self._view(current["id"], f.tau, "reloaded after a conflict: review it again")
+            out["history"] = history or []
+            return out
+        except CurateError as e:
+            raise gr.Error(str(e)) from e
+        nxt = review.next_candidate(self.store(), f, current["seq"])
+        out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
+        out["history"] = (history or []) + [[row.id, row.version]]
+        return out
+
+    def ui_accept(self, current: dict | None, output_index: int | None, reviewer: str, history: list | None,
+                  f: review.QueueFilter, request: gr.Request) -> dict:
+        """Accept output ``output_index`` (None: the consensus choice), then open the next pending one."""
+        return self._act(review.accept, current, history, f, self.reviewer(reviewer, request),
+                         output_index=output_index)
+
+    def ui_reject(self, current: dict | None, reason: str, reviewer: str, history: list | None,
+                  f: review.QueueFilter, request: gr.Request) -> dict:
+        return self._act(review.reject, current, history, f, self.reviewer(reviewer, request), reason=reason)
+
+    def ui_edit(self, current: dict | None, instruction: str, input: str, output: str, reviewer: str,
+                history: list | None, f: review.QueueFilter, request: gr.Request) -> dict:
+        return self._act(review.edit, current, history, f, self.reviewer(reviewer, request),
+                         instruction=instruction, input=input or "", output=output)
+
+    def ui_undo(self, history: list | None, reviewer: str, tau: float, request: gr.Request) -> dict:
+        """Undo this session's last action and show that candidate as restored."""
+        history = list(history or [])
+        if not history:
+            raise gr.Error("Nothing to undo: you have not reviewed anything in this session.")
+        cid, version = history[-1]
+        try:
+            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version)
+        except ConflictError as e:
+            raise gr.Error(f"Cannot undo: {e}", title="Conflict — nothing was overwritten") from e
+        except CurateError as e:
+            raise gr.Error(str(e)) from e
+        out = self._view(cid, tau, "your last action was undone")
+        out["history"] = history[:-1]
+        return out
+
+    # -- bulk accept --------------------------------------------------------------------------------------
+    @user_errors
+    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None) -> dict:
+        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer or None, quality_min=q_min)
+        also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if q_scorer and q_min is not None else ""
+        if n == 0:
+            gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
+            return self.ui_confirm_cancel()
+        return {"confirm_box": gr.update(visible=True), "confirm_count": n,
+                "confirm_text": f"Accept the consensus choice of all {n:,} pending candidates that pass at "
+                                f"τ = {float(tau):.2f}{also}? Each is logged under your name; undo works one by "
+                                "one."}
+
+    def ui_accept_all(self, tau: float, count: int | None, reviewer: str, q_scorer: str | None,
+                      q_min: float | None, request: gr.Request) -> dict:
+        who = self.reviewer(reviewer, request)
+        try:
+            res = review.accept_all_passing(self.store(), float(tau), reviewer=who, expected=count,
+                                            quality_scorer=q_scorer or None, quality_min=q_min)
+        except ConflictError as e:
+            raise gr.Error(str(e), title="The count changed") from e
+        except CurateError as e:
+            raise gr.Error(str(e)) from e
+        gr.Info(f"Accepted {res['accepted']:,} candidates"
+                + (f"; {res['skipped']} skipped (reviewed by someone else meanwhile)" if res["skipped"] else ""))
+        out = self.ui_confirm_cancel()
+        out.update(self._threshold_view(float(tau)))
+        return out
+
+    def ui_confirm_cancel(self) -> dict:
+        return {"confirm_box": gr.update(visible=False), "confirm_text": "", "confirm_count": None}
+
+
+def _default_output(d: dict) -> str:
+    c = d["consensus"]
+    if c and c["chosen_index"] is not None and c["chosen_index"] < len(d["outputs"]):
+        return d["outputs"][c["chosen_index"]]["text"]
+    return d["output"]
+
+
+def heatmap(pairwise: list[list[float]], models: list[str]):
+    """The pairwise Rouge-L matrix as a small table with cells shaded by value (a pandas Styler)."""
+    names = [f"o{i} {m}" for i, m in enumerate(models)]
+    df = pd.DataFrame([[f"{v:.2f}" for v in row] for row in pairwise], columns=[f"o{i}" for i in range(len(names))])
+    df.insert(0, "", names)
+    shades = pd.DataFrame([[""] + [_shade(v) for v in row] for row in pairwise], columns=df.columns)
+    return df.style.apply(lambda _: shades, axis=None)
+
+
+def _shade(v: float) -> str:
+    v = min(max(float(v), 0.0), 1.0)
+    return f"background-color: rgba(37, 99, 235, {0.08 + 0.72 * v:.2f}); color: {'white' if v > 0.6 else 'black'}"
+
+
+# -- layout ----------------------------------------------------------------------------------------------------
+def session_state(ui: UI) -> None:
+    """The Review tab's per-session state (created beside the header, outside the tabs)."""
+    ui.add("current", gr.State(None))       # {"id", "version", "seq"} of the open candidate (per session)
+    ui.add("history", gr.State([]))         # this session's actions, for undo: [[id, version], ...]
+    ui.add("no_output", gr.State(None))     # "accept the consensus choice"
+    for name, v in (("page_same", 0), ("page_prev", -1), ("page_next", 1)):
+        ui.add(name, gr.State(v))           # constant inputs: page steps
+
+
+def layout(ui: UI, settings: Settings) -> None:
+    with tab(ui, "Review", "review"):
+        _queue_and_thresholds(ui, settings)
+        _candidate_pane(ui)
+
+
+def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                ui.add("f_status", gr.Dropdown(STATUS_CHOICES, value="pending", label="Status", min_width=120))
+                ui.add("f_type", gr.Dropdown(TYPE_CHOICES, value="", label="Task type", min_width=120))
+                ui.add("f_model", gr.Dropdown([("any", "")], value="", label="Generator", min_width=160))
+                ui.add("f_consensus", gr.Dropdown(CONSENSUS_CHOICES, value="", label="Consensus",
+                                                  min_width=120))
+                ui.add("f_sort", gr.Dropdown(SORT_CHOICES, value="seq", label="Sort", min_width=140))
+            with gr.Row():
+                ui.add("f_search", gr.Textbox(label="Search instruction / input / output", scale=4,
+                                              placeholder="text, then Enter", elem_id="curate-search"))
+                ui.add("prev_page", gr.Button("◀", size="sm", scale=0, min_width=40, elem_id="curate-prev-page"))
+                ui.add("page", gr.Number(1, label="Page", precision=0, minimum=1, scale=0, min_width=80,
+                                         elem_id="curate-page"))
+                ui.add("next_page", gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="curate-next-page"))
+            ui.add("page_info", gr.Textbox(show_label=False, container=False, interactive=False,
+                                           elem_id="curate-page-info"))
+            ui.add("queue", gr.Dataframe(headers=QUEUE_HEADERS, datatype=["str"] * len(QUEUE_HEADERS),
+                                         interactive=False, wrap=False, max_height=300, max_chars=90,
+                                         label="Candidates (click a row to open it)", elem_id="curate-queue",
+                                         column_widths=["55px", "95px", "50px", "150px", "70px", "55px", "30%",
+                                                        "18%", "22%", "90px"]))
+        with gr.Column(scale=2, min_width=300):
+            ui.add("tau", gr.Slider(0.0, 1.0, value=settings.consensus_threshold, step=0.01,
+                                    label="Consensus threshold τ (min pairwise Rouge-L must be above it)",
+                                    elem_id="curate-tau"))
+            ui.add("pass_count", gr.Textbox(label="Passing", interactive=False, elem_id="curate-pass-count"))
+            ui.add("histogram", gr.BarPlot(x="lo", y="n", color="side", x_title="min pairwise Rouge-L",
+                                           y_title="candidates", height=200, x_bin=None, x_lim=[0, 1],
+                                           color_map={"passes τ": "#16a34a", "below τ": "#dc2626"},
+                                           label="Min pairwise Rouge-L (exact matches pass at any τ)",
+                                           elem_id="curate-histogram"))
+            ui.add("accept_all", gr.Button("Accept all that pass…", elem_id="curate-accept-all"))
+            with gr.Group(visible=False, elem_id="curate-confirm") as confirm:
+                ui.add("confirm_box", confirm)
+                ui.add("confirm_text", gr.Textbox(label="Confirm", interactive=False,
+                                                  elem_id="curate-confirm-text"))
+                ui.add("confirm_count", gr.State(None))
+                with gr.Row():
+                    ui.add("confirm_yes", gr.Button("Yes, accept them", variant="primary",
+                                                    elem_id="curate-confirm-yes"))
+                    ui.add("confirm_no", gr.Button("Cancel", elem_id="curate-confirm-no"))
+            with gr.Accordion("Quality threshold (scores from `curate score`)", open=False, elem_id="curate-quality"):
+                ui.add("q_scorer", gr.Dropdown([("off", "")], value="", label="Scorer of the chosen output",
+                                               elem_id="curate-q-scorer"))
+                ui.add("q_min", gr.Slider(0.0, 1.0, value=0.0, label="Minimum quality", interactive=False,
+                                          elem_id="curate-q-min"))
+                ui.add("q_count", gr.Textbox(label="Passing the quality threshold", interactive=False,
+                                             elem_id="curate-q-count"))
+                ui.add("q_hist", gr.BarPlot(x="lo", y="n", color="side", x_title="quality of the chosen output",
+                                            y_title="candidates", height=180, x_bin=None,
+                                            color_map={"passes": "#16a34a", "below": "#dc2626"},
+                                            elem_id="curate-q-hist"))
+
+
+def _candidate_pane(ui: UI) -> None:
+    with gr.Row(equal_height=True):
+        ui.add("open_id", gr.Textbox(label="Candidate id", scale=4, elem_id="curate-open-id",
+                                     placeholder="click a queue row, or paste an id and press Enter"))
+        ui.add("open_btn", gr.Button("Open / reload", scale=0, min_width=120, elem_id="curate-open"))
+    ui.add("header", gr.Textbox(label="Candidate", interactive=False, lines=2, elem_id="curate-header"))
+    with gr.Row():
+        ui.add("instruction", gr.Textbox(label="Instruction (as generated)", interactive=False, lines=2,
+                                         scale=3, elem_id="curate-instruction"))
+        ui.add("input", gr.Textbox(label="Input (as generated)", interactive=False, lines=2, scale=2,
+                                   elem_id="curate-input"))
+    with gr.Row(equal_height=True):
+        for i in range(MAX_OUTPUTS):
+            with gr.Column(min_width=180, visible=i < 3) as col:
+                ui.add(f"slot_col_{i}", col)
+                ui.slots.append(ui.add(f"slot_{i}", gr.Textbox(
+                    label=f"o{i}", interactive=False, lines=6, max_lines=14, elem_id=f"curate-output-{i}",
+                    buttons=["copy"])))
+                ui.slot_buttons.append(gr.Button(f"Accept o{i}", size="sm", elem_id=f"curate-accept-{i}"))
+                ui.slot_index.append(gr.State(i))
+    with gr.Row():
+        ui.add("heatmap", gr.Dataframe(label="Pairwise Rouge-L (normalised, stemmed)", interactive=False,
+                                       datatype="str", elem_id="curate-heatmap", max_height=260))
+        ui.add("explanation", gr.Textbox(label="Why consensus chose this output", interactive=False, lines=4,
+                                         elem_id="curate-explanation"))
+    with gr.Row():
+        ui.add("accept", gr.Button("Accept consensus choice [a]", variant="primary", elem_id="curate-accept"))
+        ui.add("reject", gr.Button("Reject [r]", variant="stop", elem_id="curate-reject"))
+        ui.add("next", gr.Button("Next pending [n]", elem_id="curate-next"))
+        ui.add("undo", gr.Button("Undo my last action [u]", elem_id="curate-undo"))
+    ui.add("reject_reason", gr.Textbox(label="Reject reason (optional)", elem_id="curate-reject-reason"))
+    with gr.Accordion("Edit (saved as a new version; the original is kept)", open=False, elem_id="curate-edit-box"):
+        ui.add("edit_instruction", gr.Textbox(label="Instruction", lines=2, elem_id="curate-edit-instruction"))
+        ui.add("edit_input", gr.Textbox(label="Input", lines=2, elem_id="curate-edit-input"))
+        ui.add("edit_output", gr.Textbox(label="Output", lines=4, elem_id="curate-edit-output"))
+        ui.add("save_edit", gr.Button("Save edit", variant="primary", elem_id="curate-save-edit"))
+    ui.add("log", gr.Dataframe(headers=LOG_HEADERS, datatype=["str"] * len(LOG_HEADERS), interactive=False,
+                               label="Review log of this candidate", max_height=200, elem_id="curate-log"))
+
+
+# -- wiring ----------------------------------------------------------------------------------------------------
+def refresh_after(dep, ui: UI, h: ReviewHandlers):
+    """After an action that reviews candidates (``dep``): the counts and the current queue page."""
+    return on(dep.then, with_filter(h.ui_refresh), [*filter_inputs(ui), ui.page], THRESHOLD + QUEUE, ui,
+              progress="hidden")
+
+
+def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
+    filters = filter_inputs(ui)
+    view_h = [*VIEW, "history"]
+    refresh = THRESHOLD + QUEUE
+    queue, threshold, nxt = with_filter(h.ui_queue), with_filter(h.ui_threshold), with_filter(h.ui_next)
+
+    load = on(demo.load, h.ui_load, [ui.reviewer], ["reviewer", "f_model", "q_scorer"], ui)
+    load = on(load.then, threshold, filters, refresh, ui)
+    on(load.then, nxt, [ui.current, *filters], VIEW, ui)
+
+    for comp in (ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.f_sort):
+        on(comp.input, queue, [*filters, ui.page_same], QUEUE, ui)  # page_same (0) resets to page 1 below
+    on(ui.f_search.submit, queue, [*filters, ui.page_same], QUEUE, ui, api="ui_queue")
+    on(ui.page.submit, queue, [*filters, ui.page], QUEUE, ui)
+    on(ui.prev_page.click, queue, [*filters, ui.page, ui.page_prev], QUEUE, ui)
+    on(ui.next_page.click, queue, [*filters, ui.page, ui.page_next], QUEUE, ui)
+    on(ui.tau.release, threshold, filters, refresh, ui, api="ui_threshold")
+    on(ui.q_scorer.input, with_filter(h.ui_quality_scorer), filters, QUALITY + refresh, ui)
+    on(ui.q_min.release, with_filter(h.ui_quality), filters, QUALITY + refresh, ui)
+
+    on(ui.queue.select, h.ui_select, [ui.tau], VIEW, ui)
+    on(ui.open_btn.click, h.ui_open, [ui.open_id, ui.tau], VIEW, ui, api="ui_open")
+    on(ui.open_id.submit, h.ui_open, [ui.open_id, ui.tau], VIEW, ui)
+    on(ui.next.click, nxt, [ui.current, *filters], VIEW, ui, api="ui_next")
+
+    accept = with_filter(h.ui_accept)
+    refresh_after(on(ui.accept.click, accept, [ui.current, ui.no_output, ui.reviewer, ui.history, *filters],
+                     view_h, ui, api="ui_accept"), ui, h)
+    for btn, idx in zip(ui.slot_buttons, ui.slot_index):
+        refresh_after(on(btn.click, accept, [ui.current, idx, ui.reviewer, ui.history, *filters], view_h, ui),
+                      ui, h)
+    refresh_after(on(ui.reject.click, with_filter(h.ui_reject),
+                     [ui.current, ui.reject_reason, ui.reviewer, ui.history, *filters], view_h, ui,
+                     api="ui_reject"), ui, h)
+    refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit),
+                     [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
+                      *filters], view_h, ui, api="ui_edit"), ui, h)
+    refresh_after(on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"), ui, h)
+
+    on(ui.accept_all.click, h.ui_confirm_all, [ui.tau, ui.q_scorer, ui.q_min], CONFIRM, ui)
+    on(ui.confirm_no.click, h.ui_confirm_cancel, [], CONFIRM, ui)
+    refresh_after(on(ui.confirm_yes.click, h.ui_accept_all,
+                     [ui.tau, ui.confirm_count, ui.reviewer, ui.q_scorer, ui.q_min], CONFIRM + THRESHOLD, ui,
+                     api="ui_accept_all"), ui, h)
