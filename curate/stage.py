@@ -203,7 +203,7 @@ def describe(progress: Progress | dict | None, state: str = "running") -> Progre
     for name, v in p.counts.items():
         if isinstance(v, dict):
             rows += [(f"{name}: {k}", _number(n)) for k, n in sorted(v.items())]
-        elif v is not None:
+        elif v:  # a zero says nothing yet (e.g. "candidates 0" during the instruction phases)
             parts.append(f"{name.replace('_', ' ')} {_number(v)}")
     for name, v in sorted((p.result or {}).items()):
         if not isinstance(v, (dict, list)):

@@ -68,7 +68,7 @@ def test_progress_round_trips_and_reads_the_shape_stored_before_the_contract():
 
 def test_describe_reads_the_same_for_every_stage():
     gen = describe({"phase": "instructions A", "done": 4, "total": 10, "unit": "instructions kept",
-                    "counts": {"tokens": 1234, "filtered": {"keyword": 2, "length": 1}}, "tok_s": 20.5,
+                    "counts": {"tokens": 1234, "candidates": 0, "filtered": {"keyword": 2, "length": 1}}, "tok_s": 20.5,
                     "eta_s": 75.0, "warnings": ["w"]})
     assert gen.phase == "instructions A" and gen.counts == "4 / 10 instructions kept · tokens 1,234"
     assert gen.rows == [("filtered: keyword", "2"), ("filtered: length", "1")]

@@ -232,7 +232,7 @@ def _job_progress(ui: UI) -> None:
     with gr.Row():
         ui.add("job_state", gr.Textbox(label="State", interactive=False, elem_id="curate-job-state"))
         ui.add("job_stage", gr.Textbox(label="Stage", interactive=False, elem_id="curate-job-stage"))
-        ui.add("job_rate", gr.Textbox(label="rate", interactive=False, elem_id="curate-job-rate"))
+        ui.add("job_rate", gr.Textbox(label="Rate", interactive=False, elem_id="curate-job-rate"))
         ui.add("job_eta", gr.Textbox(label="ETA", interactive=False, elem_id="curate-job-eta"))
     ui.add("job_counts", gr.Textbox(label="Progress", interactive=False, elem_id="curate-job-counts"))
     ui.add("job_reasons", gr.Dataframe(headers=["filtered / outcome", "n"], datatype=["str", "str"],
