@@ -81,7 +81,7 @@ def _progress_info(p) -> str:
     """The bar's text for any stage's progress (curate.stage.describe): counts, rate, ETA."""
     from .stage import describe
     v = describe(p)
-    return " | ".join(x for x in (v.counts, v.rate if v.rate != "—" else "", f"ETA {v.eta}") if x)
+    return " | ".join(x for x in (p.unit, v.extras, v.rate if v.rate != "—" else "", f"ETA {v.eta}") if x)
 
 
 @command("generate")

@@ -151,10 +151,10 @@ class StageContext:
         p, now = self.progress, self._clock()
         if self._phase_start is None:
             self._phase_start = (now, p.done)
-            return
-        t0, d0 = self._phase_start
-        elapsed, moved = now - t0, (p.done or 0) - (d0 or 0)
-        p.rate = moved / elapsed if elapsed > 0 and moved > 0 else None
+        else:
+            t0, d0 = self._phase_start
+            elapsed, moved = now - t0, (p.done or 0) - (d0 or 0)
+            p.rate = moved / elapsed if elapsed > 0 and moved > 0 else None
         if p.total is not None and p.done is not None and p.done >= p.total:
             p.eta_s = 0.0
         elif p.rate and p.total is not None:
@@ -169,6 +169,7 @@ class ProgressView:
 
     phase: str
     counts: str                    # one line: "12 / 20 instructions kept · tokens 4,021 · …"
+    extras: str                    # the same without the done / total part: "tokens 4,021 · …"
     rate: str                      # "31.2 tok/s", or "—"
     eta: str                       # "3 min 10 s", "estimating", "done", or "—"
     rows: list[tuple[str, str]]    # the {reason: n} tables, flattened: ("filtered: keyword", "3")
@@ -195,10 +196,11 @@ def describe(progress: Progress | dict | None, state: str = "running") -> Progre
     """A Progress (or its stored JSON) in words, the same way for every stage. ``state``: the job's state
     (the ETA reads "done" once it is done, "—" when it is not running)."""
     p = progress if isinstance(progress, Progress) else Progress.from_dict(progress)
-    parts = []
+    head = []
     if p.done is not None:
-        parts.append(f"{p.done:,}" + (f" / {p.total:,}" if p.total is not None else "") + (f" {p.unit}" if p.unit
-                                                                                            else ""))
+        head.append(f"{p.done:,}" + (f" / {p.total:,}" if p.total is not None else "") + (f" {p.unit}" if p.unit
+                                                                                           else ""))
+    parts: list[str] = []
     rows: list[tuple[str, str]] = []
     for name, v in p.counts.items():
         if isinstance(v, dict):
@@ -208,12 +210,12 @@ def describe(progress: Progress | dict | None, state: str = "running") -> Progre
     for name, v in sorted((p.result or {}).items()):
         if not isinstance(v, (dict, list)):
             rows.append((f"result: {name}", _number(v)))
-    if state == "done":
+    if state == "done" or p.phase == "done":
         eta = "done"
     elif state not in ("running", "pausing", "cancelling"):
         eta = "—"
     else:
         eta = duration(p.eta_s) if p.eta_s is not None else "estimating"
     rate = f"{p.tok_s:.1f} tok/s" if p.tok_s else (f"{p.rate:.2f} {p.unit or 'units'}/s" if p.rate else "—")
-    return ProgressView(phase=p.phase, counts=" · ".join(parts), rate=rate, eta=eta, rows=rows,
-                        warnings=list(p.warnings))
+    return ProgressView(phase=p.phase, counts=" · ".join(head + parts), extras=" · ".join(parts), rate=rate, eta=eta,
+                        rows=rows, warnings=list(p.warnings))
