@@ -401,6 +401,50 @@ def cmd_dups(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("evalsets")
+def cmd_evalsets(args: argparse.Namespace) -> int:
+    from .evaluate import list_evalsets
+    rows = list_evalsets()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':15} {'rows':>5}  {'references':10}  {'licence':30} title")
+    for r in rows:
+        print(f"{r['name']:15} {r['rows']:>5}  {'yes' if r['references'] else 'no (judge)':10}  {r['licence']:30} "
+              f"{r['title']}" + (f" — {r['note']}" if r["note"] else ""))
+    print("Evaluation only: never train on these (the contamination guard drops training rows that match them). "
+          "Any JSONL with instruction, input, reference(s) works too: --set FILE.")
+    return 0
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .jobs import start_job
+    s = _settings(args)
+    with _store(s) as store:
+        if args.list:
+            for r in store.list_evaluations():
+                means = ", ".join(f"{m} {v['mean']:.2f}" for m, v in r["metrics"].items() if v["mean"] is not None)
+                print(f"{r['id']}  {r['evalset']:15} {r['model'] or '(predictions file)':28} n={r['n']:<4} {means}")
+            return 0
+        job = _run_with_bar(store, start_job(store, "evaluate", {
+            "evalset": args.set, "model": args.model, "predictions": args.predictions, "limit": args.limit,
+            "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "judge": args.judge,
+            "against": args.against, "out": args.out, "resamples": args.resamples, "seed": args.seed}))
+        if job["state"] != "done":
+            return _job_exit(job, store_path=s.db)
+        report = store.get_evaluation(job["progress"]["result"]["run"])
+    print(f"run {report['run_id']}: {report['evalset']}, {report['n']} rows, model {report['model'] or '(predictions)'}"
+          + (f", prompt: {report['prompt_style']}" if report["prompt_style"] else ""))
+    for m, v in report["metrics"].items():
+        ci = f"  95% CI [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" if v["ci"] else ""
+        mean = "-" if v["mean"] is None else f"{v['mean']:.2f}"
+        print(f"  {m:12} {mean:>7}{ci}  (n={v['n']}{', ' + str(v['missing']) + ' unscored' if v['missing'] else ''})")
+    if args.out:
+        print(f"report: {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -549,6 +593,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quality", default="consensus", help=f"which member to keep (the best): {QUALITY_HELP}")
     sp.add_argument("--limit", type=int, default=50, help="groups to print (default 50)")
     sp.add_argument("--json", action="store_true", help="print every group as JSON")
+    sp = add("evalsets", "list the shipped evaluation sets (evaluation only: never train on them)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = add("evaluate", "score a model (or a predictions file) on an evaluation set: Rouge-L, exact match, "
+                         "an optional judge, each with a bootstrap 95%% CI; the run is stored")
+    sp.add_argument("--set", help="evaluation set: a shipped name (`curate evalsets`), a JSONL file with "
+                                  "instruction, input, reference(s), a save_to_disk folder, or a Hub id")
+    sp.add_argument("--model", help="model spec whose greedy predictions are scored (chat template where it has "
+                                    "one, else instruction + newline + input)")
+    sp.add_argument("--predictions", metavar="FILE", help="score a JSONL of {instruction, input, reference(s), "
+                                                          "prediction} instead of running a model")
+    sp.add_argument("--limit", type=int, help="only the first N rows of the set")
+    sp.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per prediction (default 256)")
+    sp.add_argument("--batch-size", type=int, default=8, help="prompts per model call (default 8)")
+    sp.add_argument("--judge", help="judge:<model spec> (or judge:openai:<model>@<url>) for a 1-10 score per row")
+    sp.add_argument("--against", metavar="REPORT", help="another run's report JSON: the judge compares the two "
+                                                        "predictions of every row, in both orders (win rate)")
+    sp.add_argument("--out", metavar="REPORT", help="write the run as JSON (per-row scores, means, CIs, settings)")
+    sp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    sp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    sp.add_argument("--list", action="store_true", help="list the stored evaluation runs instead")
     return p
 
 

@@ -58,3 +58,8 @@ class Stopped(Exception):
     """Raised inside a stage when its job was asked to pause or cancel (``StageContext.should_stop()``); the
     stage stops between two steps, so everything stored so far stays. Not an error: the job runner turns it
     into the state 'paused' or 'cancelled'."""
+
+
+class EvaluationError(CurateError):
+    """An evaluation cannot run: an unreadable or malformed evaluation set or predictions file (the message
+    names the file and line), a metric the set cannot give (no references), a comparison over other rows."""

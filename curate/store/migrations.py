@@ -246,3 +246,32 @@ def m004_candidates(db: Database) -> None:
         "CREATE UNIQUE INDEX selections_candidate ON selections(name, candidate_id)",
     ):
         db.execute(sql)
+
+
+@migrations()
+def m007_evaluations(db: Database) -> None:
+    """Evaluation runs (curate.evaluate): a run's model, set, settings and metrics, and each row's prediction and
+    scores. One statement at a time (see m004)."""
+    for sql in (
+        """CREATE TABLE eval_runs (
+            id TEXT PRIMARY KEY,
+            job_id TEXT,
+            model TEXT,                      -- the model spec, NULL for a predictions file
+            evalset TEXT NOT NULL,
+            prompt_style TEXT,               -- chat | reference
+            n INTEGER NOT NULL,
+            metrics TEXT NOT NULL,           -- JSON {metric: {mean, ci, n, missing}}
+            settings TEXT NOT NULL,          -- JSON: the run's Config
+            licence TEXT,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE eval_rows (
+            run_id TEXT NOT NULL REFERENCES eval_runs(id),
+            position INTEGER NOT NULL,
+            row_id TEXT NOT NULL,
+            prediction TEXT NOT NULL,
+            scores TEXT NOT NULL,            -- JSON {rouge_l, exact_match, judge, win_rate}
+            PRIMARY KEY (run_id, position)
+        )""",
+    ):
+        db.execute(sql)
