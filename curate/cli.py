@@ -445,6 +445,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from .jobs import start_job
+    s = _settings(args)
+    tau = s.consensus_threshold if args.tau is None else args.tau
+    config = {"base": args.base, "source": args.source, "out": args.out, "tau": tau, "limit": args.limit,
+              "full": args.full, "epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr,
+              "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length,
+              "save_steps": args.save_steps, "seed": args.seed, "lora_r": args.lora_r}
+    with _store(s) as store:
+        job = _run_with_bar(store, args.resume or start_job(store, "train", config))
+    rc = _job_exit(job, store_path=s.db)
+    r = job["progress"].get("result")
+    if r and job["state"] == "done":
+        print(f"trained {r['base']} ({'LoRA, merged' if r['lora'] else 'all weights'}) on {r['kept']} rows "
+              f"({r['rows'] - r['kept']} dropped as contaminated) for {r['steps']} steps, loss {r['train_loss']:.4f}: "
+              f"{args.out} (`curate evaluate --model {args.out} --set sni-sample`)")
+    return rc
+
+
 # ---------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -593,6 +613,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quality", default="consensus", help=f"which member to keep (the best): {QUALITY_HELP}")
     sp.add_argument("--limit", type=int, default=50, help="groups to print (default 50)")
     sp.add_argument("--json", action="store_true", help="print every group as JSON")
+    sp = add("train", "fine-tune a student on the curated set (TRL SFT, loss on the response only; LoRA by "
+                      "default), resumable; the output folder is a transformers model")
+    sp.add_argument("--base", default="smollm2-135m-instruct", help="the student model (embedded name, folder or "
+                                                                    "HF id; default smollm2-135m-instruct)")
+    sp.add_argument("--from", dest="source", default="accepted",
+                    help="accepted (default), passing, selection:NAME, or an export folder (curate export)")
+    sp.add_argument("--out", required=True, metavar="FOLDER", help="where the trained model goes (LoRA merged)")
+    sp.add_argument("--tau", type=float, help="consensus threshold for --from passing (default: the setting)")
+    sp.add_argument("--limit", type=int, help="train on the first N rows only")
+    sp.add_argument("--full", action="store_true", help="train all weights instead of LoRA adapters")
+    sp.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16)")
+    sp.add_argument("--epochs", type=float, default=1.0, help="passes over the data (default 1)")
+    sp.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides --epochs)")
+    sp.add_argument("--lr", type=float, help="learning rate (default 2e-4 with LoRA, 2e-5 with --full)")
+    sp.add_argument("--batch-size", type=int, default=4, help="examples per step (default 4)")
+    sp.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps (default 1)")
+    sp.add_argument("--max-length", type=int, default=512, help="tokens per example; longer ones are cut "
+                                                                "(default 512)")
+    sp.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (the resume point)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the data order and the initialisation")
+    sp.add_argument("--resume", metavar="JOB", help="continue this train job from its last checkpoint")
+
     sp = add("evalsets", "list the shipped evaluation sets (evaluation only: never train on them)")
     sp.add_argument("--json", action="store_true", help="print JSON")
 

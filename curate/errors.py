@@ -63,3 +63,8 @@ class Stopped(Exception):
 class EvaluationError(CurateError):
     """An evaluation cannot run: an unreadable or malformed evaluation set or predictions file (the message
     names the file and line), a metric the set cannot give (no references), a comparison over other rows."""
+
+
+class TrainingError(CurateError):
+    """A fine-tuning run cannot proceed: nothing to train on (or nothing left after the contamination guard), an
+    unknown source, an export folder it cannot read, running out of memory (the message names the knobs)."""

@@ -41,6 +41,7 @@ STAGES: dict[str, str] = {
     "teachers": "curate.teachers",
     "embed": "curate.embed",
     "evaluate": "curate.evaluate",
+    "train": "curate.train",
 }
 
 
