@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
@@ -465,6 +466,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return rc
 
 
+@command("experiment")
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .jobs import start_job
+    s = _settings(args)
+    config = {"base": args.base, "evalset": args.set, "budget": args.budget, "arms": args.arms, "seeds": args.seeds,
+              "out": args.out, "eval_limit": args.eval_limit, "max_new_tokens": args.max_new_tokens,
+              "epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr,
+              "batch_size": args.batch_size, "max_length": args.max_length, "full": args.full,
+              "keep_models": args.keep_models}
+    with _store(s) as store:
+        job = _run_with_bar(store, args.resume or start_job(store, "experiment", config))
+    rc = _job_exit(job, store_path=s.db)
+    if job["state"] == "done":
+        table = json.loads(Path(job["progress"]["result"]["report"]).read_text(encoding="utf-8"))
+        print(format_experiment(table))
+    return rc
+
+
+def format_experiment(table: dict) -> str:
+    """The experiment's table as text: mean [95% CI] per metric, and the difference from random with p."""
+    lines = [f"{table['evalset']}, student {table['base']}, {table['budget']} training rows per arm"]
+    lines.append(f"{'arm':24} {'rows':>5} {'seeds':>5}"
+                 + "".join(f" {m + ' [95% CI]':>24} {'vs random (p)':>16}" for m in table["metrics"]))
+    for r in table["rows"]:
+        cells = ""
+        for m in table["metrics"]:
+            v, vs = r[m], r[m].get("vs_random")
+            ci = f" [{v['ci'][0]:.1f}, {v['ci'][1]:.1f}]" if v.get("ci") else ""
+            mean = "-" if v["mean"] is None else f"{v['mean']:.2f}"
+            delta = f"{vs['delta']:+.2f} ({vs['p']:.3f})" if vs else ""
+            cells += f" {mean + ci:>24} {delta:>16}"
+        lines.append(f"{r['arm']:24} {r['train_rows']:>5} {r['seeds']:>5}{cells}")
+    lines += [f"note: {n}" for n in table["notes"]]
+    lines.append("A curated arm that does not beat random is a finding, not a failure: the intervals say how sure.")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -634,6 +672,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (the resume point)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the data order and the initialisation")
     sp.add_argument("--resume", metavar="JOB", help="continue this train job from its last checkpoint")
+
+    from .experiment import ARM_FORMS
+    sp = add("experiment", "the closed loop: train the student on equal-size sets drawn by each curation arm, "
+                           "evaluate each, report the effect with its uncertainty (resumable)")
+    sp.add_argument("--base", default="smollm2-135m-instruct", help="the student (default smollm2-135m-instruct)")
+    sp.add_argument("--set", default="sni-sample", help="evaluation set with references (default sni-sample)")
+    sp.add_argument("--budget", type=int, default=200, help="training rows per arm (default 200)")
+    sp.add_argument("--arms", nargs="+", default=["random", "passing@0.01", "qdit:0.7"], metavar="ARM",
+                    help=f"the arms: {ARM_FORMS} (default: random passing@0.01 qdit:0.7)")
+    sp.add_argument("--seeds", type=int, default=2, help="training runs per arm (default 2)")
+    sp.add_argument("--out", required=True, metavar="FOLDER", help="the experiment's folder (reports, report.json)")
+    sp.add_argument("--eval-limit", type=int, help="evaluate on the first N rows of the set only")
+    sp.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prediction (default 128)")
+    sp.add_argument("--epochs", type=float, default=1.0, help="passes over each arm's rows (default 1)")
+    sp.add_argument("--max-steps", type=int, help="optimizer steps per training run (overrides --epochs)")
+    sp.add_argument("--lr", type=float, help="learning rate (default 2e-4 with LoRA, 2e-5 with --full)")
+    sp.add_argument("--batch-size", type=int, default=4, help="examples per step (default 4)")
+    sp.add_argument("--max-length", type=int, default=512, help="tokens per example (default 512)")
+    sp.add_argument("--full", action="store_true", help="train all weights instead of LoRA")
+    sp.add_argument("--keep-models", action="store_true", help="keep each trained model (deleted once evaluated)")
+    sp.add_argument("--resume", metavar="JOB", help="continue this experiment job (finished arms are not redone)")
 
     sp = add("evalsets", "list the shipped evaluation sets (evaluation only: never train on them)")
     sp.add_argument("--json", action="store_true", help="print JSON")

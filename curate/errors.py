@@ -68,3 +68,8 @@ class EvaluationError(CurateError):
 class TrainingError(CurateError):
     """A fine-tuning run cannot proceed: nothing to train on (or nothing left after the contamination guard), an
     unknown source, an export folder it cannot read, running out of memory (the message names the knobs)."""
+
+
+class ExperimentError(CurateError):
+    """An experiment cannot run: an arm with no training rows (or none left after the contamination guard), an
+    unknown teacher, an evaluation set without references."""

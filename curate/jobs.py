@@ -42,6 +42,7 @@ STAGES: dict[str, str] = {
     "embed": "curate.embed",
     "evaluate": "curate.evaluate",
     "train": "curate.train",
+    "experiment": "curate.experiment",
 }
 
 

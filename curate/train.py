@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import Stopped, TrainingError
 
-__all__ = ["Config", "check", "run", "training_rows", "resolve_base", "RECORD"]
+__all__ = ["Config", "check", "run", "fit", "training_rows", "resolve_base", "RECORD"]
 
 RECORD = "curate-train.json"
 CHECKPOINTS = "checkpoints"
@@ -159,6 +159,15 @@ def _guarded(store, config: Config) -> tuple[list[dict], dict]:
 def run(store, config: Config, ctx) -> dict:
     """Train (or resume from the last checkpoint in ``out``), merge LoRA, save the model; returns the record."""
     rows, counts = _guarded(store, config)
+    record = fit(rows, counts, config, ctx)
+    ctx.report(phase="done", done=record["steps"], total=record["steps"], unit="steps",
+               result={k: v for k, v in record.items() if not isinstance(v, (dict, list))})
+    return record
+
+
+def fit(rows: list[dict], counts: dict, config: Config, ctx, *, phase: str = "training") -> dict:
+    """Train ``config.base`` on ``rows`` (already guarded; ``counts`` go into the record) into ``config.out``,
+    resuming from its last checkpoint; returns the record without the loss curve and settings."""
     ctx.report(phase=f"loading {config.base}", **counts)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
@@ -197,7 +206,7 @@ def run(store, config: Config, ctx) -> dict:
                 seen["tokens"] = int(float(logs["num_tokens"]))
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
-                ctx.report(phase="training", done=state.global_step, total=state.max_steps, unit="steps",
+                ctx.report(phase=phase, done=state.global_step, total=state.max_steps, unit="steps",
                            loss=round(float(logs["loss"]), 4))
 
         def on_step_end(self, a, state, control, **kw):
@@ -227,8 +236,6 @@ def run(store, config: Config, ctx) -> dict:
               "train_tokens": seen["tokens"], **counts, "config": config.model_dump(mode="json")}
     record["train_tokens_per_s"] = record["train_tokens"] / record["seconds"] if record["seconds"] > 0 else None
     (out / RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    ctx.report(phase="done", done=trainer.state.global_step, total=trainer.state.max_steps, unit="steps",
-               result={k: v for k, v in record.items() if not isinstance(v, (dict, list))})
     return {k: v for k, v in record.items() if k not in ("losses", "config")}
 
 

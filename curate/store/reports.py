@@ -96,6 +96,34 @@ class ReportQueries(StoreBase):
         p["sel"] = selection
         return "EXISTS (SELECT 1 FROM selections s WHERE s.name = :sel AND s.candidate_id = x.id)"
 
+    # The training pools of an experiment's arms (curate.experiment): id, seq, instruction, input, output in seq
+    # order. "all": every OK candidate with its generator's output (uncurated); "ensembled": every candidate with
+    # a consensus row, with the output consensus chose (no threshold, no review); "passing": those of them passing
+    # at :tau; "teacher": the candidates the model :teacher wrote an output for, with that output.
+    TRAINING_POOLS = {
+        "all": ("SELECT x.id, x.seq, i.text AS instruction, x.input, x.output FROM candidates x"
+                " JOIN instructions i ON i.id = x.instruction_id WHERE x.status = 'ok' ORDER BY x.seq"),
+        "ensembled": ("SELECT x.id, x.seq, i.text AS instruction, x.input, COALESCE(o.text, x.output) AS output"
+                      " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+                      f" JOIN consensus c ON c.candidate_id = x.id LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
+                      " WHERE x.status = 'ok' ORDER BY x.seq"),
+        "passing": ("SELECT x.id, x.seq, i.text AS instruction, x.input, COALESCE(o.text, x.output) AS output"
+                    " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
+                    f" JOIN consensus c ON c.candidate_id = x.id LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
+                    f" WHERE x.status = 'ok' AND ({PASSING_SQL}) ORDER BY x.seq"),
+        "teacher": ("SELECT x.id, x.seq, i.text AS instruction, x.input, o.text AS output FROM outputs o"
+                    " JOIN candidates x ON x.id = o.candidate_id JOIN instructions i ON i.id = x.instruction_id"
+                    " WHERE x.status = 'ok' AND o.model_id = :teacher ORDER BY x.seq, o.prompt_style"),
+    }
+
+    def training_pool(self, pool: str, *, tau: float = 0.01, teacher: str | None = None) -> list[dict]:
+        """The rows of one of :attr:`TRAINING_POOLS`. Raises StoreError for an unknown pool."""
+        if pool not in self.TRAINING_POOLS:
+            raise StoreError(f"unknown training pool {pool!r}; one of {', '.join(self.TRAINING_POOLS)}")
+        rows = self._rows(self.TRAINING_POOLS[pool], {"tau": tau, "teacher": teacher})
+        seen: set[str] = set()  # a teacher with two prompt styles: its first output per candidate
+        return [r for r in rows if not (r["id"] in seen or seen.add(r["id"]))]
+
     def seed_sources(self) -> list[dict]:
         """(source, task_type, n): the stored seed tasks per seed file and type."""
         return self._rows("SELECT source, task_type, COUNT(*) AS n FROM seeds GROUP BY source, task_type"

@@ -23,13 +23,13 @@ from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
 from . import api  # noqa: E402
 from .base import AppContext  # noqa: E402
-from .tabs import export, overview, review, run, select, teachers  # noqa: E402
+from .tabs import evaluate, export, overview, review, run, select, teachers  # noqa: E402
 from .wiring import UI  # noqa: E402
 
 __all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS", "Handlers"]
 
 #: the tabs, in the order they are shown
-TABS = (review, run, overview, teachers, select, export)
+TABS = (review, run, overview, teachers, select, export, evaluate)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
 HEAD = """
@@ -85,8 +85,8 @@ def parse_auth(text: str | None, users_file: str | os.PathLike | None = None) ->
 
 class Handlers:
     """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.overview``, ``.teachers``,
-    ``.select``, ``.export``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext` (the settings,
-    the job runner, one store connection per thread)."""
+    ``.select``, ``.export``, ``.evaluate``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext`
+    (the settings, the job runner, one store connection per thread)."""
 
     def __init__(self, settings: Settings, runner: jobs.JobRunner):
         self.ctx = AppContext(settings, runner)
@@ -97,6 +97,7 @@ class Handlers:
         self.teachers = teachers.TeachersHandlers(self.ctx)
         self.select = select.SelectHandlers(self.ctx)
         self.export = export.ExportHandlers(self.ctx)
+        self.evaluate = evaluate.EvaluateHandlers(self.ctx)
         self.api = api.ApiHandlers(self.ctx, self.run, self.teachers)
 
     def store(self) -> Store:
@@ -127,6 +128,7 @@ def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
     teachers.wire(ui, h.teachers)
     select.wire(ui, h.select, h.review)
     export.wire(ui, h.export)
+    evaluate.wire(ui, h.evaluate)
     api.wire(h.api)
 
 

@@ -1,0 +1,111 @@
+"""The closed loop on a tiny student: every arm is an equal-size training set drawn from the store, each arm is
+trained per seed and evaluated, the table compares arms with random (paired bootstrap), and an experiment
+paused mid-way resumes without retraining the finished arms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from curate import experiment as ex
+from curate import jobs, review, train
+from curate.cli import format_experiment, main
+from curate.errors import ExperimentError
+from test_train import _tiny
+from review_fixtures import filled_store
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = filled_store(tmp_path / "c.db", 40)
+    for r in st.review_queue(status="pending", limit=8):
+        review.accept(st, r["id"], reviewer="ann")
+    return st
+
+
+def _cfg(tmp_path, tiny, **kw):
+    return {"base": tiny, "evalset": "sni-sample", "budget": 6, "arms": ["random", "passing@0.3", "accepted"],
+            "seeds": 2, "out": str(tmp_path / "exp"), "eval_limit": 3, "max_new_tokens": 4, "max_steps": 2,
+            "batch_size": 2, **kw}
+
+
+def test_arms_draw_equal_size_sets_by_their_rules(store):
+    passing = {r["id"] for r in store.training_pool("passing", tau=0.3)}
+    accepted = {r["id"] for r in store.export_rows(("accepted",))}
+    for seed in (0, 1):
+        rnd = ex.arm_rows(store, "random", 6, seed)
+        assert len(rnd) == 6
+        assert {r["id"] for r in ex.arm_rows(store, "passing@0.3", 6, seed)} <= passing
+        assert {r["id"] for r in ex.arm_rows(store, "accepted", 6, seed)} <= accepted
+    assert ex.arm_rows(store, "random", 6, 0) == ex.arm_rows(store, "random", 6, 0)  # the seed decides
+    assert ex.arm_rows(store, "random", 6, 0) != ex.arm_rows(store, "random", 6, 1)
+    gen = {r["id"]: r["output"] for r in store.training_pool("all")}
+    assert all(r["output"] == gen[r["id"]] for r in ex.arm_rows(store, "all", 6, 0))  # uncurated: o0 as is
+    teacher = store.outputs_for(next(iter(gen)))[1].model_id
+    rows = ex.arm_rows(store, f"teacher:{teacher}", 5, 0)
+    assert len(rows) == 5 and all(r["output"] in [o.text for o in store.outputs_for(r["id"])
+                                                  if o.model_id == teacher] for r in rows)
+    assert len(ex.arm_rows(store, "accepted", 100, 0)) == 8  # fewer than the budget: all there is
+    with pytest.raises(ExperimentError, match="no output by 'nobody'"):
+        ex.arm_rows(store, "teacher:nobody", 5, 0)
+
+
+def test_an_experiment_trains_evaluates_and_compares_every_arm(tmp_path, tiny, store, capsys):
+    jid = jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, arms=["random", "passing@0.3", "accepted",
+                                                                         "qdit:0.7"]))
+    job = jobs.run_job(store, jid)
+    assert job["state"] == "done", job["error"]
+    table = json.loads((tmp_path / "exp" / "report.json").read_text())
+    arms = [r["arm"] for r in table["rows"]]
+    assert arms == ["base (no fine-tuning)", "random", "passing@0.3", "accepted", "qdit:0.7"]
+    assert table["metrics"] == ["rouge_l", "exact_match"]
+    by = {r["arm"]: r for r in table["rows"]}
+    assert by["random"]["seeds"] == 2 and by["random"]["train_rows"] == 6 and "vs_random" not in by["random"]["rouge_l"]
+    assert set(by["passing@0.3"]["rouge_l"]["vs_random"]) == {"delta", "ci", "p", "n"}
+    assert not (tmp_path / "exp" / "models").exists() or not any((tmp_path / "exp" / "models").iterdir())
+    seed_report = json.loads((tmp_path / "exp" / "random-seed1.json").read_text())
+    assert seed_report["train"]["steps"] == 2 and len(seed_report["rows"]) == 3
+    text = format_experiment(table)
+    assert "vs random (p)" in text and "qdit:0.7" in text and "not a failure" in text
+
+
+def test_a_paused_experiment_resumes_without_retraining_finished_arms(tmp_path, tiny, store, monkeypatch):
+    fits = []
+    real_fit = train.fit
+
+    def counting_fit(rows, counts, config, ctx, **kw):
+        fits.append(config.out)
+        return real_fit(rows, counts, config, ctx, **kw)
+
+    monkeypatch.setattr(train, "fit", counting_fit)
+    jid = jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, arms=["random", "accepted"]))
+
+    def pause_after_first(p):
+        if p.phase.endswith("done") and p.done == 1:
+            jobs.pause(store, jid)
+
+    assert jobs.run_job(store, jid, on_progress=pause_after_first)["state"] == "paused"
+    assert len(fits) == 1
+    first = (tmp_path / "exp" / "random-seed0.json").read_text()
+    assert jobs.run_job(store, jid)["state"] == "done"
+    assert len(fits) == 4 and len(set(fits)) == 4  # the finished arm was not trained again
+    assert (tmp_path / "exp" / "random-seed0.json").read_text() == first
+
+
+def test_bad_experiments_are_refused_before_they_start(tmp_path, tiny, store, capsys):
+    with pytest.raises(ValueError, match="unknown arm 'best'"):
+        jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, arms=["random", "best"]))
+    with pytest.raises(ExperimentError, match="no references"):
+        jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, evalset="vicuna80"))
+    empty = filled_store(tmp_path / "e.db", 10)
+    with pytest.raises(ExperimentError, match="arm accepted has no training rows.*accept candidates"):
+        jobs.start_job(empty, "experiment", _cfg(tmp_path, tiny))
+    assert main(["experiment", "--db", str(tmp_path / "e.db"), "--out", str(tmp_path / "x"), "--base", tiny,
+                 "--arms", "random", "accepted"]) == 2
+    assert "accept candidates" in capsys.readouterr().err
