@@ -33,7 +33,7 @@ from . import evaluate as ev
 from . import train
 from .errors import ExperimentError
 
-__all__ = ["Config", "check", "run", "arm_rows", "ARM_FORMS", "report_table", "load_report", "side_by_side"]
+__all__ = ["Config", "check", "run", "arm_rows", "arm_tag", "ARM_FORMS", "report_table", "load_report", "side_by_side"]
 
 ARM_FORMS = "random, all, passing@TAU, accepted, qdit:ALPHA, teacher:NAME"
 _ARM = re.compile(r"^(random|all|accepted|passing@(?P<tau>[0-9.]+)|qdit:(?P<alpha>[0-9.]+)|teacher:(?P<t>.+))$")
@@ -71,6 +71,12 @@ class Config(BaseModel):
         if len(set(arms)) != len(arms):
             raise ValueError("an arm is listed twice")
         return arms
+
+
+def arm_tag(arm: str, seed: int) -> str:
+    """The file name stem of an (arm, seed) in the experiment's folder: ``<arm>-seed<seed>.json`` and
+    ``models/<arm>-seed<seed>``, with characters other than letters, digits, ``_.@-`` as ``_``."""
+    return f"{re.sub(r'[^A-Za-z0-9_.@-]+', '_', arm)}-seed{seed}"
 
 
 def _draw(rows: list[dict], budget: int, seed: int) -> list[dict]:
@@ -155,7 +161,7 @@ def run(store, config: Config, ctx) -> dict:
     done = 0
     for arm in config.arms:
         for seed in range(config.seeds):
-            tag = f"{re.sub(r'[^A-Za-z0-9_.@-]+', '_', arm)}-seed{seed}"
+            tag = arm_tag(arm, seed)
             report_file = out / f"{tag}.json"
             if report_file.exists():
                 rep = json.loads(report_file.read_text())
@@ -241,8 +247,8 @@ def side_by_side(folder: str | Path, *, seed: int = 0, evalset: str | None = Non
     es = ev.load_evalset(evalset or table["evalset"])
     rows_by_id = {r.id: r for r in es.rows}
     base = json.loads((folder / "base.json").read_text(encoding="utf-8"))
-    arms = {r["arm"]: json.loads((folder / f"{re.sub(r'[^A-Za-z0-9_.@-]+', '_', r['arm'])}-seed{seed}.json")
-                                 .read_text(encoding="utf-8")) for r in table["rows"][1:]}
+    arms = {r["arm"]: json.loads((folder / f"{arm_tag(r['arm'], seed)}.json").read_text(encoding="utf-8"))
+            for r in table["rows"][1:]}
     out = []
     for i, b in enumerate(base["rows"]):
         src = rows_by_id.get(b["id"])
