@@ -79,6 +79,13 @@ def arm_tag(arm: str, seed: int) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.@-]+', '_', arm)}-seed{seed}"
 
 
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (a killed run never leaves half a report for the resume to trip on)."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
 def _draw(rows: list[dict], budget: int, seed: int) -> list[dict]:
     rows = list(rows)
     random.Random(seed).shuffle(rows)
@@ -155,7 +162,7 @@ def run(store, config: Config, ctx) -> dict:
     sizes: dict[str, int] = {}
     base_file = out / "base.json"
     if not base_file.exists():
-        base_file.write_text(json.dumps(_evaluate(config.base, es, config, ctx, f"evaluating the base {config.base}")))
+        _write_json(base_file, _evaluate(config.base, es, config, ctx, f"evaluating the base {config.base}"))
     base = json.loads(base_file.read_text())
     total = len(config.arms) * config.seeds
     done = 0
@@ -183,7 +190,7 @@ def run(store, config: Config, ctx) -> dict:
                                    phase=f"training {arm} (seed {seed})")
                 rep = _evaluate(str(model_dir), es, config, ctx, f"evaluating {arm} (seed {seed})")
                 rep["train"] = {k: v for k, v in record.items() if k != "base_resolved"}
-                report_file.write_text(json.dumps(rep))
+                _write_json(report_file, rep)
                 if not config.keep_models:
                     shutil.rmtree(model_dir, ignore_errors=True)
             reports.setdefault(arm, []).append(rep)
@@ -191,7 +198,7 @@ def run(store, config: Config, ctx) -> dict:
             done += 1
             ctx.report(phase=f"{arm} (seed {seed}) done", done=done, total=total, unit="arm runs")
     table = report_table(base, reports, sizes, budget=config.budget, resamples=config.resamples)
-    (out / "report.json").write_text(json.dumps(table, indent=2))
+    _write_json(out / "report.json", table)
     ctx.report(phase="done", done=total, total=total, unit="arm runs",
                result={"report": str(out / "report.json"), "arms": len(config.arms)})
     return table

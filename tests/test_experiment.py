@@ -109,3 +109,35 @@ def test_bad_experiments_are_refused_before_they_start(tmp_path, tiny, store, ca
     assert main(["experiment", "--db", str(tmp_path / "e.db"), "--out", str(tmp_path / "x"), "--base", tiny,
                  "--arms", "random", "accepted"]) == 2
     assert "accept candidates" in capsys.readouterr().err
+
+
+def test_an_experiment_killed_mid_way_resumes_without_redoing_finished_arms(tmp_path, tiny, store):
+    """A real SIGKILL of the process running `curate experiment`, then a resume of the same job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "curate.cli", "experiment", "--db", str(store.path), "--base", tiny,
+           "--out", str(out), "--budget", "6", "--arms", "random", "accepted", "--seeds", "2", "--max-steps", "2",
+           "--batch-size", "2", "--eval-limit", "3", "--max-new-tokens", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    first = out / f"{ex.arm_tag('random', 0)}.json"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert first.exists(), "the first arm never finished"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = (first.read_text(), first.stat().st_mtime_ns)
+    assert not (out / "report.json").exists()
+    (job,) = [j for j in store.list_jobs() if j["kind"] == "experiment"]
+    assert jobs.recover(store) == [job["id"]]  # its worker is dead: interrupted, resumable
+    done = jobs.run_job(store, job["id"])
+    assert done["state"] == "done", done["error"]
+    assert (first.read_text(), first.stat().st_mtime_ns) == before  # the finished arm was not redone
+    table = json.loads((out / "report.json").read_text())
+    assert [r["arm"] for r in table["rows"]] == ["base (no fine-tuning)", "random", "accepted"]
+    assert all(r["seeds"] == 2 for r in table["rows"][1:])
