@@ -18,7 +18,7 @@ from review_fixtures import filled_store
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return _tiny(tmp_path_factory.mktemp("tiny"))
+    return _tiny(tmp_path_factory.mktemp("tiny-student"))
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_cancel_and_unknown_kind(tmp_path):
     assert jobs.cancel(st, jid)
     assert jobs.run_job(st, jid, _pool())["state"] in ("cancelled", "done")
     try:
-        jobs.start_job(st, "train", {})
+        jobs.start_job(st, "no-such-stage", {})
     except Exception as e:
         assert "unknown job kind" in str(e)
     else:

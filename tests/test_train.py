@@ -32,7 +32,7 @@ def _tiny(folder, chat: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return _tiny(tmp_path_factory.mktemp("tiny"))
+    return _tiny(tmp_path_factory.mktemp("tiny-student"))
 
 
 def _export(tmp_path, rows, name="exp"):
