@@ -64,7 +64,7 @@ def build_pool(path: Path, n: int, ensembler: str) -> Store:
                 st.add_outputs([{"candidate_id": xid, "position": 0, "model_id": "alpaca-52k", "params": {},
                                  "prompt_style": "generator", "text": r["output"]}])
     t0 = time.perf_counter()
-    run_ensemble(st, EnsembleConfig(models=[ensembler], batch_size=16, max_new_tokens=128))
+    run_ensemble(st, EnsembleConfig(models=[ensembler], batch_size=16, max_new_tokens=64))
     print(f"ensembled {n} candidates with {ensembler} in {time.perf_counter() - t0:.0f} s", flush=True)
     return st
 
