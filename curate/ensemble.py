@@ -41,7 +41,8 @@ class EnsembleConfig(BaseModel):
     threshold: float = Field(0.01, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=256)
     max_new_tokens: int = Field(256, ge=1)
-    consensus_only: bool = False
+    consensus_only: bool = Field(False, description="run no model: consensus over the stored outputs only "
+                                                    "(`curate ensemble --no-generate`), e.g. imported ones")
 
 
 @dataclass
@@ -117,6 +118,12 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
     prog.stage = "consensus"
     _report(ctx, prog, 0, prog.total, "candidates")
     compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop)
+    single = store.count_candidates_with_outputs_below(2)
+    if single:
+        prog.warnings.append(
+            f"{single} candidate{'s have' if single != 1 else ' has'} only one output (o0), so no consensus: "
+            + ("import other models' outputs (curate import FILE --as-outputs --model NAME) or run curate ensemble "
+               "without --no-generate" if config.consensus_only else "add ensembling models"))
     prog.stage = "done"
     done = sum(prog.consensus.values())
     _report(ctx, prog, done, done, "consensus rows")
@@ -128,15 +135,18 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
     """Consensus for every instance whose outputs changed since it was last computed. Returns reason counts."""
     counts: Counter = Counter()
     stop = should_stop or (lambda: False)
+    after = 0
     while True:
-        todo = store.candidates_needing_consensus(min_outputs=2, limit=batch)
+        todo = store.candidates_needing_consensus(min_outputs=2, limit=batch, after_seq=after)
         if not todo:
             return counts
         if stop():
             raise Stopped()
+        after = todo[-1]["seq"]
         rows = []
+        outputs = store.outputs_for_many([r["id"] for r in todo])
         for r in todo:
-            outs = store.outputs_for(r["id"])
+            outs = outputs[r["id"]]
             res = consensus([o.text for o in outs], threshold=threshold)
             rows.append({
                 "candidate_id": r["id"], "k": len(outs), "output_ids": [o.id for o in outs],

@@ -40,6 +40,7 @@ STAGES: dict[str, str] = {
     "score": "curate.score",
     "teachers": "curate.teachers",
     "embed": "curate.embed",
+    "import": "curate.importer",
 }
 
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from .base import StoreBase, _json, content_id, now
+from .base import StoreBase, _in_lists, _json, content_id, now
 from .rows import Output
 from .sql import _ROUGE_ROWS, EXACT_ROWS, PASSING_SQL
+
+
+def output_id(candidate_id: str, model_id: str, prompt_style: str) -> str:
+    """The content-hash id of a candidate's output from (model, prompt style): one per such triple."""
+    # the hash's part names predate the candidates table: kept, so ids stay stable across versions
+    return content_id(instance_id=candidate_id, model_id=model_id, prompt_style=prompt_style)
 
 
 class ConsensusQueries(StoreBase):
@@ -29,9 +35,7 @@ class ConsensusQueries(StoreBase):
         prepared = []
         for r in rows:
             r = dict(r)
-            # the hash's part names predate the candidates table: kept, so ids stay stable across versions
-            r["id"] = content_id(instance_id=r["candidate_id"], model_id=r["model_id"],
-                                 prompt_style=r["prompt_style"])
+            r["id"] = output_id(r["candidate_id"], r["model_id"], r["prompt_style"])
             r["params"] = r["params"] if isinstance(r["params"], str) else _json(r["params"])
             r.setdefault("created_at", now())
             prepared.append(r)
@@ -44,14 +48,30 @@ class ConsensusQueries(StoreBase):
         return [Output.from_row(r) for r in self._rows(
             "SELECT * FROM outputs WHERE candidate_id = :id ORDER BY position, model_id", {"id": candidate_id})]
 
-    def candidates_needing_consensus(self, min_outputs: int = 2, limit: int = 1000) -> list[dict]:
-        """Instances with ≥ ``min_outputs`` outputs whose consensus is missing or older than an output."""
+    def outputs_for_many(self, candidate_ids: Sequence[str]) -> dict[str, list[Output]]:
+        """{candidate id: its outputs in stored order} for many candidates at once (one query per 500)."""
+        out: dict[str, list[Output]] = {cid: [] for cid in candidate_ids}
+        for marks, chunk in _in_lists(list(candidate_ids)):
+            for r in self._rows(f"SELECT * FROM outputs WHERE candidate_id IN ({marks})"
+                                " ORDER BY candidate_id, position, model_id", chunk):
+                out[r["candidate_id"]].append(Output.from_row(r))
+        return out
+
+    def candidates_needing_consensus(self, min_outputs: int = 2, limit: int = 1000,
+                                     after_seq: int = 0) -> list[dict]:
+        """Instances with ≥ ``min_outputs`` outputs whose consensus is missing or older than an output, after
+        ``after_seq`` in seq order (a cursor: each batch continues where the last one ended)."""
         return self._rows(
-            "SELECT x.id FROM candidates x WHERE x.status = 'ok'"
+            "SELECT x.id, x.seq FROM candidates x WHERE x.status = 'ok' AND x.seq > :after"
             " AND (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id) >= :k"
             " AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.candidate_id = x.id"
             "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id))"
-            " ORDER BY x.seq LIMIT :n", {"k": min_outputs, "n": limit})
+            " ORDER BY x.seq LIMIT :n", {"k": min_outputs, "n": limit, "after": after_seq})
+
+    def count_candidates_with_outputs_below(self, k: int = 2) -> int:
+        """OK candidates with fewer than ``k`` outputs (consensus needs 2: o0 and one more)."""
+        return self._one("SELECT COUNT(*) FROM candidates x WHERE x.status = 'ok'"
+                         " AND (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id) < :k", {"k": k})
 
     # -- consensus --------------------------------------------------------------------------------------
     def save_consensus(self, rows: Sequence[dict]) -> None:
