@@ -611,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--skip-bad", action="store_true",
                     help="import the good rows and store the bad ones with their reasons (default: any bad row "
                          "imports nothing and lists every bad row)")
-    sp.add_argument("--batch-size", type=int, default=2000, help="rows read and staged per step (default 2000)")
+    sp.add_argument("--batch-size", type=int, default=10_000, help="rows read and staged per step (default 10000)")
     sp.add_argument("--resume", metavar="JOB", help="continue this import job id")
 
     sp = add("imports", "list the imported sources and imports, or the rows an import rejected")

@@ -100,12 +100,14 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                                style="chat" if style == "chat" else "completion")
             prog.stage = f"outputs {spec}"
             missing = len(store.candidates_missing_output(spec, style, limit=-1))
+            after = 0
             while True:
-                todo = store.candidates_missing_output(spec, style, limit=config.batch_size)
+                todo = store.candidates_missing_output(spec, style, limit=config.batch_size, after_seq=after)
                 _report(ctx, prog, prog.outputs[spec], missing, "outputs")
                 if not todo:
                     break
                 ctx.check_stop()
+                after = todo[-1]["seq"]
                 t0 = time.perf_counter()
                 outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
                 prog.gen_seconds += time.perf_counter() - t0
@@ -117,7 +119,8 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                 prog.outputs[spec] += len(todo)
     prog.stage = "consensus"
     _report(ctx, prog, 0, prog.total, "candidates")
-    compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop)
+    with store.bulk_writes():
+        compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop)
     single = store.count_candidates_with_outputs_below(2)
     if single:
         prog.warnings.append(
@@ -144,13 +147,13 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
             raise Stopped()
         after = todo[-1]["seq"]
         rows = []
-        outputs = store.outputs_for_many([r["id"] for r in todo])
+        outputs = store.output_texts_for([r["id"] for r in todo])
         for r in todo:
             outs = outputs[r["id"]]
-            res = consensus([o.text for o in outs], threshold=threshold)
+            res = consensus([text for _, _, text in outs], threshold=threshold)
             rows.append({
-                "candidate_id": r["id"], "k": len(outs), "output_ids": [o.id for o in outs],
-                "models": [o.model_id for o in outs], "chosen_index": res.chosen_index,
+                "candidate_id": r["id"], "k": len(outs), "output_ids": [oid for oid, _, _ in outs],
+                "models": [model for _, model, _ in outs], "chosen_index": res.chosen_index,
                 "chosen_nonempty": res.chosen_index is not None and res.reason != "empty",
                 "reason": res.reason, "min_pairwise": res.min_pairwise, "pairwise": res.pairwise,
                 "scores": res.scores, "tokenizer": res.tokenizer, "threshold": threshold})

@@ -91,7 +91,7 @@ class ImportConfig(BaseModel):
                                                 "instruction and input")
     model: str | None = Field(None, description="as_outputs: the model that wrote them (else a generator column)")
     skip_bad: bool = Field(False, description="import the good rows and store the bad ones with their reasons")
-    batch_size: int = Field(2000, ge=1, le=100_000)
+    batch_size: int = Field(10_000, ge=1, le=100_000)
 
     @field_validator("source")
     @classmethod
@@ -550,11 +550,10 @@ class _Importer:
         c.rejected += bad
         c.unmatched += len(rejects) - bad
         failing = c.rejected > 0 and not self.cfg.skip_bad  # all or nothing: the rest is only checked
-        staged = self.store.stage_rows(self.imp["id"], [] if failing else rows, rejects, rows_read=batch[-1].row + 1,
-                                       counts=c.as_dict())
         if not failing:
-            c.staged += staged
-            c.duplicates += len(rows) - staged
+            c.staged += len(rows)
+        self.store.stage_rows(self.imp["id"], [] if failing else rows, rejects, rows_read=batch[-1].row + 1,
+                              counts=c.as_dict())
         self._report("reading")
 
     def _stage(self) -> None:
@@ -593,12 +592,14 @@ class _Importer:
                 raise self._fail(f"none of the {c.read} rows matches a stored candidate's instruction and input, so "
                                  "nothing was imported. Import the dataset they answer first (curate import FILE), "
                                  "or check the columns (--map instruction=…,input=…):", "unmatched", c.unmatched)
-            if not c.staged and not c.duplicates and not c.own_generator:
+            if not c.staged and not c.own_generator:
                 self.store.drop_import(self.imp["id"])
                 raise SourceError(f"{self.src.label}: no row to import ({c.read} read, {c.rejected} rejected).")
             self.store.set_import_state(self.imp["id"], "staged", self.counts.as_dict())
         self._report("publishing")
-        self.counts.extra = self.store.publish_import(self.imp["id"], job_id=self.ctx.job_id)
+        published = self.store.publish_import(self.imp["id"], job_id=self.ctx.job_id)
+        self.counts.duplicates = published.pop("duplicates")
+        self.counts.extra = published
         self._report("done")
         return self._result()
 
@@ -614,7 +615,8 @@ class _Importer:
 
 def run(store: Store, config: ImportConfig, ctx: StageContext) -> dict:
     """The import stage: see the module docstring. Returns the summary (also the job's ``progress.result``)."""
-    return _Importer(store, config, ctx).run()
+    with store.bulk_writes():
+        return _Importer(store, config, ctx).run()
 
 
 # -- preview (the app's Import panel) -------------------------------------------------------------------------

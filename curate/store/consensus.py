@@ -11,6 +11,11 @@ from .rows import Output
 from .sql import _ROUGE_ROWS, EXACT_ROWS, PASSING_SQL
 
 
+_CONSENSUS_COLUMNS = ("candidate_id", "k", "output_ids", "models", "chosen_index", "chosen_nonempty", "reason",
+                      "min_pairwise", "pairwise", "scores", "tokenizer", "threshold", "created_at")
+_CONSENSUS_JSON = ("output_ids", "models", "pairwise", "scores")
+
+
 def output_id(candidate_id: str, model_id: str, prompt_style: str) -> str:
     """The content-hash id of a candidate's output from (model, prompt style): one per such triple."""
     # the hash's part names predate the candidates table: kept, so ids stay stable across versions
@@ -21,14 +26,18 @@ class ConsensusQueries(StoreBase):
     """Outputs, consensus rows, passing counts at a threshold, and the min-pairwise histogram."""
 
     # -- outputs ----------------------------------------------------------------------------------------
-    def candidates_missing_output(self, model_id: str, prompt_style: str, limit: int = 64) -> list[dict]:
-        """OK candidates that have no output yet from (model, style): the ensembling resume point."""
+    def candidates_missing_output(self, model_id: str, prompt_style: str, limit: int = 64,
+                                  after_seq: int = 0) -> list[dict]:
+        """OK candidates that have no output yet from (model, style), after ``after_seq`` in seq order: the
+        ensembling resume point (a cursor: each batch continues where the last one ended)."""
         return self._rows(
-            "SELECT x.id, x.input, x.task_type, i.text AS instruction FROM candidates x"
-            " JOIN instructions i ON i.id = x.instruction_id WHERE x.status = 'ok'"
+            # "+x.status": walk candidates in seq order and stop at the limit (the status index would read and
+            # sort every candidate for each batch)
+            "SELECT x.id, x.seq, x.input, x.task_type, i.text AS instruction FROM candidates x"
+            " JOIN instructions i ON i.id = x.instruction_id WHERE +x.status = 'ok' AND x.seq > :after"
             " AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.candidate_id = x.id"
             " AND o.model_id = :m AND o.prompt_style = :s) ORDER BY x.seq LIMIT :n",
-            {"m": model_id, "s": prompt_style, "n": limit})
+            {"m": model_id, "s": prompt_style, "n": limit, "after": after_seq})
 
     def add_outputs(self, rows: Sequence[dict]) -> int:
         """Store ensemble outputs; one per (candidate, model, prompt style) — re-adding is a no-op."""
@@ -48,13 +57,15 @@ class ConsensusQueries(StoreBase):
         return [Output.from_row(r) for r in self._rows(
             "SELECT * FROM outputs WHERE candidate_id = :id ORDER BY position, model_id", {"id": candidate_id})]
 
-    def outputs_for_many(self, candidate_ids: Sequence[str]) -> dict[str, list[Output]]:
-        """{candidate id: its outputs in stored order} for many candidates at once (one query per 500)."""
-        out: dict[str, list[Output]] = {cid: [] for cid in candidate_ids}
+    def output_texts_for(self, candidate_ids: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """{candidate id: [(output id, model id, text), …] in stored order} for many candidates at once (one
+        query per 500): what consensus reads, without building an Output per row."""
+        out: dict[str, list[tuple[str, str, str]]] = {cid: [] for cid in candidate_ids}
         for marks, chunk in _in_lists(list(candidate_ids)):
-            for r in self._rows(f"SELECT * FROM outputs WHERE candidate_id IN ({marks})"
-                                " ORDER BY candidate_id, position, model_id", chunk):
-                out[r["candidate_id"]].append(Output.from_row(r))
+            for cid, oid, model, text in self.db.execute(
+                    f"SELECT candidate_id, id, model_id, text FROM outputs WHERE candidate_id IN ({marks})"
+                    " ORDER BY candidate_id, position, model_id", chunk):
+                out[cid].append((oid, model, text))
         return out
 
     def candidates_needing_consensus(self, min_outputs: int = 2, limit: int = 1000,
@@ -62,7 +73,7 @@ class ConsensusQueries(StoreBase):
         """Instances with ≥ ``min_outputs`` outputs whose consensus is missing or older than an output, after
         ``after_seq`` in seq order (a cursor: each batch continues where the last one ended)."""
         return self._rows(
-            "SELECT x.id, x.seq FROM candidates x WHERE x.status = 'ok' AND x.seq > :after"
+            "SELECT x.id, x.seq FROM candidates x WHERE +x.status = 'ok' AND x.seq > :after"  # seq order, no sort
             " AND (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id) >= :k"
             " AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.candidate_id = x.id"
             "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id))"
@@ -75,16 +86,15 @@ class ConsensusQueries(StoreBase):
 
     # -- consensus --------------------------------------------------------------------------------------
     def save_consensus(self, rows: Sequence[dict]) -> None:
-        prepared = []
-        for r in rows:
-            r = dict(r)
-            for key in ("output_ids", "models", "pairwise", "scores"):
-                r[key] = _json(r[key])
-            r["chosen_nonempty"] = int(bool(r["chosen_nonempty"]))
-            r.setdefault("created_at", now())
-            prepared.append(r)
+        """Store consensus rows (one per candidate; a new row replaces the candidate's old one)."""
+        t = now()
+        rows = sorted(rows, key=lambda r: r["candidate_id"])  # in key order: the indexes fill page by page
+        prepared = [tuple(_json(r[c]) if c in _CONSENSUS_JSON else int(bool(r[c])) if c == "chosen_nonempty"
+                          else r.get(c, t) if c == "created_at" else r[c] for c in _CONSENSUS_COLUMNS)
+                    for r in rows]
         with self.db.atomic():
-            self.db["consensus"].insert_all(prepared, replace=True)
+            self.db.conn.executemany(f"INSERT OR REPLACE INTO consensus ({', '.join(_CONSENSUS_COLUMNS)})"
+                                     f" VALUES ({', '.join('?' * len(_CONSENSUS_COLUMNS))})", prepared)
 
     def get_consensus(self, candidate_id: str) -> dict | None:
         rows = self._rows("SELECT * FROM consensus WHERE candidate_id = :id", {"id": candidate_id})

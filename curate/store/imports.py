@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from ..errors import StoreError
 from .base import StoreBase, _in_lists, _json, now
@@ -52,15 +52,21 @@ class ImportQueries(StoreBase):
             " group_concat(DISTINCT m.location) AS locations, group_concat(DISTINCT m.format) AS formats,"
             " group_concat(DISTINCT m.model) AS models FROM sources s"
             " LEFT JOIN imports m ON m.source = s.name AND m.state = 'done' GROUP BY s.name ORDER BY s.name")
-        counts = {(r["source"], r["o0"]): r["n"] for r in self._rows(
-            "SELECT r.source, (o.id IS NULL) AS o0, COUNT(*) AS n FROM import_rows r"
-            " LEFT JOIN outputs o ON o.id = r.subject_id GROUP BY r.source, o0")}
+        candidates = {r["source"]: r["n"] for r in self._rows(
+            "SELECT source, COUNT(*) AS n FROM import_rows GROUP BY source")}
+        outputs: dict[str, int] = {}
+        for r in self._imported_outputs():
+            outputs[r["source"]] = outputs.get(r["source"], 0) + r["n"]
         for r in rows:
             for key in ("kinds", "locations", "formats", "models"):
                 r[key] = sorted((r[key] or "").split(",")) if r[key] else []
-            r["candidates"] = counts.get((r["name"], 1), 0)
-            r["outputs"] = counts.get((r["name"], 0), 0)
+            r["candidates"], r["outputs"] = candidates.get(r["name"], 0), outputs.get(r["name"], 0)
         return rows
+
+    def _imported_outputs(self) -> list[dict]:
+        """(source, model, n) of the imported outputs (their params name the source)."""
+        return self._rows(f"SELECT json_extract(params, '$.source') AS source, model_id AS model, COUNT(*) AS n"
+                          f" FROM outputs WHERE prompt_style = '{IMPORTED_STYLE}' GROUP BY source, model")
 
     def source_names(self) -> list[str]:
         """The names of the sources that have imported candidates (the review queue's generator filter)."""
@@ -71,10 +77,10 @@ class ImportQueries(StoreBase):
     def imported_output_models(self) -> dict[str, str]:
         """{model: licence of the source its outputs came from} for every imported output model (several
         sources: their licences joined by " / ")."""
+        licences = {r["name"]: r["license"] for r in self._rows("SELECT name, license FROM sources")}
         out: dict[str, set[str]] = {}
-        for r in self._rows("SELECT DISTINCT o.model_id AS model, s.license FROM import_rows r"
-                            " JOIN outputs o ON o.id = r.subject_id JOIN sources s ON s.name = r.source"):
-            out.setdefault(r["model"], set()).add(r["license"])
+        for r in self._imported_outputs():
+            out.setdefault(r["model"], set()).add(licences.get(r["source"], "unknown"))
         return {m: " / ".join(sorted(ls)) for m, ls in out.items()}
 
     # -- the ledger -----------------------------------------------------------------------------------------
@@ -136,23 +142,19 @@ class ImportQueries(StoreBase):
 
     # -- staging --------------------------------------------------------------------------------------------
     def stage_rows(self, import_id: str, rows: Sequence[dict], rejects: Sequence[dict], *, rows_read: int,
-                   counts: dict) -> int:
-        """Stage one batch of an import in one transaction: its rows (a duplicate of a staged row, the same
-        output id, is not staged again), its rejects, how far the source has been read and the counts so far.
-        Returns how many rows were staged (new)."""
+                   counts: dict) -> None:
+        """Stage one batch of an import in one transaction: its rows (in row order; duplicates are sorted out
+        when the import is published), its rejects, how far the source has been read and the counts so far."""
         with self._write():
-            before = self.db.conn.total_changes
             self.db.conn.executemany(
-                f"INSERT OR IGNORE INTO import_staging ({', '.join(_STAGING_COLUMNS)})"
+                f"INSERT INTO import_staging ({', '.join(_STAGING_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(_STAGING_COLUMNS))})",
                 [tuple(r.get(c) for c in _STAGING_COLUMNS) for r in rows])
-            staged = self.db.conn.total_changes - before
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO import_rejects (import_id, row, line, kind, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",
                 [(import_id, r["row"], r.get("line"), r["kind"], r["reason"], r.get("raw")) for r in rejects])
             self.db.execute("UPDATE imports SET rows_read = :n, counts = :c WHERE id = :id",
                             {"n": rows_read, "c": _json(counts), "id": import_id})
-        return staged
 
     def set_import_state(self, import_id: str, state: str, counts: dict | None = None) -> None:
         with self._write():
@@ -183,16 +185,21 @@ class ImportQueries(StoreBase):
         """Move an import's staged rows into the store in one transaction, and mark it done: for a candidates
         import, an instruction (origin 'import') and a candidate (generator = the source) per new row, with the
         row's output as o0; for an outputs import, one output (style 'imported') per matched candidate. Rows
-        already in the store (the same content-hash id) are left as they are. Returns {added, existing}."""
+        already in the store (the same content-hash id) are left as they are, and of rows repeated in the file the
+        first is taken. Returns {duplicates, added, existing}."""
         with self._write():
             imp = self.get_import(import_id)
             if imp is None:
                 raise StoreError(f"no import {import_id[:12]} in {self.path}")
             if imp["state"] == "done":
-                return {"added": imp["counts"].get("added", 0), "existing": imp["counts"].get("existing", 0)}
+                return {k: imp["counts"].get(k, 0) for k in ("duplicates", "added", "existing")}
             p = {"imp": import_id, "src": imp["source"], "job": job_id, "t": now(),
                  "params": _json({"source": imp["source"], "import": import_id})}
-            staged = self._one("SELECT COUNT(*) FROM import_staging WHERE import_id = :imp", p)
+            staged, distinct = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT output_id) FROM import_staging"
+                                               " WHERE import_id = :imp", p).fetchone()
+            # the first staged row of each output id (rows are staged in row order): duplicates of the file out
+            firsts = ("WITH firsts AS (SELECT MIN(rowid) AS r FROM import_staging WHERE import_id = :imp"
+                      " GROUP BY output_id) ")
             if imp["kind"] == "candidates":
                 p.update(bi=self._next_seq("instructions") - 1, bx=self._next_seq("candidates") - 1)
                 self.db.execute(
@@ -204,36 +211,33 @@ class ImportQueries(StoreBase):
                     " GROUP BY instruction_id", p)
                 before = self.db.conn.total_changes
                 self.db.execute(
-                    "INSERT INTO candidates (id, seq, instruction_id, task_type, input, output, completion_id,"
+                    firsts + "INSERT INTO candidates (id, seq, instruction_id, task_type, input, output, completion_id,"
                     " position, generator_model, params, prompt_hash, rng_seed, job_id, status, created_at)"
                     " SELECT candidate_id, :bx + ROW_NUMBER() OVER (ORDER BY row), instruction_id, task_type, input,"
-                    " text, NULL, 0, :src, :params, '', NULL, :job, 'ok', :t FROM import_staging s"
-                    " WHERE import_id = :imp AND NOT EXISTS (SELECT 1 FROM candidates x WHERE x.id = s.candidate_id)",
-                    p)
+                    " text, NULL, 0, :src, :params, '', NULL, :job, 'ok', :t FROM import_staging s JOIN firsts f"
+                    " ON f.r = s.rowid WHERE NOT EXISTS (SELECT 1 FROM candidates x WHERE x.id = s.candidate_id)", p)
                 added = self.db.conn.total_changes - before
                 self.db.execute(
-                    "INSERT OR IGNORE INTO outputs (id, candidate_id, position, model_id, params, prompt_style, text,"
-                    " job_id, created_at) SELECT output_id, candidate_id, 0, model, :params, 'generator', text, :job,"
-                    " :t FROM import_staging WHERE import_id = :imp ORDER BY row", p)
-                subject = "candidate_id"
-            else:
+                    firsts + "INSERT OR IGNORE INTO outputs (id, candidate_id, position, model_id, params, prompt_style,"
+                    " text, job_id, created_at) SELECT output_id, candidate_id, 0, model, :params, 'generator', text,"
+                    " :job, :t FROM import_staging s JOIN firsts f ON f.r = s.rowid ORDER BY output_id", p)
+                self.db.execute(
+                    firsts + "INSERT OR IGNORE INTO import_rows (candidate_id, import_id, source, row, line, system,"
+                    " extra) SELECT candidate_id, :imp, :src, row, line, system, extra FROM import_staging s"
+                    " JOIN firsts f ON f.r = s.rowid ORDER BY candidate_id", p)
+            else:  # an imported output's provenance is its params: {source, import, row, line}
                 before = self.db.conn.total_changes
                 self.db.execute(
-                    "INSERT OR IGNORE INTO outputs (id, candidate_id, position, model_id, params, prompt_style, text,"
-                    f" job_id, created_at) SELECT output_id, candidate_id, {IMPORTED_POSITION}, model,"
-                    f" json_set(:params, '$.row', row), '{IMPORTED_STYLE}', text, :job, :t FROM import_staging"
-                    " WHERE import_id = :imp ORDER BY row", p)
+                    firsts + "INSERT OR IGNORE INTO outputs (id, candidate_id, position, model_id, params, prompt_style,"
+                    f" text, job_id, created_at) SELECT output_id, candidate_id, {IMPORTED_POSITION}, model,"
+                    f" json_set(:params, '$.row', row, '$.line', line), '{IMPORTED_STYLE}', text, :job, :t"
+                    " FROM import_staging s JOIN firsts f ON f.r = s.rowid ORDER BY output_id", p)
                 added = self.db.conn.total_changes - before
-                subject = "output_id"
-            self.db.execute(
-                f"INSERT OR IGNORE INTO import_rows (subject_id, import_id, source, row, line, system, extra)"
-                f" SELECT {subject}, :imp, :src, row, line, system, extra FROM import_staging WHERE import_id = :imp"
-                " ORDER BY row", p)
             self.db.execute("DELETE FROM import_staging WHERE import_id = :imp", p)
-            counts = {**imp["counts"], "added": added, "existing": staged - added}
+            counts = {**imp["counts"], "duplicates": staged - distinct, "added": added, "existing": distinct - added}
             self.db.execute("UPDATE imports SET state = 'done', counts = :c, finished_at = :t, job_id = :job"
                             " WHERE id = :imp", {**p, "c": _json(counts)})
-        return {"added": added, "existing": staged - added}
+        return {"duplicates": staged - distinct, "added": added, "existing": distinct - added}
 
     # -- matching and reading -------------------------------------------------------------------------------
     def match_candidates(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[str, str]]]:
@@ -244,19 +248,21 @@ class ImportQueries(StoreBase):
         texts = sorted({i for i, _ in wanted})
         for marks, chunk in _in_lists(texts):
             for text, inp, cid, gen in self.db.execute(
+                    # instructions by text first (CROSS JOIN keeps that order), then their candidates
                     "SELECT i.text, x.input, x.id, x.generator_model FROM instructions i"
-                    f" JOIN candidates x ON x.instruction_id = i.id WHERE i.text IN ({marks}) AND x.status = 'ok'"
-                    " ORDER BY x.seq", chunk):
+                    f" CROSS JOIN candidates x ON x.instruction_id = i.id WHERE i.text IN ({marks})"
+                    " AND +x.status = 'ok' ORDER BY x.seq", chunk):
                 if (text, inp) in wanted:
                     out.setdefault((text, inp), []).append((cid, gen))
         return out
 
-    def provenance_for(self, subject_id: str) -> dict | None:
-        """Where an imported candidate or output came from: source, license, location, format, row, line,
-        system, extra (decoded); None for generated rows."""
+    def provenance_for(self, candidate_id: str) -> dict | None:
+        """Where an imported candidate came from: source, license, location, format, row, line, system, extra
+        (decoded); None for a generated candidate. (An imported output's params say the same: source, import,
+        row, line.)"""
         rows = self._rows("SELECT r.*, m.location, m.format, m.reader, s.license FROM import_rows r"
                           " JOIN imports m ON m.id = r.import_id JOIN sources s ON s.name = r.source"
-                          " WHERE r.subject_id = :id", {"id": subject_id})
+                          " WHERE r.candidate_id = :id", {"id": candidate_id})
         if not rows:
             return None
         r = rows[0]
@@ -266,20 +272,3 @@ class ImportQueries(StoreBase):
     def import_stats(self) -> dict[str, dict]:
         """{source: {"candidates": n, "outputs": n}} over the published imports (`curate stats`)."""
         return {r["name"]: {"candidates": r["candidates"], "outputs": r["outputs"]} for r in self.list_sources()}
-
-    def count_imported(self, ids: Sequence[str]) -> int:
-        n = 0
-        for marks, chunk in _in_lists(list(ids)):
-            n += self._one(f"SELECT COUNT(*) FROM import_rows WHERE subject_id IN ({marks})", chunk)
-        return n
-
-    def staged_rows(self, import_id: str) -> int:
-        return self._one("SELECT COUNT(*) FROM import_staging WHERE import_id = :id", {"id": import_id})
-
-
-def staging_row(**values: Any) -> dict:
-    """A row for :meth:`ImportQueries.stage_rows` (the columns of import_staging; missing ones are NULL)."""
-    unknown = set(values) - set(_STAGING_COLUMNS)
-    if unknown:
-        raise StoreError(f"unknown staging column(s) {sorted(unknown)}")
-    return values

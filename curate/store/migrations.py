@@ -252,7 +252,8 @@ def m004_candidates(db: Database) -> None:
 def m006_imports(db: Database) -> None:
     """Bring your own data (curate.importer): the named sources and their licences, one ledger row per import
     (its file, format, mapping, progress and counts), the staging table an import fills before it is published
-    in one transaction, the provenance of every imported candidate and output (source, row, line), the rejected
+    in one transaction, the provenance of every imported candidate (source, row, line; an imported output's is in
+    its params), the rejected
     rows of imports run with skip_bad, and an index to match outputs to candidates by instruction text. One
     statement at a time (``executescript`` would commit the migration's transaction half-way)."""
     for sql in (
@@ -295,11 +296,10 @@ def m006_imports(db: Database) -> None:
             model TEXT NOT NULL,             -- the output's model: the source (o0), or the outputs' model
             text TEXT NOT NULL,              -- the output
             system TEXT,
-            extra TEXT,
-            UNIQUE (import_id, output_id)    -- a duplicate row of the file is staged once (the first)
+            extra TEXT                       -- no index: appended in row order, read once when published
         )""",
-        """CREATE TABLE import_rows (        -- provenance: which source row each imported row came from
-            subject_id TEXT PRIMARY KEY,     -- a candidate id (its o0 is the row's output) or an output id
+        """CREATE TABLE import_rows (        -- provenance: the source row each imported candidate came from
+            candidate_id TEXT PRIMARY KEY REFERENCES candidates(id),  -- (imported outputs: in outputs.params)
             import_id TEXT NOT NULL REFERENCES imports(id),
             source TEXT NOT NULL,
             row INTEGER NOT NULL,            -- 0-based record index in the source (the datasets index)
