@@ -187,6 +187,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                         ("unparseable completions", st["unparseable"]),
                         ("ensemble outputs by model", st["outputs_by_model"]),
                         ("consensus by reason", st["consensus"]), ("review status", st["reviews"]),
+                        ("imported by source (candidates / outputs)",
+                         {k: f"{v['candidates']:,} / {v['outputs']:,}" for k, v in st["imported"].items()}),
                         ("passing consensus", st["passing"])):
         t = Table(title=title, title_justify="left", show_header=False)
         for k, v in data.items():

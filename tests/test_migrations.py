@@ -16,8 +16,9 @@ from curate.store import Store, migrations
 def old_store(tmp_path):
     """A store as curate 0.1 left it: m001–m003 applied, rows written with the old column names."""
     path = tmp_path / "old.db"
-    m004 = [m for m in migrations._migrations if m.name == "m004_candidates"]
-    migrations._migrations = [m for m in migrations._migrations if m.name != "m004_candidates"]
+    names = [m.name for m in migrations._migrations]
+    later = migrations._migrations[names.index("m003_selection") + 1:]  # m004 and every migration after it
+    migrations._migrations = migrations._migrations[:names.index("m003_selection") + 1]
     try:
         st = Store(path)
         assert st.applied_migrations() == ["m001_initial", "m002_queue_indexes", "m003_selection"]
@@ -48,13 +49,13 @@ def old_store(tmp_path):
         st.db.conn.commit()
         st.close()
     finally:
-        migrations._migrations += m004
+        migrations._migrations += later
     return path
 
 
 def test_a_0_1_store_opens_with_every_row_under_the_new_names(old_store):
     st = Store(old_store)
-    assert st.applied_migrations()[-1] == "m004_candidates"
+    assert st.applied_migrations()[3] == "m004_candidates"
     assert "instances" not in st.table_names() and "candidates" in st.table_names()
     x = st.get_candidate("x1")
     assert (x.instruction, x.output, x.review_status, x.final_output, x.version) == (
