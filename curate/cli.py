@@ -296,14 +296,14 @@ def _print_import(r: dict, rejects: list[dict]) -> None:
         print(f"{r['location']} was imported before as {r['source']!r} (import {r['import_id'][:12]}): nothing to add")
     elif r["kind"] == "candidates":
         print(f"imported {r['source']!r}: {r['read']:,} rows read, {r['added']:,} candidates added"
-              + more((r["existing"], "already stored"), (r["duplicates"], "duplicates in the file, stored once"),
+              + more((r["existing"], "already stored"), (r["duplicates"], "duplicate rows in the file, stored once"),
                      (r["rejected"], "rejected"), (r["multi_turn_cut"], "multi-turn conversations cut to their "
                                                                         "first exchange")))
     else:
         who = r["model"] or "the models of the generator column"
         print(f"imported outputs of {who} from {r['source']!r}: {r['read']:,} rows read, {r['matched']:,} match a "
               f"candidate, {r['added']:,} outputs added"
-              + more((r["existing"], "already stored"), (r["duplicates"], "duplicates in the file"),
+              + more((r["existing"], "already stored"), (r["duplicates"], "duplicate rows in the file"),
                      (r["unmatched"], "rows match no candidate's instruction + input"),
                      (r["own_generator"], "skipped: the candidate's own generator"), (r["rejected"], "rejected"),
                      (r["multi_turn_cut"], "multi-turn conversations cut to their first exchange")))

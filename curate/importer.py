@@ -582,7 +582,11 @@ class _Importer:
             self._report("done")
             return self._result(already=True)
         if self.imp["state"] == "staging":
-            self._stage()
+            try:
+                self._stage()
+            except SourceError:  # the file cannot be read on (a broken JSON array, CSV quoting): it never will be
+                self.store.drop_import(self.imp["id"])
+                raise
             c = self.counts
             if c.rejected and not self.cfg.skip_bad:
                 raise self._fail(f"{c.rejected} bad row{'s' if c.rejected != 1 else ''} of {c.read}, so nothing was "

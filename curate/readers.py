@@ -221,7 +221,7 @@ def _jsonl_records(src: Source, path: Path, start_row: int) -> Iterator[Record]:
                 row += 1
                 continue
             try:
-                text = raw.decode("utf-8")
+                text = raw.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError as e:
                 yield Record(row, number, problem=_decode_problem(raw, e),
                              text=raw.decode("utf-8", "replace").rstrip("\r\n"))
@@ -234,7 +234,7 @@ def _jsonl_records(src: Source, path: Path, start_row: int) -> Iterator[Record]:
                     raise SourceError(f"{path}: the file is one JSON object spread over several lines, not JSON "
                                       "Lines (one record per line) or a JSON array of records. Convert it to one "
                                       "of those.") from None
-                yield Record(row, number, problem=f"column {e.colno}: invalid JSON: {e.msg}", text=text.rstrip("\r\n"))
+                yield Record(row, number, problem=f"column {e.colno}: invalid JSON: {e.msg}", text=text)
             else:
                 if isinstance(value, dict):
                     yield Record(row, number, value)
