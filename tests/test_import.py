@@ -572,6 +572,8 @@ def test_the_import_tab_previews_adjusts_the_mapping_and_imports_in_the_backgrou
     assert status["imp_imports"]["rejected"].tolist() == ["1"]
     with pytest.raises(Exception, match="Upload a file, or type a path"):
         h.ui_import(**{**form, "path": ""})
+    assert h.config(**{**form, "file": str(uploaded)}).source == str(f)  # a typed path wins over an old upload
+    assert h.ui_upload(**{**form, "file": str(uploaded)})["imp_path"] == ""  # an upload clears the path
     with pytest.raises(Exception, match="needs a column name"):
         h.ui_preview(**{**form, "mapping": "output="})
 

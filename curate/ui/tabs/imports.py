@@ -1,6 +1,7 @@
 """The Import tab: bring your own data. Upload a file or name a path / Hub id, preview the first rows with the
 detected format and column mapping, adjust the mapping, then import it as a background job (as candidates, or
-as other models' outputs for the stored candidates) and follow its progress; the sources imported so far.
+as other models' outputs for the stored candidates) and follow its progress; compute consensus over the stored
+outputs without running a model (``curate ensemble --no-generate``); the sources imported so far.
 
 :class:`ImportHandlers` holds the handlers (the work is :mod:`curate.importer`'s), :func:`layout` the
 components and :func:`wire` the events. Imported text is untrusted: it only goes into Textboxes and string
@@ -15,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from ... import importer, jobs
+from ...ensemble import EnsembleConfig
 from ...errors import CurateError
 from ...importer import FORMAT_HELP
 from ...settings import Settings
@@ -34,20 +36,20 @@ FORM = ["imp_file", "imp_path", "imp_format", "imp_map", "imp_split", "imp_as_ou
 
 
 def _source(file: str | None, path: str | None) -> str:
-    """The uploaded file wins over the typed path / Hub id."""
-    if file:
-        return str(file)
+    """The typed path / Hub id, else the uploaded file (an upload clears the path box, so the latest wins)."""
     if path and path.strip():
         return path.strip()
+    if file:
+        return str(file)
     raise gr.Error("Upload a file, or type a path on the server or a Hub dataset id.")
 
 
-def _name(file: str | None, name: str | None) -> str | None:
+def _name(file: str | None, path: str | None, name: str | None) -> str | None:
     """The source name: the one typed, else an uploaded file's own name (the path on the server is a temporary
-    folder), else the importer's default."""
+    folder), else the importer's default (a path's stem, a Hub id's name)."""
     if name and name.strip():
         return name.strip()
-    return Path(file).stem if file else None
+    return Path(file).stem if file and not (path and path.strip()) else None
 
 
 class ImportHandlers(TabHandlers):
@@ -60,8 +62,15 @@ class ImportHandlers(TabHandlers):
         return importer.ImportConfig(
             source=_source(file, path), format=fmt or "auto", mapping=importer.parse_mapping(mapping),
             split=(split or "").strip() or None, as_outputs=bool(as_outputs),
-            model=(model or "").strip() or None if as_outputs else None, name=_name(file, name),
+            model=(model or "").strip() or None if as_outputs else None, name=_name(file, path, name),
             license=(license or "").strip() or None, limit=int(limit) if limit else None, skip_bad=bool(skip_bad))
+
+    @user_errors
+    def ui_upload(self, file: str | None, path: str | None, fmt: str | None, mapping: str | None,
+                  split: str | None, as_outputs: bool, model: str | None, name: str | None,
+                  license: str | None = None, limit: float | None = None, skip_bad: bool = False) -> dict:
+        """A file was uploaded: it replaces a typed path, and is previewed."""
+        return {"imp_path": "", **self.ui_preview(file, "", fmt, mapping, split, as_outputs, model, name)}
 
     @user_errors
     def ui_preview(self, file: str | None, path: str | None, fmt: str | None, mapping: str | None,
@@ -94,6 +103,20 @@ class ImportHandlers(TabHandlers):
                                    as_outputs=as_outputs, model=model, name=name, license=license, limit=limit,
                                    skip_bad=skip_bad)
         gr.Info(f"Import {job_id} started: it runs on the server, closing this tab does not stop it.")
+        return {"imp_job": job_id, **self.ui_status(job_id)}
+
+    def start_consensus(self) -> str:
+        """Start an ensembling job that runs no model: consensus over the stored outputs (``curate ensemble
+        --no-generate``), e.g. after importing other models' outputs."""
+        config = EnsembleConfig(consensus_only=True, threshold=self.settings.consensus_threshold)
+        job_id = jobs.start_job(self.store(), "ensemble", config.model_dump(mode="json"))
+        self.runner.submit(job_id)
+        return job_id
+
+    @user_errors
+    def ui_consensus(self) -> dict:
+        job_id = self.start_consensus()
+        gr.Info(f"Consensus job {job_id} started (no model runs: the stored outputs only).")
         return {"imp_job": job_id, **self.ui_status(job_id)}
 
     def ui_status(self, job_id: str | None) -> dict:
@@ -158,19 +181,22 @@ def _form(ui: UI) -> None:
                                              elem_id="curate-imp-as-outputs"))
         ui.add("imp_model", gr.Textbox(label="Their model (default: a generator column)", elem_id="curate-imp-model"))
     with gr.Row():
-        ui.add("imp_limit", gr.Number(None, label="Only the first N rows", precision=0, minimum=1,
+        ui.add("imp_limit", gr.Number(0, label="Only the first N rows (0: all)", precision=0, minimum=0,
                                       elem_id="curate-imp-limit"))
         ui.add("imp_skip_bad", gr.Checkbox(False, label="Skip bad rows (kept as rejects; default: any bad row "
                                                         "imports nothing)", elem_id="curate-imp-skip-bad"))
     with gr.Row():
         ui.add("imp_preview_btn", gr.Button("Preview", elem_id="curate-imp-preview"))
         ui.add("imp_start", gr.Button("Import", variant="primary", elem_id="curate-imp-start"))
+    ui.add("imp_consensus", gr.Button("Consensus over the stored outputs (no model runs)",
+                                      elem_id="curate-imp-consensus"))
 
 
 def _preview_and_progress(ui: UI) -> None:
     ui.add("imp_detected", gr.Textbox(label="Detected", interactive=False, lines=3, elem_id="curate-imp-detected"))
     ui.add("imp_rows", gr.Dataframe(headers=PREVIEW_HEADERS, datatype=["str"] * len(PREVIEW_HEADERS),
                                     interactive=False, wrap=True, max_height=300, max_chars=200,
+                                    column_widths=["50px", "30%", "15%", "30%", "10%", "10%"],
                                     label="The first rows, as they will be stored", elem_id="curate-imp-rows"))
     ui.add("imp_problems", gr.Textbox(label="Problems in the first records", interactive=False, lines=2,
                                       max_lines=8, elem_id="curate-imp-problems"))
@@ -187,7 +213,8 @@ def _preview_and_progress(ui: UI) -> None:
 def wire(ui: UI, h: ImportHandlers) -> None:
     form = [ui.c[n] for n in FORM]
     on(ui.imp_preview_btn.click, h.ui_preview, form, PREVIEW, ui, api="ui_import_preview")
-    on(ui.imp_file.upload, h.ui_preview, form, PREVIEW, ui)
+    on(ui.imp_file.upload, h.ui_upload, form, ["imp_path", *PREVIEW], ui)
     on(ui.imp_start.click, h.ui_import, form, ["imp_job", *STATUS], ui, api="ui_import")
+    on(ui.imp_consensus.click, h.ui_consensus, [], ["imp_job", *STATUS], ui, api="ui_import_consensus")
     on(ui.imp_timer.tick, h.ui_status, [ui.imp_job], STATUS, ui, progress="hidden")
     on(ui.imp_job.submit, h.ui_status, [ui.imp_job], STATUS, ui)
