@@ -517,6 +517,7 @@ def _open_hub(hub_id: str, split: str | None) -> Source:
                "CURATE_OFFLINE=0 on a machine with a network, or download the dataset and pass its file or folder"
                if offline else f"loading it failed ({type(e).__name__}: {e}); check the id and your network")
         raise SourceError(hint + why + ".") from None
-    ds = _pick_split(ds, split, f"the Hub dataset {hub_id}")
+    if split is None:  # with a split, load_dataset returned that split already
+        ds = _pick_split(ds, None, f"the Hub dataset {hub_id}")
     return Source("hub", hub_id, f"{hub_id}:{split or ''}", lambda s, start: _dataset_records(ds, start),
                   default_name=hub_id.rsplit("/", 1)[-1], split=split)

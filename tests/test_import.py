@@ -587,3 +587,23 @@ def test_content_id_equals_hash_record_on_random_parts():
             rng.random(), [1, "a"], {"k": "v"}]) for i in range(rng.randint(1, 5))}
         assert content_id(**parts) == hash_record(parts)
     assert hashlib.sha1(b"{}").hexdigest() == content_id()
+
+
+def test_a_hub_id_is_read_through_datasets_load_dataset_when_online(monkeypatch, store):
+    """No network here: datasets.load_dataset stands in, returning a streaming dataset as the Hub would."""
+    import datasets
+    calls = []
+
+    def load_dataset(name, split=None, streaming=False):
+        calls.append((name, split, streaming))
+        return datasets.Dataset.from_list([{k: r[k] for k in ("instruction", "input", "output")} for r in ALPACA]
+                                          ).to_iterable_dataset()
+    monkeypatch.setenv("CURATE_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    job = run_import(store, source="someone/alpaca-like", split="train", license="CC-BY-4.0")
+    assert job["state"] == "done", job["error"]
+    assert calls[0] == ("someone/alpaca-like", "train", True)
+    assert [x[1:] for x in imported(store)][0] == ("alpaca-like", "B", "Name the capital of France.", "", "Paris.")
+    assert store.list_imports()[0]["location"] == "someone/alpaca-like"
