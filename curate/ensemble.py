@@ -8,6 +8,10 @@ consensus rule over all outputs of each instance, stored with the whole pairwise
 2. Consensus over o0 (the generator's output) and the extra outputs, in model order
    (:func:`curate.consensus.consensus`); the matrix, per-output scores, choice and reason are stored, so
    re-thresholding is a query (:meth:`curate.store.Store.count_passing`).
+
+``consensus_only`` (``curate ensemble --no-generate``) skips step 1: consensus over the stored outputs, e.g. other
+models' outputs imported with ``curate import --as-outputs`` (docs/ARCHITECTURE.md, "Importing data"); candidates
+with a single output get none, and a warning says how many. Both steps walk the candidates by a seq cursor.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Background jobs: stage runs (generate, ensemble, score, teachers, embed, …) recorded in the store, resumable,
+"""Background jobs: stage runs (generate, ensemble, score, teachers, embed, import, …) recorded in the store, resumable,
 pausable, cancellable.
 
 A job is a row (kind, config, state, progress, heartbeat, error). Its kind names a stage (:data:`STAGES`, the
