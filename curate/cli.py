@@ -139,7 +139,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     s = _settings(args, consensus_threshold=args.threshold, batch_size=args.batch_size)
     config = EnsembleConfig(models=args.models.split(",") if args.models else s.ensemble_models,
                             prompt_style=args.style or s.ensemble_prompt_style, threshold=s.consensus_threshold,
-                            batch_size=s.batch_size, consensus_only=args.no_generate)
+                            batch_size=s.batch_size, consensus_only=args.no_generate, workers=args.workers)
     with _store(s) as store:
         job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"))
         job = _run_with_bar(store, job_id)
@@ -541,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-generate", action="store_true",
                     help="run no model: only (re)compute consensus over the stored outputs (e.g. imported with "
                          "`curate import --as-outputs`)")
+    sp.add_argument("--workers", type=int, metavar="N",
+                    help="processes for the consensus rule when at least 5,000 candidates need it (default: one "
+                         "per CPU; 1: none besides curate's own)")
     sp.add_argument("--resume", metavar="JOB", help="continue this job id")
 
     sp = add("consensus", "apply the consensus rule to a JSONL file (instruction, input, outputs)")

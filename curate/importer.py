@@ -414,7 +414,11 @@ def _json_extra(extra: dict | None) -> str | None:
 
 
 # -- the stage -----------------------------------------------------------------------------------------------
-def _check_licence(store: Store, name: str, licence: str | None) -> None:
+def _check_source(store: Store, name: str, licence: str | None) -> None:
+    """A source name that is no generating model's, and no other licence than the source's stored one."""
+    if name in store.generated_models():
+        raise SourceError(f"{name!r} is the name of a model that generated candidates in this store; pass another "
+                          "--name for the imported data (its candidates take the name as their generator)")
     stored = store.source_licence(name)
     if licence and stored not in (None, "unknown", licence):
         raise SourceError(f"the source {name!r} was imported before under the licence {stored}: pass --license "
@@ -427,7 +431,7 @@ def check(store: Store, config: ImportConfig) -> None:
     to attach them to, another licence for a known source."""
     src = open_source(config.source, config.split)
     plan = plan_source(src, config)
-    _check_licence(store, plan.name, config.license)
+    _check_source(store, plan.name, config.license)
     if config.as_outputs and not store.count_candidates("ok"):
         raise SourceError(f"{src.label}: the store has no candidates to attach outputs to: import the dataset "
                           "first (curate import FILE), or generate candidates.")
@@ -470,7 +474,7 @@ class _Importer:
         self.store, self.cfg, self.ctx = store, cfg, ctx
         self.src = open_source(cfg.source, cfg.split)
         self.plan = plan_source(self.src, cfg)
-        _check_licence(store, self.plan.name, cfg.license)
+        _check_source(store, self.plan.name, cfg.license)
         self.kind = "outputs" if cfg.as_outputs else "candidates"
         self.imp = store.begin_import(_import_row(self.src, self.plan, cfg, ctx.job_id), cfg.license)
         self.counts = _Counts.from_dict(self.imp["counts"])
@@ -493,7 +497,7 @@ class _Importer:
 
     # -- reading and staging --------------------------------------------------------------------------------
     def _rows(self, batch: list[Record]) -> tuple[list[dict], list[dict]]:
-        from .store import IMPORTED_STYLE, content_id
+        from .store import IMPORTED_STYLE, StagedRow, content_id
         from .store.consensus import output_id
         rows, rejects, pending = [], [], []
         c, name, imp = self.counts, self.plan.name, self.imp["id"]
@@ -512,12 +516,10 @@ class _Importer:
             if self.kind == "candidates":
                 task_type = "A" if p.input != "" else "B"
                 cid = content_id(source=name, instruction=p.instruction, input=p.input, output=p.output)
-                rows.append({"import_id": imp, "row": rec.row, "line": rec.line, "candidate_id": cid,
-                             "instruction_id": content_id(origin="import", source=name, text=p.instruction,
-                                                          task_type=task_type),
-                             "output_id": output_id(cid, name, "generator"), "task_type": task_type,
-                             "instruction": p.instruction, "input": p.input, "model": name, "text": p.output,
-                             "system": p.system, "extra": _json_extra(p.extra)})
+                rows.append(StagedRow(imp, rec.row, rec.line, cid,
+                                      content_id(origin="import", source=name, text=p.instruction, task_type=task_type),
+                                      output_id(cid, name, "generator"), task_type, p.instruction, p.input, name,
+                                      p.output, p.system, _json_extra(p.extra)))
             else:
                 pending.append((rec, p))
         if pending:
@@ -534,9 +536,8 @@ class _Importer:
                     if generator == p.model:
                         c.own_generator += 1  # its own o0 already: the same model twice would fake agreement
                         continue
-                    rows.append({"import_id": imp, "row": rec.row, "line": rec.line, "candidate_id": cid,
-                                 "output_id": output_id(cid, p.model, IMPORTED_STYLE), "model": p.model,
-                                 "text": p.output, "system": p.system, "extra": _json_extra(p.extra)})
+                    rows.append(StagedRow(imp, rec.row, rec.line, cid, output_id=output_id(cid, p.model, IMPORTED_STYLE),
+                                          model=p.model, text=p.output, system=p.system, extra=_json_extra(p.extra)))
         return rows, rejects
 
     def _flush(self, batch: list[Record]) -> None:

@@ -125,3 +125,24 @@ def test_no_generate_warns_about_candidates_with_a_single_output():
     prog = run_ensemble(st, EnsembleConfig(consensus_only=True), ModelPool({}))
     assert prog.consensus == {} and any("3 candidates have only one output (o0)" in w and "--as-outputs" in w
                                         for w in prog.warnings)
+
+
+def test_consensus_on_several_processes_stores_the_same_rows(tmp_path):
+    """The parallel path (spawned workers reading the store file, a bounded window of batches) against the serial
+    one."""
+    def filled():
+        st = Store(tmp_path / f"{len(list(tmp_path.iterdir()))}.db")
+        for i in range(23):
+            _candidate(st, output=f"answer {i} is forty two", instruction=f"Compute answer number {i} now",
+                       outputs=(f"answer {i} is forty two", f"the answer {i} is 42" if i % 2 else "nothing",
+                                "forty two" if i % 3 else f"answer {i} is forty two"))
+        return st
+    serial, parallel = filled(), filled()
+    a = compute_consensus(serial, batch=4, workers=1)
+    b = compute_consensus(parallel, batch=4, workers=2, parallel_from=0)
+    assert a == b and sum(a.values()) == 23
+    strip = lambda st: [{k: v for k, v in st.get_consensus(r["id"]).items() if k != "created_at"}  # noqa: E731
+                        for r in st.review_queue(status=None, limit=100)]
+    assert strip(serial) == strip(parallel)
+    with pytest.raises(Stopped):
+        compute_consensus(filled(), batch=4, workers=2, parallel_from=0, should_stop=lambda: True)

@@ -36,7 +36,7 @@ from __future__ import annotations
 from .base import StoreBase, _in_lists, _json, _quality_clause, content_id, now
 from .consensus import ConsensusQueries
 from .generation import GenerationQueries
-from .imports import IMPORT_ORIGIN, IMPORTED_STYLE, ImportQueries
+from .imports import IMPORT_ORIGIN, IMPORTED_STYLE, ImportQueries, StagedRow
 from .jobs import ACTIVE_JOB_STATES, JOB_STATES, JobQueries
 from .migrations import m001_initial, m002_queue_indexes, m003_selection, migrations
 from .reports import ReportQueries

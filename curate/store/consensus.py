@@ -16,6 +16,15 @@ _CONSENSUS_COLUMNS = ("candidate_id", "k", "output_ids", "models", "chosen_index
 _CONSENSUS_JSON = ("output_ids", "models", "pairwise", "scores")
 
 
+def consensus_values(rows: Sequence[dict]) -> list[tuple]:
+    """Consensus rows (dicts of the consensus columns; ``created_at`` defaults to now) as the tuples
+    :meth:`ConsensusQueries.save_consensus_values` stores, the lists JSON-encoded. Pure: a worker process can
+    run it."""
+    t = now()
+    return [tuple(_json(r[c]) if c in _CONSENSUS_JSON else int(bool(r[c])) if c == "chosen_nonempty"
+                  else r.get(c, t) if c == "created_at" else r[c] for c in _CONSENSUS_COLUMNS) for r in rows]
+
+
 def output_id(candidate_id: str, model_id: str, prompt_style: str) -> str:
     """The content-hash id of a candidate's output from (model, prompt style): one per such triple."""
     # the hash's part names predate the candidates table: kept, so ids stay stable across versions
@@ -79,6 +88,11 @@ class ConsensusQueries(StoreBase):
             "   AND c.k = (SELECT COUNT(*) FROM outputs o WHERE o.candidate_id = x.id))"
             " ORDER BY x.seq LIMIT :n", {"k": min_outputs, "n": limit, "after": after_seq})
 
+    def count_needing_consensus(self, at_most: int, min_outputs: int = 2) -> int:
+        """How many candidates need consensus (as :meth:`candidates_needing_consensus`), counting at most
+        ``at_most`` (it stops there)."""
+        return len(self.candidates_needing_consensus(min_outputs, limit=at_most))
+
     def count_candidates_with_outputs_below(self, k: int = 2) -> int:
         """OK candidates with fewer than ``k`` outputs (consensus needs 2: o0 and one more)."""
         return self._one("SELECT COUNT(*) FROM candidates x WHERE x.status = 'ok'"
@@ -87,14 +101,14 @@ class ConsensusQueries(StoreBase):
     # -- consensus --------------------------------------------------------------------------------------
     def save_consensus(self, rows: Sequence[dict]) -> None:
         """Store consensus rows (one per candidate; a new row replaces the candidate's old one)."""
-        t = now()
-        rows = sorted(rows, key=lambda r: r["candidate_id"])  # in key order: the indexes fill page by page
-        prepared = [tuple(_json(r[c]) if c in _CONSENSUS_JSON else int(bool(r[c])) if c == "chosen_nonempty"
-                          else r.get(c, t) if c == "created_at" else r[c] for c in _CONSENSUS_COLUMNS)
-                    for r in rows]
+        self.save_consensus_values(consensus_values(rows))
+
+    def save_consensus_values(self, values: Sequence[tuple]) -> None:
+        """Store consensus rows already encoded by :func:`consensus_values` (a worker process may encode them)."""
+        values = sorted(values)  # by candidate id: the indexes fill page by page
         with self.db.atomic():
             self.db.conn.executemany(f"INSERT OR REPLACE INTO consensus ({', '.join(_CONSENSUS_COLUMNS)})"
-                                     f" VALUES ({', '.join('?' * len(_CONSENSUS_COLUMNS))})", prepared)
+                                     f" VALUES ({', '.join('?' * len(_CONSENSUS_COLUMNS))})", values)
 
     def get_consensus(self, candidate_id: str) -> dict | None:
         rows = self._rows("SELECT * FROM consensus WHERE candidate_id = :id", {"id": candidate_id})

@@ -5,6 +5,7 @@ outputs to candidates by instruction + input."""
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -22,6 +23,8 @@ IMPORTED_POSITION = 1
 
 _STAGING_COLUMNS = ("import_id", "row", "line", "candidate_id", "instruction_id", "output_id", "task_type",
                     "instruction", "input", "model", "text", "system", "extra")
+#: one row of import_staging, as :meth:`ImportQueries.stage_rows` takes it (columns left out are NULL)
+StagedRow = namedtuple("StagedRow", _STAGING_COLUMNS, defaults=(None,) * len(_STAGING_COLUMNS))
 
 
 class ImportQueries(StoreBase):
@@ -67,6 +70,11 @@ class ImportQueries(StoreBase):
         """(source, model, n) of the imported outputs (their params name the source)."""
         return self._rows(f"SELECT json_extract(params, '$.source') AS source, model_id AS model, COUNT(*) AS n"
                           f" FROM outputs WHERE prompt_style = '{IMPORTED_STYLE}' GROUP BY source, model")
+
+    def generated_models(self) -> list[str]:
+        """The generators of candidates that were not imported (the models of the generation stage)."""
+        return [r["m"] for r in self._rows(
+            "SELECT DISTINCT x.generator_model AS m FROM candidates x WHERE x.completion_id IS NOT NULL ORDER BY m")]
 
     def source_names(self) -> list[str]:
         """The names of the sources that have imported candidates (the review queue's generator filter)."""
@@ -141,20 +149,22 @@ class ImportQueries(StoreBase):
                 self.db.execute("DELETE FROM sources WHERE name = :s", {"s": source})
 
     # -- staging --------------------------------------------------------------------------------------------
-    def stage_rows(self, import_id: str, rows: Sequence[dict], rejects: Sequence[dict], *, rows_read: int,
+    def stage_rows(self, import_id: str, rows: Sequence[StagedRow], rejects: Sequence[dict], *, rows_read: int,
                    counts: dict) -> None:
         """Stage one batch of an import in one transaction: its rows (in row order; duplicates are sorted out
         when the import is published), its rejects, how far the source has been read and the counts so far."""
         with self._write():
             self.db.conn.executemany(
                 f"INSERT INTO import_staging ({', '.join(_STAGING_COLUMNS)})"
-                f" VALUES ({', '.join('?' * len(_STAGING_COLUMNS))})",
-                [tuple(r.get(c) for c in _STAGING_COLUMNS) for r in rows])
+                f" VALUES ({', '.join('?' * len(_STAGING_COLUMNS))})", rows)
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO import_rejects (import_id, row, line, kind, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",
                 [(import_id, r["row"], r.get("line"), r["kind"], r["reason"], r.get("raw")) for r in rejects])
-            self.db.execute("UPDATE imports SET rows_read = :n, counts = :c WHERE id = :id",
-                            {"n": rows_read, "c": _json(counts), "id": import_id})
+            moved = self.db.execute("UPDATE imports SET rows_read = :n, counts = :c WHERE id = :id"
+                                    " AND state = 'staging'", {"n": rows_read, "c": _json(counts), "id": import_id})
+            if moved.rowcount != 1:  # another run of the same import published (or dropped) it meanwhile
+                raise StoreError(f"import {import_id[:12]} is no longer staging: another run of it finished first; "
+                                 "`curate imports` shows it")
 
     def set_import_state(self, import_id: str, state: str, counts: dict | None = None) -> None:
         with self._write():
@@ -195,11 +205,13 @@ class ImportQueries(StoreBase):
                 return {k: imp["counts"].get(k, 0) for k in ("duplicates", "added", "existing")}
             p = {"imp": import_id, "src": imp["source"], "job": job_id, "t": now(),
                  "params": _json({"source": imp["source"], "import": import_id})}
-            staged, distinct = self.db.execute("SELECT COUNT(*), COUNT(DISTINCT output_id) FROM import_staging"
-                                               " WHERE import_id = :imp", p).fetchone()
-            # the first staged row of each output id (rows are staged in row order): duplicates of the file out
-            firsts = ("WITH firsts AS (SELECT MIN(rowid) AS r FROM import_staging WHERE import_id = :imp"
-                      " GROUP BY output_id) ")
+            # the first staged row of each output id (rows are staged in row order): the file's duplicates out
+            self.db.execute("DROP TABLE IF EXISTS temp.import_firsts")
+            self.db.execute("CREATE TEMP TABLE import_firsts AS SELECT MIN(rowid) AS r FROM import_staging"
+                            " WHERE import_id = :imp GROUP BY output_id", p)
+            staged = self._one("SELECT COUNT(*) FROM import_staging WHERE import_id = :imp", p)
+            distinct = self._one("SELECT COUNT(*) FROM temp.import_firsts")
+            firsts = "WITH firsts AS (SELECT r FROM temp.import_firsts) "
             if imp["kind"] == "candidates":
                 p.update(bi=self._next_seq("instructions") - 1, bx=self._next_seq("candidates") - 1)
                 self.db.execute(
@@ -233,7 +245,11 @@ class ImportQueries(StoreBase):
                     f" json_set(:params, '$.row', row, '$.line', line), '{IMPORTED_STYLE}', text, :job, :t"
                     " FROM import_staging s JOIN firsts f ON f.r = s.rowid ORDER BY output_id", p)
                 added = self.db.conn.total_changes - before
-            self.db.execute("DELETE FROM import_staging WHERE import_id = :imp", p)
+            if self._one("SELECT 1 FROM import_staging WHERE import_id != :imp LIMIT 1", p) is None:
+                self.db.execute("DELETE FROM import_staging")  # SQLite's truncate: no row by row
+            else:
+                self.db.execute("DELETE FROM import_staging WHERE import_id = :imp", p)
+            self.db.execute("DROP TABLE temp.import_firsts")
             counts = {**imp["counts"], "duplicates": staged - distinct, "added": added, "existing": distinct - added}
             self.db.execute("UPDATE imports SET state = 'done', counts = :c, finished_at = :t, job_id = :job"
                             " WHERE id = :imp", {**p, "c": _json(counts)})
