@@ -122,8 +122,10 @@ def _run_with_bar(store, job_id: str) -> dict:
 def _job_exit(job: dict, store_path) -> int:
     state = job["state"]
     if state == "failed":
-        first = (job.get("error") or "").strip().splitlines()[:1]
-        print(f"curate: error: job {job['id']} failed: {first[0] if first else '?'}", file=sys.stderr)
+        error = (job.get("error") or "").strip()
+        if "Traceback (most recent call last)" in error:  # a bug: its first line here, the rest in `curate jobs`
+            error = error.splitlines()[0]
+        print(f"curate: error: job {job['id']} failed: {error or '?'}", file=sys.stderr)
         return 1
     for w in job["progress"].get("warnings") or []:
         print(f"warning: {w}", file=sys.stderr)
@@ -138,7 +140,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     s = _settings(args, consensus_threshold=args.threshold, batch_size=args.batch_size)
     config = EnsembleConfig(models=args.models.split(",") if args.models else s.ensemble_models,
                             prompt_style=args.style or s.ensemble_prompt_style, threshold=s.consensus_threshold,
-                            batch_size=s.batch_size, consensus_only=args.consensus_only)
+                            batch_size=s.batch_size, consensus_only=args.no_generate, workers=args.workers)
     with _store(s) as store:
         job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"))
         job = _run_with_bar(store, job_id)
@@ -186,6 +188,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                         ("unparseable completions", st["unparseable"]),
                         ("ensemble outputs by model", st["outputs_by_model"]),
                         ("consensus by reason", st["consensus"]), ("review status", st["reviews"]),
+                        ("imported by source (candidates / outputs)",
+                         {k: f"{v['candidates']:,} / {v['outputs']:,}" for k, v in st["imported"].items()}),
                         ("passing consensus", st["passing"])):
         t = Table(title=title, title_justify="left", show_header=False)
         for k, v in data.items():
@@ -261,6 +265,85 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  {'total':28} {r.bytes:>12,} bytes")
     for seq, name in r.repaired:
         print(f"warning: candidate seq {seq}: invalid UTF-8 in its {name} replaced with U+FFFD", file=sys.stderr)
+    return 0
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import ImportConfig, parse_mapping
+    from .jobs import start_job
+    s = _settings(args)
+    config = ImportConfig(source=args.source, format=args.format, mapping=parse_mapping(args.map), name=args.name,
+                          license=args.license, split=args.split, limit=args.limit, as_outputs=args.as_outputs,
+                          model=args.model, skip_bad=args.skip_bad, batch_size=args.batch_size)
+    with _store(s) as store:
+        job_id = args.resume or start_job(store, "import", config.model_dump(mode="json"))
+        _console().print(f"job {job_id} → {s.db}  (a stopped or killed import completes when you run the same "
+                         "command again)")
+        job = _run_with_bar(store, job_id)
+        rc = _job_exit(job, store_path=s.db)
+        r = job["progress"].get("result")
+        if r:
+            _print_import(r, store.import_rejects(r["import_id"], limit=5))
+    return rc
+
+
+def _print_import(r: dict, rejects: list[dict]) -> None:
+    """The summary of one import (its job's result) and its first rejects."""
+    def more(*pairs: tuple[int, str]) -> str:
+        parts = [f"{n:,} {what}" for n, what in pairs if n]
+        return f" ({'; '.join(parts)})" if parts else ""
+    if r["already_imported"]:
+        print(f"{r['location']} was imported before as {r['source']!r} (import {r['import_id'][:12]}): nothing to add")
+    elif r["kind"] == "candidates":
+        print(f"imported {r['source']!r}: {r['read']:,} rows read, {r['added']:,} candidates added"
+              + more((r["existing"], "already stored"), (r["duplicates"], "duplicate rows in the file, stored once"),
+                     (r["rejected"], "rejected"), (r["multi_turn_cut"], "multi-turn conversations cut to their "
+                                                                        "first exchange")))
+    else:
+        who = r["model"] or "the models of the generator column"
+        print(f"imported outputs of {who} from {r['source']!r}: {r['read']:,} rows read, {r['matched']:,} match a "
+              f"candidate, {r['added']:,} outputs added"
+              + more((r["existing"], "already stored"), (r["duplicates"], "duplicate rows in the file"),
+                     (r["unmatched"], "rows match no candidate's instruction + input"),
+                     (r["own_generator"], "skipped: the candidate's own generator"), (r["rejected"], "rejected"),
+                     (r["multi_turn_cut"], "multi-turn conversations cut to their first exchange")))
+    print(f"format {r['format']}, --map {r['mapping']}")
+    for x in rejects:
+        print(f"  {x['kind']}: {x['reason']}")
+    if r["rejected"] + r["unmatched"] > len(rejects):
+        print(f"  (`curate imports --rejects {r['source']}` lists all {r['rejected'] + r['unmatched']:,})")
+
+
+@command("imports")
+def cmd_imports(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    with _store(s) as store:
+        if args.rejects:
+            rows = store.import_rejects(source=args.rejects, limit=args.limit)
+            if args.json:
+                print(json.dumps(rows, indent=2, ensure_ascii=False))
+                return 0
+            for x in rows:
+                print(f"{x['location']}  {x['kind']:9} {x['reason']}")
+            if not rows:
+                print(f"no rejected rows stored for {args.rejects!r} (rejects are kept by imports run with "
+                      "--skip-bad, and for outputs that match no candidate)")
+            return 0
+        sources, imports = store.list_sources(), store.list_imports(limit=args.limit)
+    if args.json:
+        print(json.dumps({"sources": sources, "imports": imports}, indent=2, ensure_ascii=False, default=str))
+        return 0
+    for src in sources:
+        print(f"{src['name']}  licence {src['license']}: {src['candidates']:,} candidates, {src['outputs']:,} "
+              f"outputs; {', '.join(src['locations']) or 'no finished import'}")
+    for imp in imports:
+        c = imp["counts"]
+        print(f"  {imp['id'][:12]} {imp['state']:8} {imp['kind']:10} {imp['source']} ← {imp['location']} "
+              f"({imp['format']}; read {c.get('read', 0):,}, added {c.get('added', 0):,}, rejected "
+              f"{c.get('rejected', 0):,}, unmatched {c.get('unmatched', 0):,})")
+    if not sources:
+        print("nothing imported yet: `curate import FILE` imports a dataset")
     return 0
 
 
@@ -557,7 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threshold", type=float, help="consensus tau: keep iff min pairwise Rouge-L > tau "
                                                     "(default 0.01)")
     sp.add_argument("--batch-size", type=int, help="prompts per model call (default 8)")
-    sp.add_argument("--consensus-only", action="store_true", help="only (re)compute consensus")
+    sp.add_argument("--no-generate", action="store_true",
+                    help="run no model: only (re)compute consensus over the stored outputs (e.g. imported with "
+                         "`curate import --as-outputs`)")
+    sp.add_argument("--workers", type=int, metavar="N",
+                    help="processes for the consensus rule when at least 5,000 candidates need it (default: one "
+                         "per CPU; 1: none besides curate's own)")
     sp.add_argument("--resume", metavar="JOB", help="continue this job id")
 
     sp = add("consensus", "apply the consensus rule to a JSONL file (instruction, input, outputs)")
@@ -602,6 +690,42 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--invalid-text", choices=("error", "replace"), default="error",
                     help="text that is not valid UTF-8 in the store: error (default; names the candidate) or "
                          "replace (each invalid byte becomes U+FFFD; the card lists the rows)")
+
+    from .importer import FORMAT_HELP
+    sp = add("import", "import a dataset (JSON, JSONL, CSV, Parquet, a datasets folder, a Hub id) as candidates, "
+                       "or other models' outputs for stored candidates (--as-outputs)")
+    sp.add_argument("source", metavar="SOURCE",
+                    help="a .json / .jsonl / .csv / .tsv / .parquet file, a datasets save_to_disk folder, or a Hub "
+                         "dataset id (needs a network: set CURATE_OFFLINE=0)")
+    sp.add_argument("--format", choices=tuple(FORMAT_HELP), default="auto",
+                    help="; ".join(f"{k}: {v}" for k, v in FORMAT_HELP.items()))
+    sp.add_argument("--map", action="append", metavar="FIELD=COLUMN[,…]",
+                    help="which column holds each field: instruction, input, output, system, generator (the model "
+                         "of --as-outputs rows), conversations or text, e.g. --map instruction=prompt,input=,"
+                         "output=response ('input=': no input column)")
+    sp.add_argument("--name", help="the source name: the generator of its candidates, named in provenance and the "
+                                   "dataset card (default: the file's stem, the folder's or the Hub id's name)")
+    sp.add_argument("--license", metavar="SPDX", help="the data's licence as an SPDX id (e.g. CC-BY-NC-4.0), "
+                                                      "recorded with the source and written in the dataset card")
+    sp.add_argument("--split", help="the split of a datasets folder or Hub dataset with several (e.g. train)")
+    sp.add_argument("--limit", type=int, metavar="N", help="import only the first N records")
+    sp.add_argument("--as-outputs", action="store_true",
+                    help="attach each row's output to the stored candidates with the same instruction and input "
+                         "(other models' outputs, e.g. AlpacaEval's model_outputs.json); rows matching nothing "
+                         "are reported")
+    sp.add_argument("--model", help="with --as-outputs: the model that wrote the outputs (default: each row's "
+                                    "generator column)")
+    sp.add_argument("--skip-bad", action="store_true",
+                    help="import the good rows and store the bad ones with their reasons (default: any bad row "
+                         "imports nothing and lists every bad row)")
+    sp.add_argument("--batch-size", type=int, default=10_000, help="rows read and staged per step (default 10000)")
+    sp.add_argument("--resume", metavar="JOB", help="continue this import job id")
+
+    sp = add("imports", "list the imported sources and imports, or the rows an import rejected")
+    sp.add_argument("--rejects", metavar="SOURCE", help="list the rejected rows (and outputs matching no candidate) "
+                                                        "of this source's imports")
+    sp.add_argument("--limit", type=int, default=100, help="at most N rows (default 100)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     scorer_help = ("quality scorer: rm:<HF id or folder> (a reward model), judge:openai:<model>@<url> or "
                    "judge:<model spec> (an LLM judge, 1-10), proxy:consensus (default; agreement, not a reward model)")

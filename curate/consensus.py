@@ -33,6 +33,7 @@ __all__ = [
     "ConsensusResult",
     "consensus",
     "consensus_jsonl",
+    "consensus_many",
     "consensus_reference3",
     "normalise",
     "passes",
@@ -197,6 +198,12 @@ def consensus(outputs: Sequence[str], threshold: float = 0.01) -> ConsensusResul
             reason = "below_threshold"
     keep = passes(reason, min_pairwise, bool(norm[chosen]), threshold)
     return ConsensusResult(chosen, keep, pairwise, scores, min_pairwise, reason, tokenizer)
+
+
+def consensus_many(outputs: Sequence[Sequence[str]], threshold: float = 0.01) -> list[ConsensusResult]:
+    """:func:`consensus` of each list of outputs, in order: one call per batch for a process pool
+    (curate.ensemble.compute_consensus)."""
+    return [consensus(o, threshold) for o in outputs]
 
 
 def consensus_reference3(o0: str, o1: str, o2: str, threshold: float = 0.01) -> tuple[bool, str | None]:

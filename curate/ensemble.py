@@ -8,24 +8,33 @@ consensus rule over all outputs of each instance, stored with the whole pairwise
 2. Consensus over o0 (the generator's output) and the extra outputs, in model order
    (:func:`curate.consensus.consensus`); the matrix, per-output scores, choice and reason are stored, so
    re-thresholding is a query (:meth:`curate.store.Store.count_passing`).
+
+``consensus_only`` (``curate ensemble --no-generate``) skips step 1: consensus over the stored outputs, e.g. other
+models' outputs imported with ``curate import --as-outputs`` (docs/ARCHITECTURE.md, "Importing data"); candidates
+with a single output get none, and a warning says how many. Both steps walk the candidates by a seq cursor.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .consensus import consensus
+from .consensus import consensus_many
 from .errors import Stopped
 from .lm.base import GenParams
 from .mixture import ModelPool
 from .prompts import reference_prompt
 from .stage import Progress, StageContext
 from .store import Store
+from .store.consensus import consensus_values
 
 DEFAULT_ENSEMBLE_MODELS = ("smollm2-135m-instruct", "qwen2.5-0.5b-instruct")
 
@@ -41,7 +50,10 @@ class EnsembleConfig(BaseModel):
     threshold: float = Field(0.01, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=256)
     max_new_tokens: int = Field(256, ge=1)
-    consensus_only: bool = False
+    consensus_only: bool = Field(False, description="run no model: consensus over the stored outputs only "
+                                                    "(`curate ensemble --no-generate`), e.g. imported ones")
+    workers: int | None = Field(None, ge=1, description="processes for the consensus rule on large runs "
+                                                        "(None: one per CPU; 1: the job's own)")
 
 
 @dataclass
@@ -99,12 +111,14 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                                style="chat" if style == "chat" else "completion")
             prog.stage = f"outputs {spec}"
             missing = len(store.candidates_missing_output(spec, style, limit=-1))
+            after = 0
             while True:
-                todo = store.candidates_missing_output(spec, style, limit=config.batch_size)
+                todo = store.candidates_missing_output(spec, style, limit=config.batch_size, after_seq=after)
                 _report(ctx, prog, prog.outputs[spec], missing, "outputs")
                 if not todo:
                     break
                 ctx.check_stop()
+                after = todo[-1]["seq"]
                 t0 = time.perf_counter()
                 outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
                 prog.gen_seconds += time.perf_counter() - t0
@@ -116,38 +130,110 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                 prog.outputs[spec] += len(todo)
     prog.stage = "consensus"
     _report(ctx, prog, 0, prog.total, "candidates")
-    compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop)
+    with store.bulk_writes():
+        compute_consensus(store, config.threshold, progress=prog, should_stop=ctx.should_stop,
+                          workers=config.workers)
+    single = store.count_candidates_with_outputs_below(2)
+    if single:
+        prog.warnings.append(
+            f"{single} candidate{'s have' if single != 1 else ' has'} only one output (o0), so no consensus: "
+            + ("import other models' outputs (curate import FILE --as-outputs --model NAME) or run curate ensemble "
+               "without --no-generate" if config.consensus_only else "add ensembling models"))
     prog.stage = "done"
     done = sum(prog.consensus.values())
     _report(ctx, prog, done, done, "consensus rows")
     return prog
 
 
+#: candidates to do from which consensus runs on several processes (below it, starting them costs more)
+PARALLEL_FROM = 5000
+_WORKER_STORES: dict[str, Store] = {}  # a worker process's read connection, per store file
+
+
+def _consensus_batches(store: Store, batch: int) -> Iterator[list[str]]:
+    """The ids of the candidates whose consensus is missing or stale, ``batch`` at a time by a seq cursor."""
+    after = 0
+    while True:
+        todo = store.candidates_needing_consensus(min_outputs=2, limit=batch, after_seq=after)
+        if not todo:
+            return
+        after = todo[-1]["seq"]
+        yield [r["id"] for r in todo]
+
+
+def consensus_rows(store: Store | str, ids: list[str], threshold: float) -> tuple[list[tuple], list[str]]:
+    """The consensus rows of candidates ``ids`` over their stored outputs, encoded for
+    :meth:`Store.save_consensus_values`, and their reasons. ``store``: a Store, or (in a worker process) the path
+    of the store file, opened once per process for reading."""
+    if isinstance(store, str):
+        store = _WORKER_STORES.get(store) or _WORKER_STORES.setdefault(store, Store(store))
+    outputs = store.output_texts_for(ids)
+    results = consensus_many([[text for _, _, text in outputs[cid]] for cid in ids], threshold)
+    rows = [{"candidate_id": cid, "k": len(outputs[cid]), "output_ids": [oid for oid, _, _ in outputs[cid]],
+             "models": [model for _, model, _ in outputs[cid]], "chosen_index": res.chosen_index,
+             "chosen_nonempty": res.chosen_index is not None and res.reason != "empty", "reason": res.reason,
+             "min_pairwise": res.min_pairwise, "pairwise": res.pairwise, "scores": res.scores,
+             "tokenizer": res.tokenizer, "threshold": threshold} for cid, res in zip(ids, results)]
+    return consensus_values(rows), [res.reason for res in results]
+
+
 def compute_consensus(store: Store, threshold: float = 0.01, *, progress: EnsembleStats | None = None,
-                      should_stop: Callable[[], bool] | None = None, batch: int = 500) -> Counter:
-    """Consensus for every instance whose outputs changed since it was last computed. Returns reason counts."""
+                      should_stop: Callable[[], bool] | None = None, batch: int = 500, workers: int | None = None,
+                      parallel_from: int = PARALLEL_FROM) -> Counter:
+    """Consensus for every instance whose outputs changed since it was last computed. Returns reason counts.
+
+    With at least ``parallel_from`` candidates to do and a store file, batches run in ``workers`` processes
+    (None: one per CPU; 1: in this one), each reading its candidates' outputs, applying the rule and encoding the
+    rows; this process finds the candidates and writes the rows, a few batches behind. The rows are the same
+    either way (:func:`curate.consensus.consensus` is a pure function)."""
     counts: Counter = Counter()
     stop = should_stop or (lambda: False)
-    while True:
-        todo = store.candidates_needing_consensus(min_outputs=2, limit=batch)
-        if not todo:
-            return counts
-        if stop():
-            raise Stopped()
-        rows = []
-        for r in todo:
-            outs = store.outputs_for(r["id"])
-            res = consensus([o.text for o in outs], threshold=threshold)
-            rows.append({
-                "candidate_id": r["id"], "k": len(outs), "output_ids": [o.id for o in outs],
-                "models": [o.model_id for o in outs], "chosen_index": res.chosen_index,
-                "chosen_nonempty": res.chosen_index is not None and res.reason != "empty",
-                "reason": res.reason, "min_pairwise": res.min_pairwise, "pairwise": res.pairwise,
-                "scores": res.scores, "tokenizer": res.tokenizer, "threshold": threshold})
-            counts[res.reason] += 1
-            if progress is not None:
-                progress.consensus[res.reason] += 1
-        store.save_consensus(rows)
+    n = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+
+    def save(values: list[tuple], reasons: list[str]) -> None:
+        store.save_consensus_values(values)
+        counts.update(reasons)
+        if progress is not None:
+            progress.consensus.update(reasons)
+
+    if n == 1 or store.path == ":memory:" or (
+            parallel_from > 0 and store.count_needing_consensus(parallel_from) < parallel_from):
+        for ids in _consensus_batches(store, batch):
+            if stop():
+                raise Stopped()
+            save(*consensus_rows(store, ids, threshold))
+        return counts
+    # spawn, not fork: the app runs jobs on threads, and a forked child of a threaded process can deadlock
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    window: deque = deque()
+    broken = False  # workers that cannot start (a __main__ a spawned process cannot import, …): the rest runs here
+
+    def finish(ids: list[str], fut) -> None:
+        nonlocal broken
+        try:
+            result = fut.result() if fut is not None else None
+        except BrokenProcessPool:
+            broken, result = True, None
+        save(*(result or consensus_rows(store, ids, threshold)))
+
+    try:
+        for ids in _consensus_batches(store, batch):
+            if stop():
+                raise Stopped()
+            fut = None
+            if not broken:
+                try:
+                    fut = pool.submit(consensus_rows, store.path, ids, threshold)
+                except BrokenProcessPool:
+                    broken = True
+            window.append((ids, fut))
+            while len(window) > (2 * n if not broken else 0):  # bounded: a few batches in flight per worker
+                finish(*window.popleft())
+        while window:
+            finish(*window.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return counts
 
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------

@@ -54,6 +54,11 @@ class ExportError(CurateError):
     text that is not valid UTF-8); nothing was written."""
 
 
+class SourceError(CurateError):
+    """A dataset to import cannot be read or does not fit (missing, empty, binary, bad rows, missing columns, a
+    Hub id offline, …); the message names the place (file, line, column) and the fix. Nothing was imported."""
+
+
 class Stopped(Exception):
     """Raised inside a stage when its job was asked to pause or cancel (``StageContext.should_stop()``); the
     stage stops between two steps, so everything stored so far stays. Not an error: the job runner turns it

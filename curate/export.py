@@ -40,7 +40,8 @@ Provenance (``provenance``): ``none`` (default; trainers choke on extra columns)
 object in every row) or ``sidecar`` (one line per row in ``data.provenance.jsonl``, with the row's index
 ``row`` and the candidate ``id``): candidate id and seq, task type, generator and instruction models,
 ensemble models, consensus reason / minimum pairwise Rouge-L / chosen index / passes at tau, the latest
-review action, review status, reviewer and time, and which sources included the row.
+review action, review status, reviewer and time, which sources included the row, and for an imported
+candidate the dataset it came from (``source``, the import's name, and ``source_row``, its row there).
 
 Text that is not valid UTF-8 (bytes another tool wrote into the database; curate itself cannot store
 such text) is an error naming the candidate's seq and field (``invalid_text="error"``, the default), or,
@@ -190,7 +191,7 @@ def _sources(r: dict, include: Sequence[str]) -> list[str]:
 
 
 _TEXT_FIELDS = ("instruction", "input", "output", "generator_model", "instruction_model", "reviewed_by",
-                "review_action", "ensemble_models")
+                "review_action", "source", "ensemble_models")
 
 
 def _all_valid(r: dict) -> bool:
@@ -264,7 +265,8 @@ def _provenance(r: dict) -> dict:
             "min_pairwise": r["min_pairwise"], "chosen_index": r["chosen_index"],
             "passes_tau": None if r["passes"] is None else bool(r["passes"]),
             "review_status": r["review_status"], "review_action": r["review_action"],
-            "reviewer": r["reviewed_by"], "reviewed_at": _iso(r["reviewed_at"]), "included_by": r["sources"]}
+            "reviewer": r["reviewed_by"], "reviewed_at": _iso(r["reviewed_at"]), "included_by": r["sources"],
+            "source": r["source"], "source_row": r["source_row"]}
 
 
 def _records(rows: list[dict], o: _Options) -> tuple[list[dict], list[dict] | None]:
@@ -290,7 +292,8 @@ def _features(o: _Options):
             "id": s, "seq": Value("int64"), "task_type": s, "generator_model": s, "instruction_model": s,
             "ensemble_models": [s], "consensus_reason": s, "min_pairwise": Value("float64"),
             "chosen_index": Value("int64"), "passes_tau": Value("bool"), "review_status": s,
-            "review_action": s, "reviewer": s, "reviewed_at": s, "included_by": [s]}
+            "review_action": s, "reviewer": s, "reviewed_at": s, "included_by": [s], "source": s,
+            "source_row": Value("int64")}
     return Features(cols)
 
 
@@ -528,21 +531,35 @@ def _card_licence(card: str) -> str:
     return m.group(1) if m else ""
 
 
-def _models(rows: list[dict]) -> dict[str, dict]:
+def _models(rows: list[dict], imported_models: dict[str, str]) -> dict[str, dict]:
     """model → {licence, instructions, instances, ensemble}: how many exported rows each model wrote the
-    instruction, the generator's output or an ensemble output of."""
+    instruction, the generator's output or an ensemble output of. An imported candidate's instruction and o0
+    are the source's (listed by :func:`_imported_sources`, not here); imported outputs' models take the licence of the
+    source they came from (``imported_models``)."""
     counts: dict[tuple[str, str], int] = {}
     for r in rows:
-        for model, role in ((r["instruction_model"], "instructions"), (r["generator_model"], "instances"),
-                            *((m, "ensemble") for m in dict.fromkeys(r["ensemble_models"]))):
+        own = () if r["source"] else ((r["instruction_model"], "instructions"), (r["generator_model"], "instances"))
+        ensemble = [m for m in dict.fromkeys(r["ensemble_models"]) if not (r["source"] and m == r["source"])]
+        for model, role in (*own, *((m, "ensemble") for m in ensemble)):
             if model:
                 counts[model, role] = counts.get((model, role), 0) + 1
     out: dict[str, dict] = {}
     for (model, role), n in counts.items():
         name, licence = _model_licence(model)
+        if model in imported_models and licence.startswith("unknown"):
+            licence = imported_models[model]
         m = out.setdefault(name, {"licence": licence, "instructions": 0, "instances": 0, "ensemble": 0})
         m[role] += n
     return dict(sorted(out.items()))
+
+
+def _imported_sources(rows: list[dict], sources: list[dict]) -> list[dict]:
+    """The imported sources with rows in this export: name, licence, files, formats, rows (candidates)."""
+    n: dict[str, int] = {}
+    for r in rows:
+        if r["source"]:
+            n[r["source"]] = n.get(r["source"], 0) + 1
+    return [{**s, "rows": n[s["name"]]} for s in sources if s["name"] in n]
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -554,13 +571,23 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _front_matter(rows: list[dict], o: _Options, licences: set[str], seeds_known: bool) -> str:
+    """The Hub metadata. ``licences``: of every model and imported source with rows here. The licence is
+    apache-2.0 when all of them and the seeds are, the one SPDX id when every one is that id, "other" when they
+    are known but differ (the card's Licences section lists them), else "unknown"."""
     import yaml
     meta: dict[str, Any] = {}
+    known = licences - {"scripted test model (no weights)"}
+    spdx = all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", lic) and lic.lower() not in ("unknown", "other")
+               for lic in known)
     if "Gemma terms of use" in licences:
         meta.update(license="other", license_name="gemma-terms-of-use",
                     license_link="https://ai.google.dev/gemma/terms")
-    elif licences <= {"Apache-2.0", "scripted test model (no weights)"} and seeds_known:
+    elif known <= {"Apache-2.0"} and seeds_known:
         meta["license"] = "apache-2.0"
+    elif len(known) == 1 and spdx and seeds_known:
+        meta["license"] = next(iter(known)).lower()
+    elif known and spdx and seeds_known:
+        meta.update(license="other", license_name="mixed")
     else:
         meta["license"] = "unknown"
     data_file = o.fmt.data_file or "data-*.arrow"
@@ -575,8 +602,9 @@ def _front_matter(rows: list[dict], o: _Options, licences: set[str], seeds_known
 
 def _card(store: Store, rows: list[dict], o: _Options) -> str:
     """The dataset card: deterministic given the store and the options (no clock)."""
-    models = _models(rows)
-    licences = {m["licence"] for m in models.values()}
+    models = _models(rows, store.imported_output_models())
+    sources = _imported_sources(rows, store.list_sources())
+    licences = {m["licence"] for m in models.values()} | {s["license"] for s in sources}
     seeds = store.seed_sources()
     seeds_known = all(s["source"] == _SHIPPED_SEEDS for s in seeds)
     st = store.stats()
@@ -596,11 +624,16 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
                        "unless reviewed)",
             "selection": f"in the QDIT selection {o.selection!r}" if o.selection else "in the QDIT selection"}
     parts = [_front_matter(rows, o, licences, seeds_known)]
+    imported = sum(s["rows"] for s in sources)
+    made = (f"generated with small language models by curate {__version__} (Ensemble-Instruct generation and "
+            "Rouge-L output consensus)")
+    if imported:
+        made = ((f"{len(rows) - imported:,} of them {made}, " if imported < len(rows) else "")
+                + f"{'all ' if imported == len(rows) else ''}{imported:,} imported from "
+                + ", ".join(f"`{s['name']}`" for s in sources) + f" into curate {__version__} (see Sources)")
     parts.append(
         f"# Synthetic instruction-tuning data (curate)\n\n"
-        f"{len(rows):,} instruction / input / output examples generated with small language models by "
-        f"curate {__version__} (Ensemble-Instruct generation and Rouge-L output "
-        "consensus)"
+        f"{len(rows):,} instruction / input / output examples, {made}"
         + (f", reviewed by people (data as of the latest review, {_iso(last_review)})" if last_review else "")
         + ".\n\n"
         f"Rows: candidates {' or '.join(what[s] for s in o.include)}; never candidates a reviewer rejected. "
@@ -630,6 +663,13 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
     stage += [(f"review: {r}", n) for r, n in sorted(st["reviews"].items())]
     parts.append("## How it was made: counts per stage and reason (the whole store)\n\n"
                  + _table(("stage / reason", "n"), stage) + "\n")
+    if sources:
+        parts.append("## Sources\n\nImported datasets with rows in this export (`curate import`): each row's "
+                     "instruction, input and first output (o0) come from the source; the provenance columns "
+                     "`source` and `source_row` name it per row.\n\n"
+                     + _table(("source", "licence", "rows", "files", "formats"),
+                              [(s["name"], s["license"], s["rows"], ", ".join(Path(x).name for x in s["locations"]),
+                                ", ".join(s["formats"])) for s in sources]) + "\n")
     parts.append("## Models\n\nRows of this export each model wrote instructions, instances (the generator's "
                  "output) or ensemble outputs for.\n\n"
                  + _table(("model", "licence", "instructions", "instances", "ensemble outputs"),
@@ -661,11 +701,15 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
         [(r["reviewer"], r["actions"], r["candidates"], r["accept"], r["edit"], r["reject"], r["reset"],
           _iso(r["first_at"]), _iso(r["last_at"])) for r in reviewers]) if reviewers
         else "No reviews are recorded.") + "\n")
-    notes = sorted({f"- {m}: {_LICENCE_NOTES.get(d['licence'], d['licence'])}" for m, d in models.items()})
+    notes = sorted({f"- {m}: {_LICENCE_NOTES.get(d['licence'], d['licence'])}" for m, d in models.items()}
+                   | {f"- {s['name']} (imported data): {s['license']}"
+                      + (" — pass --license SPDX when importing it" if s["license"] == "unknown" else "")
+                      for s in sources})
     parts.append(
         "## Licences\n\n"
-        "Generated data inherits obligations from the models that wrote it and from the seed tasks; the "
-        "`license` above is derived from them (apache-2.0 only when every model and seed file is Apache-2.0). "
+        "Generated data inherits obligations from the models that wrote it and from the seed tasks, imported data "
+        "keeps the licence of its source; the `license` above is derived from them (apache-2.0 only when every "
+        "model, source and seed file is Apache-2.0; one SPDX id when all share it; other when they differ). "
         "This is not legal advice: check each model's terms before you publish or train on the data.\n\n"
         + "\n".join(notes) + "\n"
         + ("- Seed tasks: Self-Instruct's 175 seed tasks, Apache-2.0.\n" if seeds and seeds_known else ""))

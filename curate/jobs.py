@@ -1,4 +1,4 @@
-"""Background jobs: stage runs (generate, ensemble, score, teachers, embed, …) recorded in the store, resumable,
+"""Background jobs: stage runs (generate, ensemble, score, teachers, embed, import, …) recorded in the store, resumable,
 pausable, cancellable.
 
 A job is a row (kind, config, state, progress, heartbeat, error). Its kind names a stage (:data:`STAGES`, the
@@ -43,6 +43,7 @@ STAGES: dict[str, str] = {
     "evaluate": "curate.evaluate",
     "train": "curate.train",
     "experiment": "curate.experiment",
+    "import": "curate.importer",
 }
 
 

@@ -23,7 +23,7 @@ from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
 from .store import Candidate, Output, ReviewEntry, Store
 
-__all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
+__all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "generator_choices", "candidate", "explain_consensus", "accept", "edit",
            "reject", "undo", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
            "reject_duplicates", "quality_summary",
            "STATUS_OF_ACTION"]
@@ -44,7 +44,8 @@ class QueueFilter(BaseModel):
 
     status: Status | None = "pending"
     task_type: Literal["A", "B"] | None = None
-    model: str | None = None
+    model: str | None = Field(None, description="the generator: a model, or an imported source (its candidates' "
+                                                "generator is the source name, curate.importer)")
     consensus: Literal["pass", "fail", "none"] | None = Field(
         None, description="pass / fail: consensus kept / not kept at tau; none: not ensembled yet")
     tau: float = Field(0.01, ge=0.0, le=1.0)
@@ -76,6 +77,13 @@ def queue_page(store: Store, f: QueueFilter, page: int = 1, page_size: int = PAG
     page = min(max(1, int(page or 1)), pages)
     rows = store.review_queue(sort=f.sort, limit=page_size, offset=(page - 1) * page_size, **f.store_filters())
     return {"rows": rows, "total": total, "page": page, "pages": pages, "page_size": page_size}
+
+
+def generator_choices(store: Store) -> list[tuple[str, str]]:
+    """(label, value) of every generator the queue can be filtered by (``QueueFilter.model``): the models that
+    generated candidates, and the imported sources, labelled "(imported)"."""
+    imported = set(store.source_names())
+    return [(f"{m} (imported)" if m in imported else m, m) for m in store.generator_models()]
 
 
 def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None) -> str | None:
@@ -116,9 +124,14 @@ def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
             "task_type": x.task_type, "generator_model": x.generator_model,
             "instruction": x.instruction, "input": x.input, "output": x.output, "final": final,
             "reject_reason": reject_reason, "reviewed_by": x.reviewed_by, "reviewed_at": x.reviewed_at,
-            "outputs": outputs, "consensus": consensus_view,
+            "outputs": outputs, "consensus": consensus_view, "source": _source(store, candidate_id),
             "log": [{"id": r.id, "reviewer": r.reviewer, "at": r.at, "action": r.action, "version": r.version,
                      "reason": r.reason} for r in log]}
+
+
+def _source(store: Store, candidate_id: str) -> dict | None:
+    p = store.provenance_for(candidate_id)
+    return None if p is None else {k: p[k] for k in ("source", "license", "location", "row", "line", "system")}
 
 
 def _ordered_outputs(store: Store, candidate_id: str, cons: dict | None) -> list[Output]:

@@ -1,4 +1,4 @@
-"""The Stage contract: what every background stage (generate, ensemble, score, teachers, embed, …) offers
+"""The Stage contract: what every background stage (generate, ensemble, score, teachers, embed, import, …) offers
 the job runner, and the one progress shape they all report.
 
 A stage is a module exposing

@@ -378,3 +378,75 @@ def test_teachers_and_selection_are_visible_and_tunable(app, page):
     assert len(picks) == 8 and picks[0]["params"]["alpha"] < 0.5
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "select.png"), full_page=True)
+
+
+def test_import_a_dataset_and_two_models_outputs_then_review_with_consensus(tmp_path, browser):
+    """Bring your own data in the browser: upload a dataset, preview it, import it; import two other models'
+    outputs for it; consensus without a model; then review an imported candidate with its three outputs."""
+    import json
+    rows = [{"instruction": f"Name colour number {i}.", "input": "" if i % 2 else f"hint {i}",
+             "output": f"Colour {i} is blue."} for i in range(6)]
+    rows[0]["instruction"] = XSS_INSTRUCTION
+    data = tmp_path / "colours.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outs = {}
+    for model, text in (("model-a", "Colour {i} is blue!"), ("model-b", "It is blue, colour {i}.")):
+        outs[model] = tmp_path / f"{model}.jsonl"
+        outs[model].write_text("".join(json.dumps({**r, "output": text.format(i=i)}) + "\n"
+                                       for i, r in enumerate(rows)))
+    db = tmp_path / "import.db"
+    demo = serve(db)
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
+    page = ctx.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(demo.local_url)
+        page.get_by_role("tab", name="Import").click()
+        page.locator("#curate-imp-file input[type=file]").set_input_files(str(data))
+        detected = box(page, "curate-imp-detected")
+        expect(detected).to_have_value(re.compile(r"format alpaca · source name colours"), timeout=20_000)
+        expect(box(page, "curate-imp-map")).to_have_value("instruction=instruction,input=input,output=output")
+        expect(page.locator("#curate-imp-rows")).to_contain_text("<img src=x")  # shown as text
+        box(page, "curate-imp-license").fill("CC-BY-4.0")
+        box(page, "curate-imp-license").press("Tab")
+        page.locator("#curate-imp-start").click()
+        state = box(page, "curate-imp-state")
+        expect(state).to_have_value("done", timeout=30_000)
+        expect(page.locator("#curate-imp-sources")).to_contain_text("CC-BY-4.0")
+        page.locator("#curate-imp-as-outputs input").check()
+        for model, path in outs.items():  # typed paths this time (a path wins over the earlier upload)
+            box(page, "curate-imp-path").fill(str(path))
+            box(page, "curate-imp-model").fill(model)
+            box(page, "curate-imp-model").press("Tab")
+            page.locator("#curate-imp-preview").click()
+            expect(detected).to_have_value(re.compile(rf"source name {model}"), timeout=20_000)
+            page.locator("#curate-imp-start").click()
+            expect(box(page, "curate-imp-job")).not_to_have_value("", timeout=10_000)
+            expect(state).to_have_value("done", timeout=30_000)
+            expect(box(page, "curate-imp-counts")).to_have_value(re.compile(r"staged 6"))
+        page.locator("#curate-imp-consensus").click()
+        expect(box(page, "curate-imp-stage")).to_have_value("done", timeout=30_000)
+        with Store(db) as st:
+            assert st.count_passing(0.01)["scored"] == 6
+        # the Review tab: pick the source, open the first candidate, see o0 (the dataset's) and both models
+        page.reload()
+        expect(header(page)).to_have_value(re.compile(r"^#1 · .*generator colours"), timeout=30_000)
+        for i, model in enumerate(["colours", "model-a", "model-b"]):
+            expect(page.locator(f"#curate-output-{i}")).to_contain_text(
+                re.compile(rf"o{i} · {re.escape(model)} .*agreement \d\.\d\d"))
+        expect(box(page, "curate-instruction")).to_have_value(XSS_INSTRUCTION)
+        assert page.locator('img[src="x"]').count() == 0 and page.evaluate("window.__xss") is None
+        assert dialogs == []
+        page.locator("#curate-accept").click()
+        expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+        page.get_by_role("tab", name="Import").click()
+        expect(page.locator("#curate-imp-sources")).to_contain_text("model-b", timeout=10_000)  # the timer's tables
+        box(page, "curate-imp-path").fill(str(outs["model-a"]))
+        page.locator("#curate-imp-preview").click()
+        expect(detected).to_have_value(re.compile("source name model-a"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "import.png"), full_page=True)
+    finally:
+        ctx.close()
+        demo.close()

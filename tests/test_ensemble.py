@@ -83,3 +83,66 @@ def test_consensus_recomputed_when_a_model_is_added():
     run_ensemble(st, EnsembleConfig(models=["e1", "e2"]),
                  ModelPool({"e1": ScriptedLM("e1"), "e2": ScriptedLM("e2", lambda p: "a b c")}))
     assert st.get_consensus(ids[0])["k"] == 3
+
+
+def test_consensus_and_outputs_walk_the_candidates_by_a_seq_cursor():
+    """Each batch continues after the last one's seq (the queries read candidates in seq order and stop at the
+    limit: no sort of every candidate per batch), and every candidate is covered."""
+    st, ids = _store_with(7)
+    for sql in ("candidates_needing_consensus", "candidates_missing_output"):
+        args = (2, 2, 3) if sql == "candidates_needing_consensus" else ("e1", "chat", 2, 3)
+        plan = " ".join(r[-1] for r in st.db.execute("EXPLAIN QUERY PLAN " + _last_sql(st, sql, args)))
+        assert "candidates_seq" in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    assert [r["seq"] for r in st.candidates_missing_output("e1", "chat", limit=3, after_seq=2)] == [3, 4, 5]
+    lm = ScriptedLM("e1", lambda p: "answer is forty two")
+    run_ensemble(st, EnsembleConfig(models=["e1"], batch_size=2), ModelPool({"e1": lm}))
+    assert sorted(len(c[0]) for c in lm.calls) == [1, 2, 2, 2]
+    assert compute_consensus(st, batch=2) == {}
+    assert all(st.get_consensus(i)["k"] == 2 for i in ids)
+
+
+def _last_sql(st, method, args):
+    """The SQL a store method runs (captured from its execute call)."""
+    seen = []
+    real = st.db.query
+
+    def spy(sql, params=None):
+        seen.append((sql, params))
+        return real(sql, params)
+    st.db.query = spy
+    try:
+        getattr(st, method)(*args)
+    finally:
+        st.db.query = real
+    sql, params = seen[-1]
+    for k, v in sorted(params.items(), key=lambda kv: -len(kv[0])):
+        sql = sql.replace(f":{k}", repr(v))
+    return sql
+
+
+def test_no_generate_warns_about_candidates_with_a_single_output():
+    st, ids = _store_with(3)
+    prog = run_ensemble(st, EnsembleConfig(consensus_only=True), ModelPool({}))
+    assert prog.consensus == {} and any("3 candidates have only one output (o0)" in w and "--as-outputs" in w
+                                        for w in prog.warnings)
+
+
+def test_consensus_on_several_processes_stores_the_same_rows(tmp_path):
+    """The parallel path (spawned workers reading the store file, a bounded window of batches) against the serial
+    one."""
+    def filled():
+        st = Store(tmp_path / f"{len(list(tmp_path.iterdir()))}.db")
+        for i in range(23):
+            _candidate(st, output=f"answer {i} is forty two", instruction=f"Compute answer number {i} now",
+                       outputs=(f"answer {i} is forty two", f"the answer {i} is 42" if i % 2 else "nothing",
+                                "forty two" if i % 3 else f"answer {i} is forty two"))
+        return st
+    serial, parallel = filled(), filled()
+    a = compute_consensus(serial, batch=4, workers=1)
+    b = compute_consensus(parallel, batch=4, workers=2, parallel_from=0)
+    assert a == b and sum(a.values()) == 23
+    strip = lambda st: [{k: v for k, v in st.get_consensus(r["id"]).items() if k != "created_at"}  # noqa: E731
+                        for r in st.review_queue(status=None, limit=100)]
+    assert strip(serial) == strip(parallel)
+    with pytest.raises(Stopped):
+        compute_consensus(filled(), batch=4, workers=2, parallel_from=0, should_stop=lambda: True)

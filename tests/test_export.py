@@ -223,7 +223,7 @@ def test_provenance_field_and_sidecar_carry_the_same_facts(reviewed, tmp_path):
         "min_pairwise": cons["min_pairwise"], "chosen_index": cons["chosen_index"],
         "passes_tau": review.candidate(store, ids[4])["consensus"]["passes"], "review_status": "edited",
         "review_action": "edit", "reviewer": "bob", "reviewed_at": ex._iso(cand.reviewed_at),
-        "included_by": ["accepted"]}
+        "included_by": ["accepted"], "source": None, "source_row": None}  # a generated candidate: no source
     assert edited["reviewed_at"].endswith("Z") and edited["reviewed_at"].startswith("20")
 
 

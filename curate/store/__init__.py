@@ -26,6 +26,8 @@ Where the code lives (one mixin class per group of queries; :class:`Store` inher
 * ``selection`` — the selection pool, the embeddings cache, named selections.
 * ``review`` — review actions, the review log, the review queue and its counts, accept-all.
 * ``reports`` — stats, export reads, model contribution, reviewer progress.
+* ``imports`` — imported sources and their licences, the import ledger, staging, publishing, provenance,
+  rejects, matching outputs to candidates.
 * ``evaluations`` — stored evaluation runs and their rows (curate.evaluate).
 * ``rows`` — typed rows of the review path: ``Candidate``, ``Output``, ``ReviewEntry``.
 """
@@ -36,8 +38,10 @@ from .base import StoreBase, _in_lists, _json, _quality_clause, content_id, now
 from .consensus import ConsensusQueries
 from .evaluations import EvaluationQueries
 from .generation import GenerationQueries
+from .imports import IMPORT_ORIGIN, IMPORTED_STYLE, ImportQueries, StagedRow
 from .jobs import ACTIVE_JOB_STATES, JOB_STATES, JobQueries
-from .migrations import m001_initial, m002_queue_indexes, m003_selection, m004_candidates, m007_evaluations, migrations
+from .migrations import (m001_initial, m002_queue_indexes, m003_selection, m004_candidates, m006_imports,
+                         m007_evaluations, migrations)
 from .reports import ReportQueries
 from .rows import Candidate, Output, ReviewEntry, Texts
 from .review import REVIEW_ACTIONS, REVIEW_STATUSES, ReviewQueries
@@ -51,7 +55,7 @@ __all__ = ["Store", "Candidate", "Output", "ReviewEntry", "Texts", "content_id",
 
 
 class Store(JobQueries, GenerationQueries, ConsensusQueries, ScoreQueries, SelectionQueries, ReviewQueries,
-            ReportQueries, EvaluationQueries):
+            ReportQueries, ImportQueries, EvaluationQueries):
     """The project's database. ``Store(":memory:")`` for tests; ``Store("data/curate.db")`` on disk.
 
     Raises :class:`~curate.errors.StoreError` when the path cannot be opened (with the path and the fix).

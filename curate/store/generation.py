@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from ..errors import StoreError
 from .base import StoreBase, _json, content_id, now
+from .imports import IMPORT_ORIGIN
 from .rows import Candidate
 
 
@@ -74,14 +75,16 @@ class GenerationQueries(StoreBase):
         self.db["instructions"].insert(row)
         return row["id"], True
 
+    # Imported instructions (origin 'import', curate.importer) are not generated ones: they are no machine demos,
+    # do not feed the novelty filter and are not counted here (stats list them under "imported").
     def kept_instruction_texts(self, task_type: str | None = None) -> list[str]:
-        sql = "SELECT text FROM instructions WHERE status = 'kept'"
+        sql = f"SELECT text FROM instructions WHERE status = 'kept' AND origin != '{IMPORT_ORIGIN}'"
         if task_type:
             sql += " AND task_type = :t"
         return [r["text"] for r in self._rows(sql + " ORDER BY seq", {"t": task_type})]
 
     def count_kept_instructions(self, task_type: str | None = None, origin: str | None = None) -> int:
-        where, p = ["status = 'kept'"], {}
+        where, p = ["status = 'kept'", f"origin != '{IMPORT_ORIGIN}'"], {}
         if task_type:
             where.append("task_type = :t"); p["t"] = task_type
         if origin:
@@ -112,7 +115,8 @@ class GenerationQueries(StoreBase):
     def filter_reason_counts(self, stage: str = "instructions") -> dict[str, int]:
         """Counts per reason (``None`` = kept/ok) for 'instructions', 'candidates' or 'completions'."""
         if stage == "instructions":
-            sql = "SELECT COALESCE(reason, 'kept') AS r, COUNT(*) AS n FROM instructions GROUP BY r"
+            sql = ("SELECT COALESCE(reason, 'kept') AS r, COUNT(*) AS n FROM instructions"
+                   f" WHERE origin != '{IMPORT_ORIGIN}' GROUP BY r")
         elif stage == "candidates":
             sql = "SELECT COALESCE(reason, 'ok') AS r, COUNT(*) AS n FROM candidates GROUP BY r"
         elif stage == "completions":

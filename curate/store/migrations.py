@@ -249,6 +249,79 @@ def m004_candidates(db: Database) -> None:
 
 
 @migrations()
+def m006_imports(db: Database) -> None:
+    """Bring your own data (curate.importer): the named sources and their licences, one ledger row per import
+    (its file, format, mapping, progress and counts), the staging table an import fills before it is published
+    in one transaction, the provenance of every imported candidate (source, row, line; an imported output's is in
+    its params), the rejected
+    rows of imports run with skip_bad, and an index to match outputs to candidates by instruction text. One
+    statement at a time (``executescript`` would commit the migration's transaction half-way)."""
+    for sql in (
+        """CREATE TABLE sources (            -- a named dataset or outputs file people import
+            name TEXT PRIMARY KEY,           -- the generator name of its candidates (outputs: their files' name)
+            license TEXT NOT NULL,           -- SPDX id given with --license, or 'unknown'
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE imports (            -- one import of one file / folder / Hub split (the resume ledger)
+            id TEXT PRIMARY KEY,             -- content hash of (source, location, fingerprint, options)
+            source TEXT NOT NULL REFERENCES sources(name),
+            kind TEXT NOT NULL CHECK (kind IN ('candidates', 'outputs')),
+            model TEXT,                      -- outputs: --model (NULL: the generator column names each row's)
+            location TEXT NOT NULL,          -- absolute path, or the Hub id
+            reader TEXT NOT NULL,            -- jsonl | json | csv | parquet | datasets | hub
+            fingerprint TEXT NOT NULL,       -- size:mtime (files), a hash of the files (folders), id:split (Hub)
+            format TEXT NOT NULL,            -- alpaca | sharegpt | messages | guanaco (as detected or given)
+            mapping TEXT NOT NULL,           -- JSON {field: column}
+            split TEXT,
+            row_limit INTEGER,
+            skip_bad INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('staging', 'staged', 'done')),
+            rows_read INTEGER NOT NULL DEFAULT 0,   -- records read and staged so far: where a re-run resumes
+            counts TEXT NOT NULL DEFAULT '{}',      -- JSON: staged, duplicates, rejected, unmatched, added, ...
+            job_id TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+        "CREATE INDEX imports_source ON imports(source, location)",
+        """CREATE TABLE import_staging (     -- rows of unfinished imports; published together, then deleted
+            import_id TEXT NOT NULL REFERENCES imports(id),
+            row INTEGER NOT NULL,
+            line INTEGER,
+            candidate_id TEXT NOT NULL,      -- the new candidate, or (outputs) the matched one
+            instruction_id TEXT,
+            output_id TEXT NOT NULL,
+            task_type TEXT,
+            instruction TEXT,
+            input TEXT,
+            model TEXT NOT NULL,             -- the output's model: the source (o0), or the outputs' model
+            text TEXT NOT NULL,              -- the output
+            system TEXT,
+            extra TEXT                       -- no index: appended in row order, read once when published
+        )""",
+        """CREATE TABLE import_rows (        -- provenance: the source row each imported candidate came from
+            candidate_id TEXT PRIMARY KEY REFERENCES candidates(id),  -- (imported outputs: in outputs.params)
+            import_id TEXT NOT NULL REFERENCES imports(id),
+            source TEXT NOT NULL,
+            row INTEGER NOT NULL,            -- 0-based record index in the source (the datasets index)
+            line INTEGER,                    -- 1-based line the record starts on (text files)
+            system TEXT,                     -- a conversation's system turn
+            extra TEXT                       -- JSON: the record's other columns; turns cut off
+        )""",
+        """CREATE TABLE import_rejects (     -- rows an import could not use, with the reason
+            import_id TEXT NOT NULL REFERENCES imports(id),
+            row INTEGER NOT NULL,
+            line INTEGER,
+            kind TEXT NOT NULL CHECK (kind IN ('bad', 'unmatched')),
+            reason TEXT NOT NULL,
+            raw TEXT,
+            PRIMARY KEY (import_id, row)
+        )""",
+        "CREATE INDEX instructions_text ON instructions(text)",
+    ):
+        db.execute(sql)
+
+
+@migrations()
 def m007_evaluations(db: Database) -> None:
     """Evaluation runs (curate.evaluate): a run's model, set, settings and metrics, and each row's prediction and
     scores. One statement at a time (see m004)."""

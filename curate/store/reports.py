@@ -29,6 +29,7 @@ class ReportQueries(StoreBase):
                 "SELECT model_id, COUNT(*) AS n FROM outputs GROUP BY model_id ORDER BY model_id")},
             "consensus": self.consensus_reason_counts(),
             "reviews": self.review_counts(),
+            "imported": self.import_stats(),
         }
 
     # -- export (read-only) -----------------------------------------------------------------------------
@@ -45,7 +46,8 @@ class ReportQueries(StoreBase):
         else the instruction, the candidate's input and the consensus choice, else the generator's output),
         generator_model, instruction_model, review_status, reviewed_by, reviewed_at, review_action (the
         latest in the log), consensus_reason, min_pairwise, chosen_index, ensemble_models (JSON list, None
-        without consensus), passes (1/0 at ``tau``, None without consensus), in_accepted, in_selection.
+        without consensus), passes (1/0 at ``tau``, None without consensus), in_accepted, in_selection, source and
+        source_row (where an imported candidate came from; None for generated ones).
 
         Text that is not valid UTF-8 in the file comes back with lone surrogates (``surrogateescape``), so
         the caller can name the candidate instead of failing on the whole read.
@@ -69,9 +71,9 @@ class ReportQueries(StoreBase):
             " x.reviewed_at, (SELECT r.action FROM reviews r WHERE r.candidate_id = x.id"
             " ORDER BY r.id DESC LIMIT 1) AS review_action, c.reason AS consensus_reason, c.min_pairwise,"
             f" c.chosen_index, c.models AS ensemble_models, {passes} AS passes, {accepted} AS in_accepted,"
-            f" {sel} AS in_selection"
+            f" {sel} AS in_selection, ir.source, ir.row AS source_row"
             " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
-            " LEFT JOIN consensus c ON c.candidate_id = x.id"
+            " LEFT JOIN consensus c ON c.candidate_id = x.id LEFT JOIN import_rows ir ON ir.candidate_id = x.id"
             f" LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
             " WHERE x.status = 'ok' AND x.review_status != 'rejected'"
             f" AND ({' OR '.join(cond[s] for s in dict.fromkeys(include))}) ORDER BY x.seq LIMIT :n")

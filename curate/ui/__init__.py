@@ -1,5 +1,5 @@
-"""The Gradio app: Review (queue, candidate, thresholds), Run (background jobs), Overview, Teachers, Select,
-Export, and the documented JSON API.
+"""The Gradio app: Review (queue, candidate, thresholds), Run (background jobs), Import (bring your own data),
+Overview, Teachers, Select, Export, and the documented JSON API.
 
 ``build_app(settings, runner)`` returns the Blocks; ``launch(settings)`` serves it (127.0.0.1 unless the
 settings say otherwise; a login when ``auth`` is set, for the app and the API alike). Each tab is one module
@@ -23,13 +23,13 @@ from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
 from . import api  # noqa: E402
 from .base import AppContext  # noqa: E402
-from .tabs import evaluate, export, overview, review, run, select, teachers  # noqa: E402
+from .tabs import evaluate, export, imports, overview, review, run, select, teachers  # noqa: E402
 from .wiring import UI  # noqa: E402
 
 __all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS", "Handlers"]
 
 #: the tabs, in the order they are shown
-TABS = (review, run, overview, teachers, select, export, evaluate)
+TABS = (review, run, imports, overview, teachers, select, export, evaluate)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
 HEAD = """
@@ -84,15 +84,16 @@ def parse_auth(text: str | None, users_file: str | os.PathLike | None = None) ->
 
 
 class Handlers:
-    """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.overview``, ``.teachers``,
-    ``.select``, ``.export``, ``.evaluate``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext`
-    (the settings, the job runner, one store connection per thread)."""
+    """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.imports``, ``.overview``,
+    ``.teachers``, ``.select``, ``.export``, ``.evaluate``) plus ``.api``; they share one
+    :class:`~curate.ui.base.AppContext` (the settings, the job runner, one store connection per thread)."""
 
     def __init__(self, settings: Settings, runner: jobs.JobRunner):
         self.ctx = AppContext(settings, runner)
         self.settings, self.runner = settings, runner
         self.review = review.ReviewHandlers(self.ctx)
         self.run = run.RunHandlers(self.ctx)
+        self.imports = imports.ImportHandlers(self.ctx)
         self.overview = overview.OverviewHandlers(self.ctx)
         self.teachers = teachers.TeachersHandlers(self.ctx)
         self.select = select.SelectHandlers(self.ctx)
@@ -124,6 +125,7 @@ def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
     """Every event, tab by tab, then the named API."""
     review.wire(ui, h.review, demo)
     run.wire(ui, h.run)
+    imports.wire(ui, h.imports)
     overview.wire(ui, h.overview)
     teachers.wire(ui, h.teachers)
     select.wire(ui, h.select, h.review)

@@ -1,4 +1,4 @@
-"""The app's tabs, one module each (review, run, overview, teachers, select, export), holding:
+"""The app's tabs, one module each (review, run, imports, overview, teachers, select, export), holding:
 
 * its handlers, a class: plain methods that take component values (and, where the queue filter matters, one
   :class:`~curate.review.QueueFilter`) and return a ``dict`` of component name → value, so they are testable

@@ -51,10 +51,9 @@ class ReviewHandlers(TabHandlers):
     def ui_load(self, reviewer: str, request: gr.Request) -> dict:
         """Reviewer box from the login (locked) and the generator-model filter's choices."""
         user = getattr(request, "username", None)
-        models = self.store().generator_models()
         scorers = self.store().stored_scorers()
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
-                "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models]),
+                "f_model": gr.update(choices=[("any", "")] + review.generator_choices(self.store())),
                 "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
                                                                for r in scorers])}
 
@@ -347,7 +346,7 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
             with gr.Row():
                 ui.add("f_status", gr.Dropdown(STATUS_CHOICES, value="pending", label="Status", min_width=120))
                 ui.add("f_type", gr.Dropdown(TYPE_CHOICES, value="", label="Task type", min_width=120))
-                ui.add("f_model", gr.Dropdown([("any", "")], value="", label="Generator", min_width=160))
+                ui.add("f_model", gr.Dropdown([("any", "")], value="", label="Generator / source", min_width=160))
                 ui.add("f_consensus", gr.Dropdown(CONSENSUS_CHOICES, value="", label="Consensus",
                                                   min_width=120))
                 ui.add("f_sort", gr.Dropdown(SORT_CHOICES, value="seq", label="Sort", min_width=140))
