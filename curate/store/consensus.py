@@ -35,7 +35,7 @@ class ConsensusQueries(StoreBase):
             r["params"] = r["params"] if isinstance(r["params"], str) else _json(r["params"])
             r.setdefault("created_at", now())
             prepared.append(r)
-        with self.db.atomic():
+        with self.atomic():
             self.db["outputs"].insert_all(prepared, ignore=True)
         return len(prepared)
 
@@ -63,7 +63,7 @@ class ConsensusQueries(StoreBase):
             r["chosen_nonempty"] = int(bool(r["chosen_nonempty"]))
             r.setdefault("created_at", now())
             prepared.append(r)
-        with self.db.atomic():
+        with self.atomic():
             self.db["consensus"].insert_all(prepared, replace=True)
 
     def get_consensus(self, candidate_id: str) -> dict | None:
