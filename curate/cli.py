@@ -158,9 +158,11 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 @command("threshold")
 def cmd_threshold(args: argparse.Namespace) -> int:
+    from . import checks
+    taus = [checks.tau(t, "curate threshold") for t in args.tau]  # every one checked before anything prints
     s = _settings(args)
     with _store(s) as store:
-        for tau in args.tau:
+        for tau in taus:
             c = store.count_passing(tau)
             print(f"tau={tau:<6} passing {c['passing']:>7} of {c['scored']}")
     return 0

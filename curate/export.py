@@ -31,7 +31,8 @@ Where it goes: ``out`` is a folder holding the data file, the dataset card ``REA
 the Hugging Face Hub reads, with a ``configs`` entry pointing at the data file, so ``load_dataset(out)``
 works) and, with ``provenance="sidecar"``, ``data.provenance.jsonl``. The folder is written under a
 temporary sibling name and renamed into place, so an interrupted export leaves no partial folder (a
-``kill -9`` can leave a hidden ``.NAME.tmp-…`` sibling, never a half-written ``out``). An existing export
+``kill -9`` can leave a hidden ``.NAME.tmp-…`` sibling, never a half-written ``out``; the next export to the same
+place removes such siblings whose process is gone). An existing export
 folder is replaced only with ``force=True``; a folder holding anything an export does not write is never
 touched. The store is only read. The same export of the same store gives byte-identical files: rows in
 ``seq`` order, fixed key order, no timestamps except the store's own (review times).
@@ -61,8 +62,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
-from . import __version__
-from .errors import ExportError, StoreError
+from . import __version__, checks
+from .errors import ExportError, InputError, StoreError
 
 if TYPE_CHECKING:  # the store (sqlite-utils, pandas) is imported by whoever passes one; `curate --help` stays fast
     from .store import Store
@@ -152,8 +153,10 @@ def _options(fmt: str, include: Iterable[str] | str, tau: float, system: str | N
         raise ExportError(f"unknown provenance {provenance!r}; one of {', '.join(PROVENANCE)}")
     if invalid_text not in INVALID_TEXT:
         raise ExportError(f"unknown invalid_text {invalid_text!r}; one of {', '.join(INVALID_TEXT)}")
-    if not isinstance(tau, (int, float)) or not 0.0 <= float(tau) <= 1.0:
-        raise ExportError(f"tau must be a number in [0, 1] (a Rouge-L F1), not {tau!r}")
+    try:
+        tau = checks.tau(tau, "export")
+    except InputError as e:
+        raise ExportError(str(e)) from None
     if system is not None and not spec.system:
         raise ExportError(f"format {fmt!r} has no system prompt; --system works with "
                           f"{', '.join(n for n, f in FORMATS.items() if f.system)}")
@@ -392,6 +395,37 @@ def _sibling(out: Path, tag: str) -> Path:
     return out.with_name(f".{out.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale(out: Path) -> list[str]:
+    """Remove what an export killed mid-way left beside ``out``: its ``.NAME.tmp-PID-…`` folder, and a
+    ``.NAME.old-PID-…`` previous export moved aside when ``out`` itself is in place, where the process PID is
+    gone (a live one is another export at work). Returns the names removed."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}")
+    removed = []
+    try:
+        siblings = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if not m or not p.is_dir() or p.is_symlink() or _alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not out.exists():
+            continue  # the only copy of the previous export: leave it for the user
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
 def _fsync_tree(folder: Path) -> None:
     for p in sorted(folder.iterdir()):
         with open(p, "rb") as f:
@@ -429,6 +463,7 @@ def export(store: Store, fmt: str, out: str | os.PathLike, *, include: Iterable[
     """
     o = _resolve(store, _options(fmt, include, tau, system, provenance, selection, invalid_text))
     out = Path(out).expanduser().absolute()
+    _remove_stale(out)
     state = _target_state(out, force)
     rows = _rows(store, o)
     if not rows:

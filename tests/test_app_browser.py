@@ -378,3 +378,75 @@ def test_teachers_and_selection_are_visible_and_tunable(app, page):
     assert len(picks) == 8 and picks[0]["params"]["alpha"] < 0.5
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "select.png"), full_page=True)
+
+
+def _settle(page, before_header: str, timeout_ms: int = 15_000) -> str:
+    """Wait for the save's answer: a toast, or a new candidate in the header. Returns the toast text ("" if none)."""
+    page.wait_for_function(
+        """(before) => {
+            const h = document.querySelector('#curate-header textarea');
+            return document.querySelector('[data-testid="toast-body"]') || (h && h.value !== before);
+        }""", arg=before_header, timeout=timeout_ms)
+    toasts = page.locator('[data-testid="toast-body"]')
+    text = " ".join(toasts.all_inner_texts()) if toasts.count() else ""
+    for close in page.locator('[data-testid="toast-close"]').all():
+        close.click()
+    return text
+
+
+def test_typing_at_once_after_opening_saves_what_was_typed_or_is_refused(app, page):
+    """Defect 7: a reviewer who types the moment a candidate opens (before or while the form renders) gets
+    exactly what they typed saved onto the candidate the form showed, or a refusal asking to reload — never
+    the old text, nor another candidate's instruction."""
+    db, url = app
+    with Store(db) as st:
+        edited_before = {r["id"] for r in st.review_queue(status="edited", limit=10_000)}
+    page.goto(url)
+    edit_box = page.locator("#curate-edit-box").get_by_text("Edit (saved")
+    typed, refused = set(), 0
+    for i in range(6):
+        if i == 0:
+            edit_box.click()  # open the form and type into it at once, right after the page opened
+        else:
+            page.locator("#curate-next").click()  # open the next pending candidate and type at once
+        before = header(page).input_value()
+        text = f"Typed at once, round {i}."
+        box(page, "curate-edit-output").fill(text)
+        page.locator("#curate-save-edit").click()
+        toast = _settle(page, before)
+        if toast:
+            assert re.search(r"(?i)nothing was saved|reload|open a candidate first", toast), toast
+            refused += 1
+        typed.add(text)
+        page.wait_for_timeout(300)
+    with Store(db) as st:
+        new = [st.get_candidate(r["id"]) for r in st.review_queue(status="edited", limit=10_000)
+               if r["id"] not in edited_before]
+    for x in new:
+        assert x.final_output in typed, x.final_output  # exactly what was typed, never the old text
+        assert x.final_instruction == x.instruction  # onto the candidate the form showed
+    assert len({x.final_output for x in new}) == len(new)
+    assert len(new) + refused == 6, (len(new), refused)  # every round was saved as typed, or refused
+
+
+def test_a_reviewer_name_in_a_toast_is_shown_as_text(tmp_path, browser):
+    """Defect 5: a conflict toast names the other reviewer; a name full of HTML stays text."""
+    db = tmp_path / "names.db"
+    filled_store(db, 6).close()
+    demo = serve(db)
+    evil = '<img src=x onerror="window.__xss=7"><b style="color:red">BOLD</b>'
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1250})
+        page.goto(demo.local_url)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        with Store(db) as st:  # someone else reviews the open candidate meanwhile
+            cid = st.review_queue(status="pending", limit=1)[0]["id"]
+            st.review(cid, "accept", reviewer=evil)
+        page.locator("#curate-reject").click()
+        toast = page.locator('[data-testid="toast-body"]').first
+        expect(toast).to_contain_text("<img src=x", timeout=15_000)  # the name, as text
+        assert page.locator('[data-testid="toast-body"] img, [data-testid="toast-body"] b').count() == 0
+        assert page.evaluate("window.__xss") is None
+        page.close()
+    finally:
+        demo.close()

@@ -167,14 +167,15 @@ def test_reject_and_edit(h):
     cur = out["current"]
     original = st.get_candidate(cur["id"])
     h.review.ui_edit(cur, instruction="Edited instruction.", input="", output="Edited output.", reviewer="ann",
-                     history=out["history"], f=F, request=req())
+                     history=out["history"], f=F, form=out["form_token"], typed_on=out["form_token"], request=req())
     row = st.get_candidate(cur["id"])
     assert (row.review_status, row.final_instruction, row.final_output) == (
         "edited", "Edited instruction.", "Edited output.")
     assert row.instruction == original.instruction and row.output == original.output
     with pytest.raises(gr.Error, match="non-empty"):
-        nxt = h.review.ui_next(cur, F)["current"]
-        h.review.ui_edit(nxt, instruction="", input="", output="x", reviewer="ann", history=[], f=F, request=req())
+        nxt = h.review.ui_next(cur, F)
+        h.review.ui_edit(nxt["current"], instruction="", input="", output="x", reviewer="ann", history=[], f=F,
+                         form=nxt["form_token"], typed_on="", request=req())
 
 
 def test_conflict_warns_reloads_and_overwrites_nothing(h):

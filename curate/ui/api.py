@@ -10,7 +10,7 @@ ones would turn each endpoint's documented return type ``dict(str, Any)`` into `
 
 import gradio as gr
 
-from .. import export, review, select, teachers
+from .. import checks, export, review, select, teachers
 from ..errors import CurateError
 from ..store import Candidate
 from .base import AppContext, TabHandlers, queue_filter, user_errors
@@ -38,10 +38,12 @@ class ApiHandlers(TabHandlers):
                   instances: bool = True, instruction_models: str = "", instance_models: str = "",
                   ensemble_models: str = "", seed: int = 0, batch_size: int = 8,
                   temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                  max_new_tokens: int | None = None, instance_max_new_tokens: int | None = None) -> dict:
-        """Start a generation or ensembling job on the server; returns the job (poll /job_status).
+                  max_new_tokens: int | None = None, instance_max_new_tokens: int | None = None,
+                  request: gr.Request = None) -> dict:
+        """Start a generation or ensembling job on the server (admins); returns the job (poll /job_status).
         Mixtures are "model[:weight],…"; empty means the settings' default. Sampling values (generation
         only) left null keep the defaults: temperature 0.7, top_k 50, top_p 1.0, 256 / 512 new tokens."""
+        self.require_admin(request, "start a job")
         return self._run.job_status(self._run.start_job(
             kind, instructions, task_type, instances, instruction_models, instance_models, ensemble_models, seed,
             batch_size, temperature, top_k, top_p, max_new_tokens, instance_max_new_tokens))
@@ -52,34 +54,38 @@ class ApiHandlers(TabHandlers):
         return self._run.job_status(job_id)
 
     @user_errors
-    def pause_job(self, job_id: str) -> dict:
+    def pause_job(self, job_id: str, request: gr.Request = None) -> dict:
         """Pause a running job after its current step."""
+        self.require_admin(request, "pause a job")
         return self._run.pause_job(job_id)
 
     @user_errors
-    def resume_job(self, job_id: str) -> dict:
+    def resume_job(self, job_id: str, request: gr.Request = None) -> dict:
         """Resume a paused / interrupted / failed job from what is stored."""
+        self.require_admin(request, "resume a job")
         return self._run.resume_job(job_id)
 
     @user_errors
-    def cancel_job(self, job_id: str) -> dict:
+    def cancel_job(self, job_id: str, request: gr.Request = None) -> dict:
         """Cancel a job (stored rows stay)."""
+        self.require_admin(request, "cancel a job")
         return self._run.cancel_job(job_id)
 
     # -- review -------------------------------------------------------------------------------------------
     @user_errors
     def queue(self, status: str = "pending", task_type: str = "", model: str = "", consensus: str = "",
               tau: float = 0.01, search: str = "", sort: str = "seq", page: int = 1, page_size: int = 50) -> dict:
-        """A page of the review queue. status: pending|accepted|edited|rejected|auto-filtered|"" (any);
+        """A page of the review queue. status: pending|accepted|edited|rejected|disputed|auto-filtered|"" (any);
         consensus: pass|fail|none|""; sort: seq|-seq|min_pairwise|-min_pairwise|reviewed."""
-        f = queue_filter(status, task_type, model, consensus, tau, search, sort)
-        return review.queue_page(self.store(), f, page, max(1, min(int(page_size), 500)))
+        f = queue_filter(status, task_type, model, consensus, checks.tau(tau, "/queue"), search, sort)
+        return review.queue_page(self.store(), f, checks.number(page, checks.PAGE, "/queue"),
+                                 checks.number(page_size, checks.PAGE_SIZE, "/queue"))
 
     @user_errors
     def candidate(self, candidate_id: str, tau: float = 0.01) -> dict:
         """One candidate: texts, every output with model and agreement, the pairwise matrix, the consensus
         choice and why, the review log. ``version`` is what accept/edit/reject/undo expect."""
-        return review.candidate(self.store(), candidate_id.strip(), tau)
+        return review.candidate(self.store(), candidate_id.strip(), checks.tau(tau, "/candidate"))
 
     @user_errors
     def accept(self, candidate_id: str, version: int | None = None, output_index: int | None = None,
@@ -88,7 +94,7 @@ class ApiHandlers(TabHandlers):
         else reviewed since is not overwritten (error "Conflict"). Returns the candidate as stored and the
         next pending id."""
         return self._result(review.accept(self.store(), candidate_id, reviewer=self.api_reviewer(
-            reviewer, request), version=version, output_index=output_index))
+            reviewer, request), version=version, output_index=output_index, quorum=self.quorum))
 
     @user_errors
     def edit(self, candidate_id: str, instruction: str | None = None, input: str | None = None,
@@ -96,21 +102,22 @@ class ApiHandlers(TabHandlers):
              request: gr.Request = None) -> dict:
         """Save an edited version (fields left out keep their value; the original is kept)."""
         return self._result(review.edit(self.store(), candidate_id, reviewer=self.api_reviewer(
-            reviewer, request), version=version, instruction=instruction, input=input, output=output))
+            reviewer, request), version=version, instruction=instruction, input=input, output=output,
+            quorum=self.quorum))
 
     @user_errors
     def reject(self, candidate_id: str, reason: str = "", version: int | None = None, reviewer: str = "",
                request: gr.Request = None) -> dict:
         """Reject a candidate, with an optional reason."""
         return self._result(review.reject(self.store(), candidate_id, reviewer=self.api_reviewer(
-            reviewer, request), version=version, reason=reason))
+            reviewer, request), version=version, reason=reason, quorum=self.quorum))
 
     @user_errors
     def undo(self, candidate_id: str, version: int | None = None, reviewer: str = "",
              request: gr.Request = None) -> dict:
         """Undo your latest review of a candidate (restores its previous status and texts)."""
         return self._result(review.undo(self.store(), candidate_id, reviewer=self.api_reviewer(
-            reviewer, request), version=version))
+            reviewer, request), version=version, quorum=self.quorum))
 
     def _result(self, row: Candidate) -> dict:
         nxt = self.store().next_in_queue(row.seq, status="pending")
@@ -121,21 +128,23 @@ class ApiHandlers(TabHandlers):
     @user_errors
     def passing_count(self, tau: float) -> dict:
         """How many ensembled candidates pass at ``tau`` (and how many of those are pending)."""
-        s = review.threshold_summary(self.store(), float(tau))
+        s = review.threshold_summary(self.store(), checks.tau(tau, "/passing_count"))
         return {k: s[k] for k in ("tau", "scored", "passing", "pending_passing")}
 
     @user_errors
     def accept_all_passing(self, tau: float, expected: int | None = None, reviewer: str = "",
                            request: gr.Request = None) -> dict:
-        """Accept every pending candidate passing at ``tau``. Pass ``expected`` (from /passing_count's
+        """Accept every pending candidate passing at ``tau`` (admins). Pass ``expected`` (from /passing_count's
         pending_passing) to refuse when the count changed."""
-        return review.accept_all_passing(self.store(), float(tau), reviewer=self.api_reviewer(reviewer, request),
-                                         expected=expected)
+        self.require_admin(request, "accept all that pass")
+        return review.accept_all_passing(self.store(), checks.tau(tau, "/accept_all_passing"),
+                                         reviewer=self.api_reviewer(reviewer, request), expected=expected,
+                                         quorum=self.quorum)
 
     @user_errors
     def overview(self, tau: float = 0.01) -> dict:
         """Counts per stage and reason, per-model contribution, reviewer progress."""
-        return review.overview(self.store(), float(tau))
+        return review.overview(self.store(), checks.tau(tau, "/overview"))
 
     # -- export, teachers, selection ----------------------------------------------------------------------
     @user_errors
@@ -143,7 +152,7 @@ class ApiHandlers(TabHandlers):
                        selection: str = "", system: str = "", provenance: str = "none", n: int = 5) -> dict:
         """The first ``n`` rows of an export exactly as they would be written, and the dataset card.
         fmt: alpaca|alpaca-jsonl|sharegpt|messages|hf|parquet; include: accepted|passing|selection."""
-        o = export_options(fmt, include, tau, selection, system, provenance)
+        o = export_options(fmt, include, checks.tau(tau, "/export_preview"), selection, system, provenance)
         rows = export.preview(self.store(), n=max(0, min(int(n), 100)), **o)
         return {"rows": rows, "card": export.dataset_card(self.store(), **o) if rows else ""}
 
@@ -163,7 +172,8 @@ class ApiHandlers(TabHandlers):
                quality: str = "consensus", model: str = "") -> dict:
         """QDIT selection over cached embeddings (embed first: `curate embed` or the Select tab), stored as
         'qdit'. Returns the picked candidate ids in order and the report against the baselines."""
-        run = select.run_selection(self.store(), k=int(k), alpha=float(alpha), source=source, tau=float(tau),
+        run = select.run_selection(self.store(), k=int(k), alpha=float(alpha), source=source,
+                                   tau=checks.tau(tau, "/select"),
                                    quality=quality, name="qdit", model=model or None, compute=False)
         return {"ids": run.ids, "report": run.report, "params": run.params}
 

@@ -102,9 +102,10 @@ def _named(fn: Callable[..., dict], names: Sequence[str]) -> Callable[..., Any]:
 
 
 def on(event, fn: Callable[..., dict], inputs: list, names: Sequence[str], ui: UI, *, api: str | None = None,
-       progress: str = "minimal"):
-    """Wire ``event`` to ``fn`` with ``inputs``; ``fn``'s dict fills the components ``names``."""
+       progress: str = "minimal", js: str | None = None):
+    """Wire ``event`` to ``fn`` with ``inputs``; ``fn``'s dict fills the components ``names``. ``js``: a
+    browser-side function run first, whose returned list replaces the input values."""
     outputs = [ui.c[n] for n in names]
-    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress,
+    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress, js=js,
                  api_name=api or f"private_{fn.__name__}",  # keeps the ui_* names free for `api`
                  api_visibility="undocumented" if api else "private")

@@ -16,11 +16,11 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
-from ... import review
+from ... import checks, review
 from ...errors import ConflictError, CurateError
 from ...settings import Settings
 from ...store import Candidate
-from ..base import TabHandlers, _num, _when, user_errors
+from ..base import TabHandlers, _num, _when, as_gr_error, info, user_errors, warn
 from ..wiring import UI, filter_inputs, on, tab, with_filter
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
@@ -37,7 +37,13 @@ SLOTS = [f"slot_{i}" for i in range(MAX_OUTPUTS)]
 SLOT_COLS = [f"slot_col_{i}" for i in range(MAX_OUTPUTS)]
 #: what every "show a candidate" handler returns, in this order (the wiring maps the names to components)
 VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explanation", "edit_instruction",
-        "edit_input", "edit_output", "reject_reason", "log", "current", "open_id"]
+        "edit_input", "edit_output", "form_token", "reject_reason", "log", "current", "open_id"]
+#: shown without a login (static text: no name in it)
+NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyone can review under any name, and "
+                 "\"undo my last action\" cannot tell people apart. Start the app with `--users FILE` for a team.")
+#: the edit form's Save sends the form token the page showed at the reviewer's last keystroke in the form, so
+#: a save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
+SAVE_EDIT_JS = """(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || ""; return v; }}"""
 QUEUE = ["queue", "page", "page_info"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
@@ -49,11 +55,13 @@ class ReviewHandlers(TabHandlers):
 
     # -- app load -----------------------------------------------------------------------------------------
     def ui_load(self, reviewer: str, request: gr.Request) -> dict:
-        """Reviewer box from the login (locked) and the generator-model filter's choices."""
-        user = getattr(request, "username", None)
+        """Reviewer box from the login (locked), the note that names are not verified without a login, and
+        the generator-model filter's choices."""
+        user = self.login(request)
         models = self.store().generator_models()
         scorers = self.store().stored_scorers()
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
+                "login_note": gr.update(value=NO_LOGIN_NOTE, visible=not user),
                 "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models]),
                 "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
                                                                for r in scorers])}
@@ -142,7 +150,7 @@ class ReviewHandlers(TabHandlers):
         if not cid:
             out = {"header": note or "No candidate open.", "instruction": "", "input": "",
                    "heatmap": pd.DataFrame(), "explanation": "", "edit_instruction": "", "edit_input": "",
-                   "edit_output": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
+                   "edit_output": "", "form_token": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
                    "current": None, "open_id": ""}
             for i in range(MAX_OUTPUTS):
                 out[SLOTS[i]] = gr.update(value="", label=f"o{i}")
@@ -189,7 +197,8 @@ class ReviewHandlers(TabHandlers):
         out["heatmap"] = heatmap(c["pairwise"], c["models"]) if c else pd.DataFrame()
         final = d["final"] or {"instruction": d["instruction"], "input": d["input"],
                                "output": _default_output(d)}
-        out.update(edit_instruction=final["instruction"], edit_input=final["input"], edit_output=final["output"])
+        out.update(edit_instruction=final["instruction"], edit_input=final["input"], edit_output=final["output"],
+                   form_token=review.form_token(d["id"], d["version"], final))
         out["log"] = pd.DataFrame([[str(r["id"]), r["reviewer"], _when(r["at"]), r["action"], str(r["version"]),
                                     r["reason"] or ""] for r in d["log"]], columns=LOG_HEADERS)
         return out
@@ -227,14 +236,15 @@ class ReviewHandlers(TabHandlers):
         if not current:
             raise gr.Error("Open a candidate first (click a queue row).")
         try:
-            row = action(self.store(), current["id"], reviewer=reviewer, version=current["version"], **kw)
+            row = action(self.store(), current["id"], reviewer=reviewer, version=current["version"],
+                         quorum=self.quorum, **kw)
         except ConflictError as e:
-            gr.Warning(f"Not saved: {e}")
+            warn(f"Not saved: {e}")
             out = self._view(current["id"], f.tau, "reloaded after a conflict: review it again")
             out["history"] = history or []
             return out
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
+        except Exception as e:  # noqa: BLE001 - every other error becomes a clear message (as_gr_error)
+            raise as_gr_error(e) from e
         nxt = review.next_candidate(self.store(), f, current["seq"])
         out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
         out["history"] = (history or []) + [[row.id, row.version]]
@@ -251,9 +261,19 @@ class ReviewHandlers(TabHandlers):
         return self._act(review.reject, current, history, f, self.reviewer(reviewer, request), reason=reason)
 
     def ui_edit(self, current: dict | None, instruction: str, input: str, output: str, reviewer: str,
-                history: list | None, f: review.QueueFilter, request: gr.Request) -> dict:
-        return self._act(review.edit, current, history, f, self.reviewer(reviewer, request),
-                         instruction=instruction, input=input or "", output=output)
+                history: list | None, f: review.QueueFilter, form: str | None, typed_on: str | None,
+                request: gr.Request) -> dict:
+        """Save the edit form. ``form``: the token of the form as rendered; ``typed_on``: the token the page
+        showed at the reviewer's last keystroke in the form (curate.review.check_form refuses a stale save)."""
+        who = self.reviewer(reviewer, request)
+        if current:
+            try:
+                review.check_form(current, form, typed_on, {"instruction": instruction or "", "input": input or "",
+                                                             "output": output or ""})
+            except CurateError as e:
+                raise as_gr_error(e) from e
+        return self._act(review.edit, current, history, f, who, instruction=instruction, input=input or "",
+                         output=output)
 
     def ui_undo(self, history: list | None, reviewer: str, tau: float, request: gr.Request) -> dict:
         """Undo this session's last action and show that candidate as restored."""
@@ -262,22 +282,24 @@ class ReviewHandlers(TabHandlers):
             raise gr.Error("Nothing to undo: you have not reviewed anything in this session.")
         cid, version = history[-1]
         try:
-            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version)
-        except ConflictError as e:
-            raise gr.Error(f"Cannot undo: {e}", title="Conflict — nothing was overwritten") from e
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
+            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version,
+                        quorum=self.quorum)
+        except Exception as e:  # noqa: BLE001 - a clear (escaped) message for every error
+            raise as_gr_error(e) from e
         out = self._view(cid, tau, "your last action was undone")
         out["history"] = history[:-1]
         return out
 
     # -- bulk accept --------------------------------------------------------------------------------------
     @user_errors
-    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None) -> dict:
-        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer or None, quality_min=q_min)
+    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None,
+                       request: gr.Request = None) -> dict:
+        self.require_admin(request, "accept all that pass")
+        tau = checks.tau(tau, "Accept all that pass")
+        n = self.store().count_pending_passing(tau, quality_scorer=q_scorer or None, quality_min=q_min)
         also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if q_scorer and q_min is not None else ""
         if n == 0:
-            gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
+            info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
             return self.ui_confirm_cancel()
         return {"confirm_box": gr.update(visible=True), "confirm_count": n,
                 "confirm_text": f"Accept the consensus choice of all {n:,} pending candidates that pass at "
@@ -286,15 +308,17 @@ class ReviewHandlers(TabHandlers):
 
     def ui_accept_all(self, tau: float, count: int | None, reviewer: str, q_scorer: str | None,
                       q_min: float | None, request: gr.Request) -> dict:
+        self.require_admin(request, "accept all that pass")
         who = self.reviewer(reviewer, request)
         try:
-            res = review.accept_all_passing(self.store(), float(tau), reviewer=who, expected=count,
-                                            quality_scorer=q_scorer or None, quality_min=q_min)
+            tau = checks.tau(tau, "Accept all that pass")
+            res = review.accept_all_passing(self.store(), tau, reviewer=who, expected=count,
+                                            quality_scorer=q_scorer or None, quality_min=q_min, quorum=self.quorum)
         except ConflictError as e:
             raise gr.Error(str(e), title="The count changed") from e
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
-        gr.Info(f"Accepted {res['accepted']:,} candidates"
+        except Exception as e:  # noqa: BLE001
+            raise as_gr_error(e) from e
+        info(f"Accepted {res['accepted']:,} candidates"
                 + (f"; {res['skipped']} skipped (reviewed by someone else meanwhile)" if res["skipped"] else ""))
         out = self.ui_confirm_cancel()
         out.update(self._threshold_view(float(tau)))
@@ -331,6 +355,7 @@ def session_state(ui: UI) -> None:
     ui.add("current", gr.State(None))       # {"id", "version", "seq"} of the open candidate (per session)
     ui.add("history", gr.State([]))         # this session's actions, for undo: [[id, version], ...]
     ui.add("no_output", gr.State(None))     # "accept the consensus choice"
+    ui.add("typed_on", gr.State(""))        # the form token at the last keystroke (the Save event's js sets it)
     for name, v in (("page_same", 0), ("page_prev", -1), ("page_next", 1)):
         ui.add(name, gr.State(v))           # constant inputs: page steps
 
@@ -433,6 +458,8 @@ def _candidate_pane(ui: UI) -> None:
         ui.add("edit_instruction", gr.Textbox(label="Instruction", lines=2, elem_id="curate-edit-instruction"))
         ui.add("edit_input", gr.Textbox(label="Input", lines=2, elem_id="curate-edit-input"))
         ui.add("edit_output", gr.Textbox(label="Output", lines=4, elem_id="curate-edit-output"))
+        ui.add("form_token", gr.Textbox("", show_label=False, container=False, interactive=False,
+                                        elem_id="curate-form-token", elem_classes=["curate-hidden"]))
         ui.add("save_edit", gr.Button("Save edit", variant="primary", elem_id="curate-save-edit"))
     ui.add("log", gr.Dataframe(headers=LOG_HEADERS, datatype=["str"] * len(LOG_HEADERS), interactive=False,
                                label="Review log of this candidate", max_height=200, elem_id="curate-log"))
@@ -451,7 +478,7 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     refresh = THRESHOLD + QUEUE
     queue, threshold, nxt = with_filter(h.ui_queue), with_filter(h.ui_threshold), with_filter(h.ui_next)
 
-    load = on(demo.load, h.ui_load, [ui.reviewer], ["reviewer", "f_model", "q_scorer"], ui)
+    load = on(demo.load, h.ui_load, [ui.reviewer], ["reviewer", "login_note", "f_model", "q_scorer"], ui)
     load = on(load.then, threshold, filters, refresh, ui)
     on(load.then, nxt, [ui.current, *filters], VIEW, ui)
 
@@ -479,9 +506,10 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     refresh_after(on(ui.reject.click, with_filter(h.ui_reject),
                      [ui.current, ui.reject_reason, ui.reviewer, ui.history, *filters], view_h, ui,
                      api="ui_reject"), ui, h)
-    refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit),
-                     [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
-                      *filters], view_h, ui, api="ui_edit"), ui, h)
+    save_inputs = [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
+                   *filters, ui.form_token, ui.typed_on]
+    refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit), save_inputs, view_h, ui, api="ui_edit",
+                     js=SAVE_EDIT_JS.format(n=len(save_inputs))), ui, h)
     refresh_after(on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"), ui, h)
 
     on(ui.accept_all.click, h.ui_confirm_all, [ui.tau, ui.q_scorer, ui.q_min], CONFIRM, ui)
