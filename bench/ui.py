@@ -98,8 +98,9 @@ def main() -> None:
     settings = load_settings(None, db=str(work), port=free_port(), reviewer="bench")
     demo = launch(settings, jobs.JobRunner(str(work), ModelPool(preloaded={})), prevent_thread_lock=True,
                   quiet=True)
-    filters = ["pending", "", "", "", 0.01, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
-    #                                                            sort, quality scorer (off), quality minimum
+    filters = ["pending", "", "", "", 0.01, "", "seq", "", 0.0,  # status, type, model, consensus, tau, search,
+               None, "", "", None, None]  # sort, quality scorer (off), quality min / max, source, reviewed by,
+    #                                       min RL range
     taus = [round(0.05 + 0.9 * ((i * 37) % 100) / 100, 2) for i in range(args.rounds)]
     try:
         # the client runs in its own process, so it does not share the server's GIL

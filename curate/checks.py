@@ -29,6 +29,7 @@ class Range:
 
 
 TAU = Range("tau", 0.0, 1.0, "the consensus threshold τ: a Rouge-L F1")
+ROUGE = Range("min pairwise Rouge-L", 0.0, 1.0, "a Rouge-L F1")
 QUORUM = Range("reviews_per_candidate", 1, 20, "reviews each candidate needs", whole=True)
 PAGE = Range("page", 1, None, "", whole=True)
 PAGE_SIZE = Range("page_size", 1, 500, "rows per page", whole=True)

@@ -35,7 +35,9 @@ HISTOGRAM_BINS = 100  # 0.01 wide: the τ slider's step, so τ always falls on a
 STATUS_OF_ACTION = {"accept": "accepted", "edit": "edited", "reject": "rejected", "reset": "pending"}
 
 Status = Literal["pending", "accepted", "edited", "rejected", "disputed", "auto-filtered"]
-Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "reviewed"]
+Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "agreement", "-agreement", "quality", "-quality",
+               "reviewed"]
+Source = Literal["instruction_prompt", "instance_completion"]
 
 
 class QueueFilter(BaseModel):
@@ -54,21 +56,44 @@ class QueueFilter(BaseModel):
     quality_scorer: str | None = Field(None, description="a quality scorer with stored scores (curate.quality)")
     quality_min: float | None = Field(None, description="with quality_scorer: the chosen output scores at least "
                                                         "this")
+    quality_max: float | None = Field(None, description="with quality_scorer: the chosen output scores at most this")
+    source: Source | None = Field(None, description="where the instruction came from: the instruction prompt, or an "
+                                                    "extra instruction found in an instance completion")
+    reviewer: str | None = Field(None, description="only candidates this reviewer acted on")
+    rouge_min: float | None = Field(None, description="the minimum pairwise Rouge-L is at least this")
+    rouge_max: float | None = Field(None, description="the minimum pairwise Rouge-L is at most this")
+    needs_review_by: str | None = Field(None, description="team review: only candidates this reviewer has not "
+                                                          "voted on (set by the app from the login)")
 
     @field_validator("tau", mode="before")
     @classmethod
     def _tau(cls, v: Any) -> float:
         return checks.tau(v, "queue filter")
 
+    @field_validator("rouge_min", "rouge_max", mode="before")
+    @classmethod
+    def _rouge(cls, v: Any) -> float | None:
+        return None if v is None or v == "" else checks.number(v, checks.ROUGE, "queue filter")
+
     @property
     def quality_on(self) -> bool:
-        return bool(self.quality_scorer) and self.quality_min is not None
+        return bool(self.quality_scorer) and (self.quality_min is not None or self.quality_max is not None)
 
     def store_filters(self) -> dict[str, Any]:
         return {"status": self.status, "task_type": self.task_type, "model": self.model or None,
                 "consensus": self.consensus, "tau": self.tau, "search": self.search,
-                "quality_scorer": self.quality_scorer if self.quality_on else None,
-                "quality_min": self.quality_min if self.quality_on else None}
+                "quality_scorer": self.quality_scorer if self.quality_on or "quality" in self.sort else None,
+                "quality_min": self.quality_min if self.quality_on else None,
+                "quality_max": self.quality_max if self.quality_on else None,
+                "source": self.source, "reviewer": self.reviewer or None,
+                "needs_review_by": self.needs_review_by or None,
+                "rouge_min": self.rouge_min, "rouge_max": self.rouge_max}
+
+    def for_reviewer(self, reviewer: str | None, quorum: int) -> "QueueFilter":
+        """With overlap (``quorum`` ≥ 2) a reviewer's pending queue leaves out what they have voted on."""
+        if quorum > 1 and reviewer and self.status == "pending":
+            return self.model_copy(update={"needs_review_by": reviewer})
+        return self
 
 
 # -- the queue -----------------------------------------------------------------------------------------------
@@ -84,10 +109,12 @@ def queue_page(store: Store, f: QueueFilter, page: int = 1, page_size: int = PAG
     return {"rows": rows, "total": total, "page": page, "pages": pages, "page_size": page_size}
 
 
-def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None) -> str | None:
+def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None, *, reviewer: str | None = None,
+                   quorum: int = 1) -> str | None:
     """The next *pending* candidate after ``after_seq`` under the filter's other conditions (wrapping round);
-    None when none is left."""
-    return store.next_in_queue(after_seq, **{**f.store_filters(), "status": "pending"})
+    None when none is left. With overlap (``quorum`` ≥ 2), one ``reviewer`` has not voted on yet."""
+    f = f.model_copy(update={"status": "pending"}).for_reviewer(reviewer, quorum)
+    return store.next_in_queue(after_seq, **f.store_filters())
 
 
 # -- one candidate -------------------------------------------------------------------------------------------
@@ -353,7 +380,8 @@ def threshold_view(store: Store, f: QueueFilter, page: int = 1, page_size: int =
     """What moving τ updates: :func:`threshold_summary` at ``f.tau`` plus the queue page under ``f`` (the
     queue's count is shared with the summary when the filter is "pending and passing")."""
     s = threshold_summary(store, f.tau)
-    plain = not (f.task_type or f.model or f.search or f.quality_on)
+    plain = not (f.task_type or f.model or f.search or f.quality_on or f.source or f.reviewer or f.needs_review_by
+                 or f.rouge_min is not None or f.rouge_max is not None)
     total = s["pending_passing"] if plain and f.status == "pending" and f.consensus == "pass" else None
     return {**s, "queue": queue_page(store, f, page, page_size, total)}
 

@@ -128,8 +128,9 @@ def test_ui_events_take_the_nine_filter_values(generated, server):
     """The Review tab's events (undocumented ``/ui_*`` endpoints, what bench/ui.py drives) take the queue filter
     as its nine component values and build one filter from them."""
     c = Client(server[1], verbose=False)  # its own session: the open candidate is per session
-    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
-    #                                                             sort, quality scorer (off), quality minimum
+    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0,  # status, type, model, consensus, tau, search,
+               None, "", "", None, None]  # sort, quality scorer (off), quality min / max, source, reviewed by,
+    #                                       min RL range (the last five: the reviewer tools' filters)
     shown = c.predict(*filters[:3], "pass", *filters[4:], api_name="/ui_threshold")
     with Store(server[0]) as st:
         assert shown[0].startswith(f"{st.count_passing(0.0)['passing']:,} of ")

@@ -9,7 +9,7 @@ from ..decision import ACTION_OF_STATUS, SCOPES, Review, decide, slot_before, un
 from ..errors import ConflictError, StoreError
 from .base import StoreBase, _json, _quality_clause, now
 from .rows import Candidate, ReviewEntry
-from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_SQL
+from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_MAX_SQL, QUALITY_SQL
 
 REVIEW_ACTIONS = ("accept", "edit", "reject", "reset")
 REVIEW_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed")
@@ -193,28 +193,59 @@ class ReviewQueries(StoreBase):
     # -- review queue (app) ---------------------------------------------------------------------------
     # The queries behind the app's review queue and threshold panel (curate.review wraps them; the overview's
     # are in curate.store.reports).
-    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "auto-filtered")
+    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed", "auto-filtered")
     QUEUE_CONSENSUS = ("pass", "fail", "none")
+    QUEUE_SOURCES = ("instruction_prompt", "instance_completion")  # instructions.origin
+    _QUALITY = ("(SELECT s.value FROM scores s WHERE s.subject_id = " + CHOSEN_OUTPUT_ID
+                + " AND s.scorer = :qs AND s.name = 'reward')")
+    _AGREEMENT = "json_extract(c.scores, '$[' || c.chosen_index || ']')"
     QUEUE_SORTS = {
         "seq": "x.seq", "-seq": "x.seq DESC",
         "min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise, x.seq",
         "-min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise DESC, x.seq",
+        "agreement": f"{_AGREEMENT} IS NULL, {_AGREEMENT}, x.seq",
+        "-agreement": f"{_AGREEMENT} IS NULL, {_AGREEMENT} DESC, x.seq",
+        "quality": f"{_QUALITY} IS NULL, {_QUALITY}, x.seq",
+        "-quality": f"{_QUALITY} IS NULL, {_QUALITY} DESC, x.seq",
         "reviewed": "x.reviewed_at IS NULL, x.reviewed_at DESC, x.seq",
     }
+    #: filters that only _queue_where's general query handles (the counts' fast path knows none of them)
+    _EXTRA_FILTERS = ("task_type", "model", "search", "quality_scorer", "source", "reviewer", "needs_review_by",
+                      "rouge_min", "rouge_max")
 
     def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
                      model: str | None = None, consensus: str | None = None, tau: float = 0.01,
                      search: str | None = None, quality_scorer: str | None = None,
-                     quality_min: float | None = None) -> tuple[str, dict]:
+                     quality_min: float | None = None, quality_max: float | None = None,
+                     source: str | None = None, reviewer: str | None = None, needs_review_by: str | None = None,
+                     rouge_min: float | None = None, rouge_max: float | None = None) -> tuple[str, dict]:
         """WHERE clause (over ``x`` candidates, ``i`` instructions, ``c`` consensus) of the review queue.
 
         ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
         ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
-        ``quality_scorer`` + ``quality_min``: the chosen output's score from that scorer is at least the minimum.
+        ``quality_scorer`` + ``quality_min`` / ``quality_max``: the chosen output's score from that scorer is in
+        that range. ``source``: the instruction's origin (:data:`QUEUE_SOURCES`). ``reviewer``: candidates that
+        reviewer acted on (the log). ``needs_review_by``: not voted on by that reviewer (the team queue).
+        ``rouge_min`` / ``rouge_max``: the minimum pairwise Rouge-L is in that range (ensembled ones only).
         """
         where, p = [], {"tau": tau}
         if _quality_clause(quality_scorer, quality_min, p):
             where.append(QUALITY_SQL)
+        if quality_scorer and quality_max is not None:
+            where.append(QUALITY_MAX_SQL); p.update(qs=quality_scorer, qmax=float(quality_max))
+        if source:
+            if source not in self.QUEUE_SOURCES:
+                raise StoreError(f"unknown source {source!r}; one of {', '.join(self.QUEUE_SOURCES)}")
+            where.append("i.origin = :source"); p["source"] = source
+        if reviewer:
+            where.append("+x.id IN (SELECT r.candidate_id FROM reviews r WHERE r.reviewer = :rv)"); p["rv"] = reviewer
+        if needs_review_by:
+            where.append("NOT EXISTS (SELECT 1 FROM review_votes v WHERE v.candidate_id = x.id AND v.reviewer = :me)")
+            p["me"] = needs_review_by
+        if rouge_min is not None:
+            where.append("c.min_pairwise >= :rmin"); p["rmin"] = float(rouge_min)
+        if rouge_max is not None:
+            where.append("c.min_pairwise <= :rmax"); p["rmax"] = float(rouge_max)
         if status == "auto-filtered":
             where.append("x.status = 'rejected'")
         elif status:
@@ -255,7 +286,11 @@ class ReviewQueries(StoreBase):
         """
         if sort not in self.QUEUE_SORTS:
             raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
+        if "quality" in sort and not filters.get("quality_scorer"):
+            raise StoreError("sorting by quality needs a quality scorer: pick one (scores from `curate score`)")
         where, p = self._queue_where(**filters)
+        if "quality" in sort:
+            p["qs"] = filters["quality_scorer"]
         p.update(n=limit, o=offset, s=snippet)
         return self._rows(
             "SELECT x.id, x.seq, x.task_type, x.generator_model, x.status, x.reason, x.review_status,"
@@ -270,13 +305,13 @@ class ReviewQueries(StoreBase):
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
         status, consensus = filters.get("status"), filters.get("consensus")
         if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
-                and not any(filters.get(k) for k in ("task_type", "model", "search", "quality_scorer"))):
+                and not any(filters.get(k) is not None and filters.get(k) != "" for k in self._EXTRA_FILTERS)):
             return self._count_status_consensus(status, consensus == "pass", filters.get("tau", 0.01))
         where, p = self._queue_where(**filters)
         joins = ""
-        if "q" in p:  # text search reads the instruction
+        if "q" in p or "source" in p:  # text search and the source read the instruction
             joins += " JOIN instructions i ON i.id = x.instruction_id"
-        if filters.get("consensus") == "none":
+        if filters.get("consensus") == "none" or "rmin" in p or "rmax" in p:
             joins += " LEFT JOIN consensus c ON c.candidate_id = x.id"
         return self._one(f"SELECT COUNT(*) FROM candidates x{joins} WHERE {where}", p)
 

@@ -75,14 +75,20 @@ def _validation_message(e: ValidationError) -> str:
 def queue_filter(status: str | None = "pending", task_type: str | None = None, model: str | None = None,
                  consensus: str | None = None, tau: float | None = 0.01, search: str | None = "",
                  sort: str | None = "seq", quality_scorer: str | None = None,
-                 quality_min: float | None = None) -> review.QueueFilter:
+                 quality_min: float | None = None, quality_max: float | None = None, source: str | None = None,
+                 by_reviewer: str | None = None, rouge_min: float | None = None,
+                 rouge_max: float | None = None) -> review.QueueFilter:
     """The queue filter from component (or API) values: "" / None mean "any"; a bad value → ``gr.Error``
     with the validation message."""
+    def num(v):
+        return None if v is None or v == "" else float(v)
     try:
         return review.QueueFilter(status=status or None, task_type=task_type or None, model=model or None,
-                                  consensus=consensus or None, tau=float(tau if tau is not None else 0.0),
+                                  consensus=consensus or None, tau=tau if tau is not None else 0.0,
                                   search=search or "", sort=sort or "seq", quality_scorer=quality_scorer or None,
-                                  quality_min=None if quality_min is None else float(quality_min))
+                                  quality_min=num(quality_min), quality_max=num(quality_max),
+                                  source=source or None, reviewer=(by_reviewer or "").strip() or None,
+                                  rouge_min=num(rouge_min), rouge_max=num(rouge_max))
     except ValidationError as e:
         raise gr.Error(safe(_validation_message(e))) from e
 

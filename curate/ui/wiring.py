@@ -1,5 +1,5 @@
 """What every tab's layout and wiring share: the component registry (:class:`UI`), :func:`on` (one event →
-one handler) and :func:`with_filter`, the edge where the queue filter's nine component values become one
+one handler) and :func:`with_filter`, the edge where the queue filter's component values become one
 :class:`~curate.review.QueueFilter`. No logic.
 
 Handlers return a dict of component name → value; :func:`on` wraps them so they return the tuple Gradio
@@ -25,9 +25,12 @@ from .base import queue_filter
 FILTER_PARAMS = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint)
                  for name, hint in (("status", str), ("task_type", str), ("model", str), ("consensus", str),
                                     ("tau", float), ("search", str), ("sort", str), ("q_scorer", str | None),
-                                    ("q_min", float | None))]
-#: default None (no quality threshold) where nothing without a default follows them in the event's parameters
-OPTIONAL_FILTER_PARAMS = ("q_scorer", "q_min")
+                                    ("q_min", float | None), ("q_max", float | None), ("source", str | None),
+                                    ("by_reviewer", str | None), ("rouge_min", float | None),
+                                    ("rouge_max", float | None))]
+#: default None (no quality threshold, no reviewer tools' filter) where nothing without a default follows them in
+#: the event's parameters
+OPTIONAL_FILTER_PARAMS = ("q_scorer", "q_min", "q_max", "source", "by_reviewer", "rouge_min", "rouge_max")
 
 
 @dataclass
@@ -61,14 +64,14 @@ def tab(ui: UI, title: str, tab_id: str):
 def filter_inputs(ui: UI) -> list:
     """The queue filter's components, in the order :func:`with_filter` expects their values."""
     return [ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.tau, ui.f_search, ui.f_sort, ui.q_scorer,
-            ui.q_min]
+            ui.q_min, ui.q_max, ui.f_source, ui.f_reviewer, ui.f_rouge_min, ui.f_rouge_max]
 
 
 def with_filter(fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Wrap a handler taking a ``QueueFilter`` parameter so an event can pass the nine values of
+    """Wrap a handler taking a ``QueueFilter`` parameter so an event can pass the values of
     :func:`filter_inputs` in its place: the filter is built (and validated: ``gr.Error``) once, here.
 
-    The wrapper's signature is the handler's with that parameter replaced by the nine filter parameters, so
+    The wrapper's signature is the handler's with that parameter replaced by the filter parameters, so
     Gradio still injects ``gr.Request`` / ``gr.SelectData`` and clients see the same parameter names."""
     hints = typing.get_type_hints(fn)
     params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(fn).parameters.values()]
