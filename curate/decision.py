@@ -63,8 +63,8 @@ def decide(decision: Review | None, votes: Iterable[Review], quorum: int) -> tup
     The decision wins when there is one. Otherwise the candidate is ``pending`` until it has ``quorum`` votes;
     with that many, it is decided when they all agree (accept vs reject; an edit counts as accept) and
     ``disputed`` (the disagreements queue, for an admin to adjudicate) when any disagrees. An accepted one takes
-    the texts most of its votes accepted (ties: the earliest vote's), and is ``edited`` when any of those votes
-    is an edit."""
+    the texts most of its votes accepted (ties: texts someone edited, so a reviewer's fix is not dropped for a
+    plain accept; then the earliest vote's), and is ``edited`` when any of those votes is an edit."""
     if decision is not None:
         return decision.status, decision.texts
     votes = list(votes)
@@ -78,7 +78,8 @@ def decide(decision: Review | None, votes: Iterable[Review], quorum: int) -> tup
     groups: dict[tuple, list[Review]] = {}
     for v in votes:
         groups.setdefault(tuple(v.texts[k] for k in TEXT_KEYS), []).append(v)
-    best = min(groups.values(), key=lambda g: (-len(g), min((v.review_id or 0) for v in g)))
+    best = min(groups.values(), key=lambda g: (-len(g), not any(v.status == "edited" for v in g),
+                                               min((v.review_id or 0) for v in g)))
     return ("edited" if any(v.status == "edited" for v in best) else "accepted"), dict(best[0].texts)
 
 

@@ -52,6 +52,7 @@ with ``invalid_text="replace"``, each invalid byte becomes U+FFFD and the datase
 from __future__ import annotations
 
 import functools
+import html
 import json
 import os
 import re
@@ -581,8 +582,8 @@ def _models(rows: list[dict]) -> dict[str, dict]:
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+    def cell(v: Any) -> str:  # reviewer names and the like are untrusted: shown as text in any Markdown viewer
+        return html.escape(str(v), quote=False).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -606,6 +607,37 @@ def _front_matter(rows: list[dict], o: _Options, licences: set[str], seeds_known
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
     })
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+
+
+def _fmt_kappa(k: float | None) -> str:
+    return "undefined" if k is None else f"{k:.3f}"
+
+
+def _review_section(store: Store) -> str:
+    """The card's "Review" section: the overlap (reviews per candidate), how candidates were decided, the
+    agreement (Cohen's kappa per pair, Fleiss' kappa overall, on accept vs reject) and the shared items."""
+    from .agreement import agreement
+    ov = store.review_overlap()
+    quorums = ov["quorums"] or [1]
+    overlap = (f"{quorums[-1]} review(s) per candidate" if len(quorums) == 1
+               else f"{', '.join(map(str, quorums))} reviews per candidate (the setting changed during review)")
+    lines = [("overlap", overlap), ("decided by agreeing reviews", ov["decided_by_votes"]),
+             ("decided by one review, an admin's adjudication or a bulk action", ov["decisions"]),
+             ("of those, adjudicated disagreements", ov["adjudicated"]),
+             ("still disputed (left out of this export)", ov["disputed"])]
+    ag = agreement(store.all_votes())
+    text = "## Review\n\nOnly decided candidates are exported.\n\n" + _table(("", ""), lines) + "\n"
+    if ag["pairs"]:
+        o = ag["overall"]
+        text += ("\nAgreement on accept vs reject (an edit counts as accept), over the reviewers' votes: "
+                 f"Fleiss' kappa {_fmt_kappa(o['kappa'])} over {o['items']} candidates with {o['raters_per_item']} "
+                 f"reviews each.\n\n"
+                 + _table(("reviewers", "shared candidates", "agree", "Cohen's kappa"),
+                          [(f"{p['a']} / {p['b']}", p["shared"], p["agree"], _fmt_kappa(p["kappa"]))
+                           for p in ag["pairs"]]) + "\n")
+    else:
+        text += "\nNo candidate was reviewed by more than one reviewer, so there is no agreement to report.\n"
+    return text
 
 
 def _card(store: Store, rows: list[dict], o: _Options) -> str:
@@ -691,6 +723,7 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
                   else "unknown — your own seed file") for s in seeds]
     parts.append("## Seed tasks\n\n" + (_table(("source", "type", "tasks", "licence"), seed_rows) if seeds
                                         else "No seed tasks are recorded in the store.") + "\n")
+    parts.append(_review_section(store))
     parts.append("## Reviewers\n\n" + (_table(
         ("reviewer", "actions", "candidates", "accept", "edit", "reject", "reset", "first", "last"),
         [(r["reviewer"], r["actions"], r["candidates"], r["accept"], r["edit"], r["reject"], r["reset"],

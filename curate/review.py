@@ -27,7 +27,7 @@ from .store import Candidate, Output, ReviewEntry, Store
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
            "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
-           "reject_duplicates", "quality_summary",
+           "reject_duplicates", "quality_summary", "agreement_of", "team_progress", "disagreements",
            "STATUS_OF_ACTION"]
 
 PAGE_SIZE = 50
@@ -455,8 +455,9 @@ def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str, quorum
 
 
 # -- overview -----------------------------------------------------------------------------------------------
-def overview(store: Store, tau: float) -> dict:
-    """Counts per stage and filter reason, per-model contribution and keep rates, reviewer progress."""
+def overview(store: Store, tau: float, *, members: list[str] | None = None, quorum: int = 1) -> dict:
+    """Counts per stage and filter reason, per-model contribution and keep rates, reviewer progress, each
+    reviewer's progress against their share (``members``: the team's logins) and the agreement."""
     tau = checks.tau(tau, "overview")
     st = store.stats()
     passing = store.count_passing(tau)
@@ -475,6 +476,7 @@ def overview(store: Store, tau: float) -> dict:
         ("accepted", reviews.get("accepted", 0)),
         ("edited", reviews.get("edited", 0)),
         ("rejected", reviews.get("rejected", 0)),
+        ("disagreements (an admin decides)", reviews.get("disputed", 0)),
         ("pending review", reviews.get("pending", 0)),
     ]
     reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r != "kept"]
@@ -489,4 +491,33 @@ def overview(store: Store, tau: float) -> dict:
         m["pass_rate"] = round(m["passing"] / m["candidates_ok"], 3) if m["candidates_ok"] else None
         m["chosen_rate"] = round(m["chosen"] / passing["scored"], 3) if passing["scored"] else None
     return {"tau": tau, "stages": [{"stage": s, "n": n} for s, n in stages], "reasons": reasons,
-            "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews}
+            "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews,
+            "progress": team_progress(store, members or [], quorum), "agreement": agreement_of(store)}
+
+
+def agreement_of(store: Store) -> dict:
+    """Agreement on accept vs reject over the reviewers' current votes (:func:`curate.agreement.agreement`)."""
+    from .agreement import agreement
+    return agreement(store.all_votes())
+
+
+def team_progress(store: Store, members: list[str], quorum: int = 1) -> list[dict]:
+    """Each reviewer's progress against their share: ``reviewed`` (candidates they hold a vote or a decision
+    on), ``share`` (the OK candidates × reviews per candidate, split evenly over the team — the logins, else
+    whoever has reviewed), ``done`` (reviewed / share, capped at 1)."""
+    counts = store.reviewed_per_reviewer()
+    people = sorted(set(members) | set(counts))
+    team = len(members) or len(people)
+    total = store.count_candidates("ok")
+    share = math.ceil(total * max(1, quorum) / team) if team else 0
+    return [{"reviewer": r, "reviewed": counts.get(r, 0), "share": share, "on_team": r in members or not members,
+             "done": min(1.0, counts.get(r, 0) / share) if share else None} for r in people]
+
+
+def disagreements(store: Store, page: int = 1, page_size: int = PAGE_SIZE) -> dict:
+    """The disagreements queue: candidates whose votes disagree, each with every vote (reviewer, status,
+    texts, reason), for an admin to adjudicate. Same shape as :func:`queue_page`, rows with ``votes``."""
+    res = queue_page(store, QueueFilter(status="disputed"), page, page_size)
+    for r in res["rows"]:
+        r["votes"] = [_review_dict(v) for v in store.votes_of(r["id"])]
+    return res

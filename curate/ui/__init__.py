@@ -23,13 +23,13 @@ from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
 from . import api  # noqa: E402
 from .base import AppContext  # noqa: E402
-from .tabs import export, overview, review, run, select, teachers  # noqa: E402
+from .tabs import disagreements, export, overview, review, run, select, teachers  # noqa: E402
 from .wiring import UI  # noqa: E402
 
 __all__ = ["build_app", "launch", "parse_auth", "check_exposure", "HEAD", "CSS", "Handlers"]
 
 #: the tabs, in the order they are shown
-TABS = (review, run, overview, teachers, select, export)
+TABS = (review, disagreements, run, overview, teachers, select, export)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
 #: And the edit form's guard: each keystroke in the form records the form token the page shows at that moment
@@ -98,7 +98,7 @@ def check_exposure(settings: Settings) -> None:
 
 
 class Handlers:
-    """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.overview``, ``.teachers``,
+    """Every handler of one app, one attribute per tab (``.review``, ``.disagreements``, ``.run``, ``.overview``, ``.teachers``,
     ``.select``, ``.export``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext` (the settings,
     the job runner, one store connection per thread)."""
 
@@ -106,6 +106,7 @@ class Handlers:
         self.ctx = AppContext(settings, runner)
         self.settings, self.runner = settings, runner
         self.review = review.ReviewHandlers(self.ctx)
+        self.disagreements = disagreements.DisagreementHandlers(self.ctx)
         self.run = run.RunHandlers(self.ctx)
         self.overview = overview.OverviewHandlers(self.ctx)
         self.teachers = teachers.TeachersHandlers(self.ctx)
@@ -137,6 +138,7 @@ def layout(settings: Settings) -> UI:
 def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
     """Every event, tab by tab, then the named API."""
     review.wire(ui, h.review, demo)
+    disagreements.wire(ui, h.disagreements)
     run.wire(ui, h.run)
     overview.wire(ui, h.overview)
     teachers.wire(ui, h.teachers)

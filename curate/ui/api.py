@@ -20,8 +20,8 @@ from .tabs.teachers import TeachersHandlers
 
 #: the endpoints, in the order they are registered
 ENDPOINTS = ("start_job", "job_status", "pause_job", "resume_job", "cancel_job", "queue", "candidate", "accept",
-             "edit", "reject", "undo", "passing_count", "accept_all_passing", "overview", "export_preview",
-             "teachers", "select")
+             "edit", "reject", "undo", "passing_count", "accept_all_passing", "bulk_review", "disagreements",
+             "adjudicate", "agreement", "overview", "export_preview", "teachers", "select")
 
 
 class ApiHandlers(TabHandlers):
@@ -74,10 +74,19 @@ class ApiHandlers(TabHandlers):
     # -- review -------------------------------------------------------------------------------------------
     @user_errors
     def queue(self, status: str = "pending", task_type: str = "", model: str = "", consensus: str = "",
-              tau: float = 0.01, search: str = "", sort: str = "seq", page: int = 1, page_size: int = 50) -> dict:
+              tau: float = 0.01, search: str = "", sort: str = "seq", page: int = 1, page_size: int = 50,
+              source: str = "", reviewed_by: str = "", rouge_min: float | None = None, rouge_max: float | None = None,
+              quality_scorer: str = "", quality_min: float | None = None, quality_max: float | None = None,
+              request: gr.Request = None) -> dict:
         """A page of the review queue. status: pending|accepted|edited|rejected|disputed|auto-filtered|"" (any);
-        consensus: pass|fail|none|""; sort: seq|-seq|min_pairwise|-min_pairwise|reviewed."""
-        f = queue_filter(status, task_type, model, consensus, checks.tau(tau, "/queue"), search, sort)
+        consensus: pass|fail|none|""; sort: seq|-seq|min_pairwise|-min_pairwise|agreement|-agreement|quality|
+        -quality (with quality_scorer)|reviewed; source: instruction_prompt|instance_completion|""; reviewed_by:
+        a reviewer; rouge_min / rouge_max: the min pairwise Rouge-L range; quality_*: the chosen output's score
+        range from that scorer. With reviews_per_candidate ≥ 2, a logged-in reviewer's pending queue leaves out
+        what they have voted on."""
+        f = queue_filter(status, task_type, model, consensus, checks.tau(tau, "/queue"), search, sort,
+                         quality_scorer, quality_min, quality_max, source, reviewed_by, rouge_min, rouge_max)
+        f = f.for_reviewer(self.login(request), self.quorum)
         return review.queue_page(self.store(), f, checks.number(page, checks.PAGE, "/queue"),
                                  checks.number(page_size, checks.PAGE_SIZE, "/queue"))
 
@@ -120,7 +129,7 @@ class ApiHandlers(TabHandlers):
             reviewer, request), version=version, quorum=self.quorum))
 
     def _result(self, row: Candidate) -> dict:
-        nxt = self.store().next_in_queue(row.seq, status="pending")
+        nxt = self.store().next_in_queue(row.seq, status="pending")  # the next one still needing a review
         keep = ("id", "seq", "version", "review_status", "reviewed_by", "reviewed_at", "final_instruction",
                 "final_input", "final_output")
         return {"candidate": {k: getattr(row, k) for k in keep}, "next_pending": nxt}
@@ -142,9 +151,49 @@ class ApiHandlers(TabHandlers):
                                          quorum=self.quorum)
 
     @user_errors
+    def bulk_review(self, candidate_ids: list[str], action: str = "accept", versions: list[int] | None = None,
+                    reason: str = "", reviewer: str = "", request: gr.Request = None) -> dict:
+        """Accept or reject the listed candidates as decisions (admins), in one transaction. ``versions`` (same
+        order, optional): a candidate changed since is skipped, not overwritten. Returns {done, skipped}."""
+        self.require_admin(request, f"{action} candidates in bulk")
+        vs = list(versions or [None] * len(candidate_ids))
+        if len(vs) != len(candidate_ids):
+            raise gr.Error("/bulk_review: versions must list one version per candidate id (or be left out)")
+        return review.bulk_review(self.store(), list(zip(candidate_ids, vs)), action,
+                                  reviewer=self.api_reviewer(reviewer, request), reason=reason, quorum=self.quorum)
+
+    @user_errors
+    def disagreements(self, page: int = 1, page_size: int = 50, request: gr.Request = None) -> dict:
+        """The disagreements queue (admins): candidates whose reviews disagree, each with every review."""
+        self.require_admin(request, "see the disagreements")
+        return review.disagreements(self.store(), checks.number(page, checks.PAGE, "/disagreements"),
+                                    checks.number(page_size, checks.PAGE_SIZE, "/disagreements"))
+
+    @user_errors
+    def adjudicate(self, candidate_id: str, decision: str = "accept", version: int | None = None,
+                   from_reviewer: str = "", instruction: str | None = None, input: str | None = None,
+                   output: str | None = None, reason: str = "", reviewer: str = "", request: gr.Request = None) -> dict:
+        """An admin's final decision on a candidate: decision accept (the texts ``from_reviewer`` accepted, or
+        the texts given, or the consensus choice) or reject. Overrides the reviews, which stay for agreement."""
+        self.require_admin(request, "adjudicate")
+        given = {"instruction": instruction, "input": input, "output": output}
+        texts = given if any(v is not None for v in given.values()) else None
+        return self._result(review.adjudicate(self.store(), candidate_id, reviewer=self.api_reviewer(reviewer, request),
+                                              decision=decision, version=version, texts=texts,
+                                              from_reviewer=from_reviewer or None, reason=reason, quorum=self.quorum))
+
+    @user_errors
+    def agreement(self) -> dict:
+        """Agreement on accept vs reject over the reviewers' current reviews: Cohen's kappa per pair with the
+        shared candidates, Fleiss' kappa overall; and each reviewer's progress against their share."""
+        return {**review.agreement_of(self.store()),
+                "progress": review.team_progress(self.store(), self.ctx.team.members, self.quorum)}
+
+    @user_errors
     def overview(self, tau: float = 0.01) -> dict:
-        """Counts per stage and reason, per-model contribution, reviewer progress."""
-        return review.overview(self.store(), checks.tau(tau, "/overview"))
+        """Counts per stage and reason, per-model contribution, reviewer progress, agreement."""
+        return review.overview(self.store(), checks.tau(tau, "/overview"), members=self.ctx.team.members,
+                               quorum=self.quorum)
 
     # -- export, teachers, selection ----------------------------------------------------------------------
     @user_errors

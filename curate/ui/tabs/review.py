@@ -69,6 +69,7 @@ class ReviewHandlers(TabHandlers):
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
                 "login_note": gr.update(value=NO_LOGIN_NOTE, visible=not user),
                 "admin_tools": gr.update(visible=admin), "bulk_box": gr.update(visible=admin),
+                "disagreements_tab": gr.update(visible=admin),
                 "team_note": gr.update(value=self._team_note(user), visible=self.quorum > 1),
                 "f_model": gr.update(choices=[("any", "")] + [(m, m) for m in models]),
                 "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
@@ -557,7 +558,8 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     queue, threshold, nxt = with_filter(h.ui_queue), with_filter(h.ui_threshold), with_filter(h.ui_next)
 
     load = on(demo.load, h.ui_load, [ui.reviewer],
-              ["reviewer", "login_note", "admin_tools", "bulk_box", "team_note", "f_model", "q_scorer"], ui)
+              ["reviewer", "login_note", "admin_tools", "bulk_box", "disagreements_tab", "team_note", "f_model",
+               "q_scorer"], ui)
     load = on(load.then, threshold, filters, refresh, ui)
     on(load.then, nxt, [ui.current, *filters], VIEW, ui)
 
