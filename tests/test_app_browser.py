@@ -452,3 +452,63 @@ def test_a_reviewer_name_in_a_toast_is_shown_as_text(tmp_path, browser):
         page.close()
     finally:
         demo.close()
+
+
+def _login(browser, url, user, password):
+    page = browser.new_page(viewport={"width": 1500, "height": 1250})
+    page.goto(url)
+    page.get_by_label(re.compile("username", re.I)).fill(user)
+    page.get_by_label(re.compile("password", re.I)).fill(password)
+    page.get_by_role("button", name=re.compile("Login", re.I)).click()
+    expect(box(page, "curate-reviewer")).to_have_value(user, timeout=30_000)
+    return page
+
+
+def test_a_team_splits_the_queue_and_an_admin_adjudicates_in_the_browser(tmp_path, browser):
+    """Two reviewers with logins review the same candidate (two reviews each), disagree; the reviewers see no
+    admin tools; the admin sees the disagreement side by side, picks one version, and the agreement shows."""
+    db = tmp_path / "team.db"
+    filled_store(db, 10).close()
+    users = tmp_path / "users.txt"
+    users.write_text("ann:pw1 reviewer\nbob:pw2 reviewer\ncarl:pw3 admin\n", encoding="utf-8")
+    demo = serve(db, users_file=str(users), reviews_per_candidate=2)
+    try:
+        ann = _login(browser, demo.local_url, "ann", "pw1")
+        expect(header(ann)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        expect(ann.locator("#curate-team-note")).to_contain_text("2 agreeing reviews")
+        expect(ann.locator("#curate-accept-all")).to_be_hidden()  # no bulk action for a reviewer
+        expect(ann.get_by_role("tab", name="Disagreements")).to_be_hidden()
+        ann.locator("#curate-accept").click()
+        expect(header(ann)).to_have_value(re.compile(r"^#2 · "))
+        bob = _login(browser, demo.local_url, "bob", "pw2")
+        expect(header(bob)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)  # it still needs bob's review
+        box(bob, "curate-reject-reason").fill("made-up facts")
+        bob.locator("#curate-reject").click()
+        expect(header(bob)).to_have_value(re.compile(r"^#2 · "))
+        with Store(db) as st:
+            first = st.review_queue(status=None, limit=1)[0]
+            assert first["review_status"] == "disputed"
+        ann.locator("#curate-next").click()  # ann's queue never offers #1 again
+        expect(header(ann)).not_to_have_value(re.compile(r"^#1 · "))
+        carl = _login(browser, demo.local_url, "carl", "pw3")
+        expect(carl.locator("#curate-accept-all")).to_be_visible(timeout=30_000)
+        carl.get_by_role("tab", name="Disagreements").click()
+        expect(carl.locator("#curate-dis-queue")).to_contain_text("ann: accepted, bob: rejected")
+        carl.locator('#curate-dis-queue [data-testid="cell-0-0"]').click()
+        expect(carl.locator("#curate-dis-vote-0")).to_contain_text("ann · accepted")
+        expect(carl.locator("#curate-dis-vote-1")).to_contain_text("bob · rejected")
+        expect(box(carl, "curate-dis-vote-1")).to_have_value(re.compile("made-up facts"))
+        carl.locator("#curate-dis-pick-0").click()  # ann's version
+        expect(box(carl, "curate-dis-info")).to_have_value("No disagreement to decide.", timeout=15_000)
+        with Store(db) as st:
+            x = st.get_candidate(first["id"])
+            assert (x.review_status, x.reviewed_by) == ("accepted", "carl")
+        carl.get_by_role("tab", name="Overview").click()
+        expect(carl.locator("#curate-ov-agreement")).to_contain_text("bob", timeout=15_000)
+        expect(box(carl, "curate-ov-agreement-text")).to_have_value(re.compile("Fleiss"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        carl.screenshot(path=str(ARTIFACTS / "team-overview.png"), full_page=True)
+        for p in (ann, bob, carl):
+            p.close()
+    finally:
+        demo.close()

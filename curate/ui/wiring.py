@@ -54,9 +54,9 @@ class UI:
 
 
 @contextmanager
-def tab(ui: UI, title: str, tab_id: str):
+def tab(ui: UI, title: str, tab_id: str, visible: bool = True):
     """A tab of the app (``id`` tab_id, ``elem_id`` tab-<tab_id>), registered as ``ui.<tab_id>_tab``."""
-    with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}") as t:
+    with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}", visible=visible) as t:
         ui.add(f"{tab_id}_tab", t)
         yield t
 

@@ -124,7 +124,7 @@ class DisagreementHandlers(TabHandlers):
 
 # -- layout ----------------------------------------------------------------------------------------------------
 def layout(ui: UI, settings: Settings) -> None:
-    with tab(ui, "Disagreements", "disagreements"):
+    with tab(ui, "Disagreements", "disagreements", visible=False):  # shown to admins when the page loads
         ui.add("dis_refresh", gr.Button("Refresh", size="sm", elem_id="curate-dis-refresh"))
         ui.add("dis_info", gr.Textbox(show_label=False, interactive=False, elem_id="curate-dis-info"))
         ui.add("dis_queue", gr.Dataframe(headers=DIS_HEADERS, datatype=["str"] * len(DIS_HEADERS), interactive=False,
