@@ -41,7 +41,6 @@ from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402
 from curate.review import QueueFilter  # noqa: E402
 from curate.ui import Handlers, launch  # noqa: E402
-from curate.ui.synthetic import fill  # noqa: E402
 import synthetic  # noqa: E402  (bench/synthetic.py)
 
 
@@ -51,8 +50,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def cached_store(path: Path, n: int) -> None:
-    synthetic.cached_store(path, lambda st: st.count_candidates(None) >= n,
-                           lambda st: fill(st, n, consensus="synthetic", batch=2000))
+    synthetic.review_store(path, n)
 
 
 def free_port() -> int:
