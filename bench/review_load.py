@@ -189,18 +189,15 @@ def main() -> None:
         print(f"  un-mapped: {f[0]} {f[1][:10]}: {f[2]}")
     print(f"  log rows {len(log):,}; candidates whose state is not their log replayed: {inconsistent}; "
           f"rows not starting where their slot's previous row left: {chain}")
+    bench = [f"BENCH review_load_candidates={n}", f"BENCH review_load_actions={total}",
+             f"BENCH review_load_lost_updates={lost + inconsistent + chain}",
+             f"BENCH review_load_unmapped_errors={len(unmapped)}",
+             f"BENCH review_load_refused={len(failures) - len(unmapped)}"]
     for kind in ("accept", "edit", "reject", "undo"):
         xs = by_kind.get(kind, [])
         print(f"  {kind:7} n={len(xs):4}  p50 {pct(xs, 50):7.1f} ms  p95 {pct(xs, 95):7.1f} ms")
-    print(f"BENCH review_load_candidates={n}")
-    print(f"BENCH review_load_actions={total}")
-    print(f"BENCH review_load_lost_updates={lost + inconsistent + chain}")
-    print(f"BENCH review_load_unmapped_errors={len(unmapped)}")
-    print(f"BENCH review_load_refused={len(failures) - len(unmapped)}")
-    for kind in ("accept", "edit", "reject", "undo"):
-        xs = by_kind.get(kind, [])
-        print(f"BENCH review_load_{kind}_p50_ms={pct(xs, 50):.1f}")
-        print(f"BENCH review_load_{kind}_p95_ms={pct(xs, 95):.1f}")
+        bench += [f"BENCH review_load_{kind}_p50_ms={pct(xs, 50):.1f}", f"BENCH review_load_{kind}_p95_ms={pct(xs, 95):.1f}"]
+    print("\n".join(bench))
     print(f"BENCH review_load_all_p50_ms={pct(every, 50):.1f}")
     print(f"BENCH review_load_all_p95_ms={pct(every, 95):.1f}")
 

@@ -26,7 +26,7 @@ from curate.review import QueueFilter  # noqa: E402
 from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402
 from curate.ui import Handlers  # noqa: E402
-from review_fixtures import filled_store, scripted_pool  # noqa: E402
+from review_fixtures import filled_store, in_processes, review_steps, scripted_pool  # noqa: E402
 
 F = QueueFilter()
 EVIL = '<img src=x onerror="window.__xss=1"><a href="javascript:alert(2)">x</a><b style="color:red">B</b>'
@@ -104,18 +104,9 @@ def test_defect2_undo_of_a_reject_keeps_the_reason_without_a_prefix(store):
 
 
 # -- 3. the write lock is taken up front ----------------------------------------------------------------------
-def _review_many(path, ids, reviewer, conn):
-    errors = []
-    with Store(path) as st:
-        for i, cid in enumerate(ids):
-            try:
-                if i % 3 == 2:
-                    review.edit(st, cid, reviewer=reviewer, output=f"edited by {reviewer}")
-                else:
-                    review.accept(st, cid, reviewer=reviewer)
-            except Exception as e:  # noqa: BLE001 - every failure is what this test counts
-                errors.append(f"{type(e).__name__}: {e}")
-    conn.send(errors)
+def _steps(ids, reviewer):
+    return [("edit", cid, {"reviewer": reviewer, "output": f"edited by {reviewer}"}) if i % 3 == 2
+            else ("accept", cid, {"reviewer": reviewer}) for i, cid in enumerate(ids)]
 
 
 def test_defect3_two_processes_reviewing_one_store_never_fail_on_the_lock(tmp_path):
@@ -123,17 +114,9 @@ def test_defect3_two_processes_reviewing_one_store_never_fail_on_the_lock(tmp_pa
     filled_store(path, 260).close()
     with Store(path) as st:
         ids = [r["id"] for r in st.review_queue(status="pending", limit=1000)]
-    ctx = multiprocessing.get_context("fork")
-    pipes, procs = [], []
-    for k, who in enumerate(("ann", "bob")):  # disjoint candidates: no review conflicts with another
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_review_many, args=(str(path), ids[k::2], who, child))
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    errors = [e for parent in pipes for e in parent.recv()]
-    for p in procs:
-        p.join(60)
+    # two processes, disjoint candidates: no review conflicts with another
+    errors = [e for res in in_processes(review_steps, [(str(path), _steps(ids[k::2], who))
+                                                       for k, who in enumerate(("ann", "bob"))]) for e in res]
     assert errors == []
     with Store(path) as st:
         assert sum(st.review_counts().get(s, 0) for s in ("accepted", "edited")) == len(ids)

@@ -4,7 +4,6 @@ the reviewer tools, and that two processes voting at once lose nothing."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402
 from curate.team import Team, parse_logins  # noqa: E402
 from curate.ui import Handlers  # noqa: E402
-from review_fixtures import filled_store, scripted_pool  # noqa: E402
+from review_fixtures import filled_store, in_processes, review_steps, scripted_pool  # noqa: E402
 
 F = QueueFilter()
 
@@ -261,16 +260,10 @@ def test_the_app_with_overlap_adjudication_and_agreement(team):
     assert team.api.agreement()["pairs"][0]["shared"] == 1
 
 
-def _vote_all(path, ids, who, conn):
-    errors = []
+def _votes(ids, who):
     offset = {"ann": 0, "bob": 1}[who]
-    with Store(path) as st:
-        for i, cid in enumerate(ids):
-            try:
-                (review.accept if (i + offset) % 3 else review.reject)(st, cid, reviewer=who, quorum=2)
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                errors.append(f"{type(e).__name__}: {e}")
-    conn.send(errors)
+    return [("accept" if (i + offset) % 3 else "reject", cid, {"reviewer": who, "quorum": 2})
+            for i, cid in enumerate(ids)]
 
 
 def test_two_processes_voting_on_the_same_candidates_lose_nothing(tmp_path):
@@ -278,17 +271,9 @@ def test_two_processes_voting_on_the_same_candidates_lose_nothing(tmp_path):
     filled_store(path, 150).close()
     with Store(path) as st:
         ids = [r["id"] for r in st.review_queue(status="pending", limit=1000)]
-    ctx = multiprocessing.get_context("fork")
-    pipes, procs = [], []
-    for who in ("ann", "bob"):  # the same candidates, at the same time
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_vote_all, args=(str(path), ids, who, child))
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    errors = [e for parent in pipes for e in parent.recv()]
-    for p in procs:
-        p.join(60)
+    # the same candidates, at the same time
+    errors = [e for res in in_processes(review_steps, [(str(path), _votes(ids, who)) for who in ("ann", "bob")])
+              for e in res]
     assert errors == []
     with Store(path) as st:
         assert len(st.all_votes()) == 2 * len(ids) and len(st.review_log(limit=None)) == 2 * len(ids)
