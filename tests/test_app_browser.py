@@ -417,6 +417,7 @@ def test_typing_at_once_after_opening_saves_what_was_typed_or_is_refused(app, pa
             if answers() > i:
                 break
             page.wait_for_timeout(200)
+        page.wait_for_timeout(500)
     typed = {f"Typed at once, round {i}." for i in range(rounds)}
     toasts = page.evaluate("window.__toasts")
     assert all(re.search(r"(?i)nothing was saved|reload|open a candidate first", t) for t in toasts), toasts

@@ -93,7 +93,8 @@ class ApiHandlers(TabHandlers):
     @user_errors
     def candidate(self, candidate_id: str, tau: float = 0.01) -> dict:
         """One candidate: texts, every output with model and agreement, the pairwise matrix, the consensus
-        choice and why, the review log. ``version`` is what accept/edit/reject/undo expect."""
+        choice and why, its decision and every reviewer's review (votes), the review log. ``version`` is what
+        accept/edit/reject/undo expect."""
         return review.candidate(self.store(), candidate_id.strip(), checks.tau(tau, "/candidate"))
 
     @user_errors
@@ -129,7 +130,10 @@ class ApiHandlers(TabHandlers):
             reviewer, request), version=version, quorum=self.quorum))
 
     def _result(self, row: Candidate) -> dict:
-        nxt = self.store().next_in_queue(row.seq, status="pending")  # the next one still needing a review
+        """The candidate as stored and the next pending one (with overlap: one the acting reviewer has not
+        reviewed yet)."""
+        nxt = review.next_candidate(self.store(), review.QueueFilter(), row.seq, reviewer=row.reviewed_by,
+                                    quorum=self.quorum)
         keep = ("id", "seq", "version", "review_status", "reviewed_by", "reviewed_at", "final_instruction",
                 "final_input", "final_output")
         return {"candidate": {k: getattr(row, k) for k in keep}, "next_pending": nxt}

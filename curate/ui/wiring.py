@@ -105,10 +105,12 @@ def _named(fn: Callable[..., dict], names: Sequence[str]) -> Callable[..., Any]:
 
 
 def on(event, fn: Callable[..., dict], inputs: list, names: Sequence[str], ui: UI, *, api: str | None = None,
-       progress: str = "minimal", js: str | None = None):
+       progress: str = "minimal", js: str | None = None, every_click: bool = False):
     """Wire ``event`` to ``fn`` with ``inputs``; ``fn``'s dict fills the components ``names``. ``js``: a
-    browser-side function run first, whose returned list replaces the input values."""
+    browser-side function run first, whose returned list replaces the input values. ``every_click``: each
+    trigger is sent, also while the previous one runs (Gradio's default drops it silently)."""
     outputs = [ui.c[n] for n in names]
-    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress, js=js,
+    extra = {"trigger_mode": "multiple"} if every_click else {}
+    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress, js=js, **extra,
                  api_name=api or f"private_{fn.__name__}",  # keeps the ui_* names free for `api`
                  api_visibility="undocumented" if api else "private")

@@ -591,8 +591,9 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
                      api="ui_reject"), ui, h)
     save_inputs = [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
                    *filters, ui.form_token, ui.typed_on]
+    # every Save click gets its answer — saved, or refused with a prompt to reload — never dropped unseen
     refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit), save_inputs, view_h, ui, api="ui_edit",
-                     js=SAVE_EDIT_JS.format(n=len(save_inputs))), ui, h)
+                     js=SAVE_EDIT_JS.format(n=len(save_inputs)), every_click=True), ui, h)
     refresh_after(on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"), ui, h)
 
     on(ui.bulk_all.click, h.ui_bulk_select_all, [ui.bulk_choices], ["bulk_pick"], ui)
