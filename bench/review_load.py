@@ -196,7 +196,8 @@ def main() -> None:
     for kind in ("accept", "edit", "reject", "undo"):
         xs = by_kind.get(kind, [])
         print(f"  {kind:7} n={len(xs):4}  p50 {pct(xs, 50):7.1f} ms  p95 {pct(xs, 95):7.1f} ms")
-        bench += [f"BENCH review_load_{kind}_p50_ms={pct(xs, 50):.1f}", f"BENCH review_load_{kind}_p95_ms={pct(xs, 95):.1f}"]
+        bench += [f"BENCH review_load_{kind}_p50_ms={pct(xs, 50):.1f}",
+                  f"BENCH review_load_{kind}_p95_ms={pct(xs, 95):.1f}"]
     print("\n".join(bench))
     print(f"BENCH review_load_all_p50_ms={pct(every, 50):.1f}")
     print(f"BENCH review_load_all_p95_ms={pct(every, 95):.1f}")

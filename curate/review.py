@@ -23,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import checks
 from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
-from .store import Candidate, Output, ReviewEntry, Store
+from .store import Candidate, Output, Store
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "candidate", "explain_consensus", "accept", "edit",
-           "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
+           "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate",
+           "threshold_summary", "threshold_view", "accept_all_passing", "overview",
            "reject_duplicates", "quality_summary", "agreement_of", "team_progress", "disagreements",
            "STATUS_OF_ACTION"]
 

@@ -130,7 +130,8 @@ def test_m005_turns_old_undo_reasons_into_the_undoes_column_and_keeps_every_row(
     log = st.review_log(limit=None)
     assert len(log) == 5
     assert [(e.undoes, e.reason) for e in log] == [
-        (None, "duplicate"), (None, None), (2, "duplicate"), (None, "undo of review #2"), (None, "undo of review #9: x")]
+        (None, "duplicate"), (None, None), (2, "duplicate"), (None, "undo of review #2"),
+        (None, "undo of review #9: x")]
     assert {e.scope for e in log} == {"decision"} and {e.quorum for e in log} == {1}
     # the state is what the log replays to, and the reasons read as written
     replayed = decision.replay(log)

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from curate import export as ex  # noqa: E402
 from curate import jobs, review  # noqa: E402
 from curate.cli import main as cli_main  # noqa: E402
-from curate.errors import ConflictError, SettingsError, StoreError  # noqa: E402
+from curate.errors import SettingsError, StoreError  # noqa: E402
 from curate.review import QueueFilter  # noqa: E402
 from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402

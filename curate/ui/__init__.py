@@ -98,7 +98,8 @@ def check_exposure(settings: Settings) -> None:
 
 
 class Handlers:
-    """Every handler of one app, one attribute per tab (``.review``, ``.disagreements``, ``.run``, ``.overview``, ``.teachers``,
+    """Every handler of one app, one attribute per tab (``.review``, ``.disagreements``, ``.run``, ``.overview``,
+    ``.teachers``,
     ``.select``, ``.export``) plus ``.api``; they share one :class:`~curate.ui.base.AppContext` (the settings,
     the job runner, one store connection per thread)."""
 

@@ -26,7 +26,8 @@ EXPORT = ["ex_summary", "ex_files", "ex_preview", "ex_card"]
 def export_options(fmt: str, include: list[str] | str | None, tau: float | None, selection: str | None,
                    system: str | None, provenance: str | None) -> dict:
     return {"fmt": fmt or "alpaca-jsonl", "include": include or ("accepted",),
-            "tau": checks.tau(tau if tau is not None else 0.01, "export"), "selection": (selection or "").strip() or None,
+            "tau": checks.tau(tau if tau is not None else 0.01, "export"),
+            "selection": (selection or "").strip() or None,
             "system": (system or "").strip() or None, "provenance": provenance or "none"}
 
 

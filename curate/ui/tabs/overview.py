@@ -93,7 +93,8 @@ def layout(ui: UI, settings: Settings) -> None:
         ui.add("ov_progress", gr.Dataframe(interactive=False, datatype="str",
                                            label="Progress against each reviewer's share (candidates × reviews per "
                                                  "candidate ÷ reviewers)", elem_id="curate-ov-progress"))
-        ui.add("ov_agreement_text", gr.Textbox(label="Agreement", interactive=False, elem_id="curate-ov-agreement-text"))
+        ui.add("ov_agreement_text", gr.Textbox(label="Agreement", interactive=False,
+                                               elem_id="curate-ov-agreement-text"))
         with gr.Row():
             ui.add("ov_agreement", gr.Dataframe(headers=PAIR_HEADERS, datatype=["str"] * len(PAIR_HEADERS),
                                                 interactive=False, label="Agreement per pair of reviewers",

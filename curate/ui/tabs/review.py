@@ -1,12 +1,13 @@
-"""The Review tab: the queue (filters, pages), the consensus threshold τ and the quality threshold, one
-candidate with every output side by side, and the review actions (accept / reject / edit / undo, accept all
-that pass).
+"""The Review tab: the queue (filters, pages, the reviewer tools' filters and sorts), the consensus threshold τ
+and the quality threshold, one candidate with every output side by side, and the review actions (accept /
+reject / edit / undo; for admins, accept all that pass and the ticked rows). With reviews_per_candidate ≥ 2
+each action is the reviewer's vote (docs/ARCHITECTURE.md, "Review").
 
 :class:`ReviewHandlers` holds the handlers, :func:`layout` the components, :func:`wire` the events. Handlers
 that depend on the queue filter take one :class:`~curate.review.QueueFilter` (``f``); the wiring builds it
-from the nine filter components (:func:`~curate.ui.wiring.with_filter`). Untrusted text (instructions,
-inputs, model outputs) only ever goes into Textboxes and ``datatype="str"`` Dataframes, never into HTML or
-Markdown.
+from the filter components (:func:`~curate.ui.wiring.with_filter`). Untrusted text (instructions, inputs,
+model outputs, reviewer names) only ever goes into Textboxes and ``datatype="str"`` Dataframes, never into
+HTML or Markdown; toasts are escaped (ui.base).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyon
                  "\"undo my last action\" cannot tell people apart. Start the app with `--users FILE` for a team.")
 #: the edit form's Save sends the form token the page showed at the reviewer's last keystroke in the form, so
 #: a save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
-SAVE_EDIT_JS = """(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || ""; return v; }}"""
+SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || \"\"; "
+                "return v; }}")
 QUEUE = ["queue", "page", "page_info", "bulk_pick", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
