@@ -29,6 +29,14 @@ def cached_store(path: Path, ready: Callable[[Store], bool], build: Callable[[St
     print(f"built {path} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def review_store(path: Path, n: int) -> None:
+    """The review benchmarks' store (bench/ui.py, bench/review_load.py): ``n`` candidates from
+    curate.ui.synthetic.fill with synthetic consensus rows, cached at ``path``."""
+    from curate.ui.synthetic import fill
+    cached_store(path, lambda st: st.count_candidates(None) >= n,
+                 lambda st: fill(st, n, consensus="synthetic", batch=2000))
+
+
 def fill_store(store: Store, n: int, seed: int = 0, k: int = 3) -> list[str]:
     """Add ``n`` candidates (instruction, instance, k outputs, consensus) and return their instance ids."""
     rng = random.Random(seed)

@@ -41,7 +41,6 @@ from curate.settings import load_settings  # noqa: E402
 from curate.store import Store  # noqa: E402
 from curate.review import QueueFilter  # noqa: E402
 from curate.ui import Handlers, launch  # noqa: E402
-from curate.ui.synthetic import fill  # noqa: E402
 import synthetic  # noqa: E402  (bench/synthetic.py)
 
 
@@ -51,8 +50,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def cached_store(path: Path, n: int) -> None:
-    synthetic.cached_store(path, lambda st: st.count_candidates(None) >= n,
-                           lambda st: fill(st, n, consensus="synthetic", batch=2000))
+    synthetic.review_store(path, n)
 
 
 def free_port() -> int:
@@ -98,8 +96,9 @@ def main() -> None:
     settings = load_settings(None, db=str(work), port=free_port(), reviewer="bench")
     demo = launch(settings, jobs.JobRunner(str(work), ModelPool(preloaded={})), prevent_thread_lock=True,
                   quiet=True)
-    filters = ["pending", "", "", "", 0.01, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
-    #                                                            sort, quality scorer (off), quality minimum
+    filters = ["pending", "", "", "", 0.01, "", "seq", "", 0.0,  # status, type, model, consensus, tau, search,
+               None, "", "", None, None]  # sort, quality scorer (off), quality min / max, source, reviewed by,
+    #                                       min RL range
     taus = [round(0.05 + 0.9 * ((i * 37) % 100) / 100, 2) for i in range(args.rounds)]
     try:
         # the client runs in its own process, so it does not share the server's GIL

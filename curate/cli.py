@@ -161,11 +161,37 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 @command("threshold")
 def cmd_threshold(args: argparse.Namespace) -> int:
+    from . import checks
+    taus = [checks.tau(t, "curate threshold") for t in args.tau]  # every one checked before anything prints
     s = _settings(args)
     with _store(s) as store:
-        for tau in args.tau:
+        for tau in taus:
             c = store.count_passing(tau)
             print(f"tau={tau:<6} passing {c['passing']:>7} of {c['scored']}")
+    return 0
+
+
+@command("agreement")
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from .agreement import describe
+    from .review import agreement_of
+    s = _settings(args)
+    with _store(s) as store:
+        ag = agreement_of(store)
+    if args.json:
+        print(json.dumps(ag, indent=2, ensure_ascii=False))
+        return 0
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    o = ag["overall"]
+    if not ag["pairs"]:
+        print("no candidate has two reviews yet: agreement needs overlap (reviews_per_candidate >= 2)")
+        return 0
+    print(f"{'reviewer':16} {'with':16} {'shared':>7} {'agree':>6} {'kappa':>7}  in words")
+    for p in ag["pairs"]:
+        print(f"{p['a']:16} {p['b']:16} {p['shared']:>7} {p['agree']:>6} {fmt(p['kappa']):>7}  {describe(p['kappa'])}")
+    print(f"Fleiss' kappa {fmt(o['kappa'])} ({describe(o['kappa'])}) over {o['items']} candidates with "
+          f"{o['raters_per_item']} reviews each; {ag['items_with_overlap']} candidates have 2 or more reviews. "
+          "Labels: accept vs reject (an edit counts as accept).")
     return 0
 
 
@@ -655,6 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("threshold", "count the candidates that pass consensus at one or more tau (stored scores)")
     sp.add_argument("tau", type=float, nargs="+", help="thresholds to count at")
+
+    sp = add("agreement", "agreement between reviewers on accept vs reject: Cohen's kappa per pair, Fleiss' "
+                          "kappa overall, with the shared candidates")
+    sp.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
     sp = add("stats", "counts per stage, filter reason, model and review status")
     sp.add_argument("--json", action="store_true", help="print JSON")

@@ -45,6 +45,18 @@ class ConflictError(StoreError):
     """A write based on a stale version of a row (someone else changed it first)."""
 
 
+class StoreBusyError(StoreError):
+    """Another process held the store's write lock for longer than the bounded wait; nothing was written."""
+
+
+class InputError(CurateError, ValueError):
+    """A number or choice outside what is allowed (the message names the place, the range and the value)."""
+
+
+class NotAllowed(CurateError):
+    """The logged-in user's role does not allow this action (the message names the role it needs)."""
+
+
 class SelectionError(CurateError):
     """QDIT selection or near-duplicate finding got bad input (k, alpha, quality, embeddings, empty pool)."""
 

@@ -31,7 +31,8 @@ Where it goes: ``out`` is a folder holding the data file, the dataset card ``REA
 the Hugging Face Hub reads, with a ``configs`` entry pointing at the data file, so ``load_dataset(out)``
 works) and, with ``provenance="sidecar"``, ``data.provenance.jsonl``. The folder is written under a
 temporary sibling name and renamed into place, so an interrupted export leaves no partial folder (a
-``kill -9`` can leave a hidden ``.NAME.tmp-…`` sibling, never a half-written ``out``). An existing export
+``kill -9`` can leave a hidden ``.NAME.tmp-…`` sibling, never a half-written ``out``; the next export to the same
+place removes such siblings whose process is gone). An existing export
 folder is replaced only with ``force=True``; a folder holding anything an export does not write is never
 touched. The store is only read. The same export of the same store gives byte-identical files: rows in
 ``seq`` order, fixed key order, no timestamps except the store's own (review times).
@@ -52,6 +53,7 @@ with ``invalid_text="replace"``, each invalid byte becomes U+FFFD and the datase
 from __future__ import annotations
 
 import functools
+import html
 import json
 import os
 import re
@@ -62,8 +64,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
-from . import __version__
-from .errors import ExportError, StoreError
+from . import __version__, checks
+from .errors import ExportError, InputError, StoreError
 
 if TYPE_CHECKING:  # the store (sqlite-utils, pandas) is imported by whoever passes one; `curate --help` stays fast
     from .store import Store
@@ -153,8 +155,10 @@ def _options(fmt: str, include: Iterable[str] | str, tau: float, system: str | N
         raise ExportError(f"unknown provenance {provenance!r}; one of {', '.join(PROVENANCE)}")
     if invalid_text not in INVALID_TEXT:
         raise ExportError(f"unknown invalid_text {invalid_text!r}; one of {', '.join(INVALID_TEXT)}")
-    if not isinstance(tau, (int, float)) or not 0.0 <= float(tau) <= 1.0:
-        raise ExportError(f"tau must be a number in [0, 1] (a Rouge-L F1), not {tau!r}")
+    try:
+        tau = checks.tau(tau, "export")
+    except InputError as e:
+        raise ExportError(str(e)) from None
     if system is not None and not spec.system:
         raise ExportError(f"format {fmt!r} has no system prompt; --system works with "
                           f"{', '.join(n for n, f in FORMATS.items() if f.system)}")
@@ -395,6 +399,37 @@ def _sibling(out: Path, tag: str) -> Path:
     return out.with_name(f".{out.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale(out: Path) -> list[str]:
+    """Remove what an export killed mid-way left beside ``out``: its ``.NAME.tmp-PID-…`` folder, and a
+    ``.NAME.old-PID-…`` previous export moved aside when ``out`` itself is in place, where the process PID is
+    gone (a live one is another export at work). Returns the names removed."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}")
+    removed = []
+    try:
+        siblings = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if not m or not p.is_dir() or p.is_symlink() or _alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not out.exists():
+            continue  # the only copy of the previous export: leave it for the user
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
 def _fsync_tree(folder: Path) -> None:
     for p in sorted(folder.iterdir()):
         with open(p, "rb") as f:
@@ -432,6 +467,7 @@ def export(store: Store, fmt: str, out: str | os.PathLike, *, include: Iterable[
     """
     o = _resolve(store, _options(fmt, include, tau, system, provenance, selection, invalid_text))
     out = Path(out).expanduser().absolute()
+    _remove_stale(out)
     state = _target_state(out, force)
     rows = _rows(store, o)
     if not rows:
@@ -563,8 +599,8 @@ def _imported_sources(rows: list[dict], sources: list[dict]) -> list[dict]:
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+    def cell(v: Any) -> str:  # reviewer names and the like are untrusted: shown as text in any Markdown viewer
+        return html.escape(str(v), quote=False).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -598,6 +634,37 @@ def _front_matter(rows: list[dict], o: _Options, licences: set[str], seeds_known
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
     })
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
+
+
+def _fmt_kappa(k: float | None) -> str:
+    return "undefined" if k is None else f"{k:.3f}"
+
+
+def _review_section(store: Store) -> str:
+    """The card's "Review" section: the overlap (reviews per candidate), how candidates were decided, the
+    agreement (Cohen's kappa per pair, Fleiss' kappa overall, on accept vs reject) and the shared items."""
+    from .agreement import agreement
+    ov = store.review_overlap()
+    quorums = ov["quorums"] or [1]
+    overlap = (f"{quorums[-1]} review(s) per candidate" if len(quorums) == 1
+               else f"{', '.join(map(str, quorums))} reviews per candidate (the setting changed during review)")
+    lines = [("overlap", overlap), ("decided by agreeing reviews", ov["decided_by_votes"]),
+             ("decided by one review, an admin's adjudication or a bulk action", ov["decisions"]),
+             ("of those, adjudicated disagreements", ov["adjudicated"]),
+             ("still disputed (left out of this export)", ov["disputed"])]
+    ag = agreement(store.all_votes())
+    text = "## Review\n\nOnly decided candidates are exported.\n\n" + _table(("", ""), lines) + "\n"
+    if ag["pairs"]:
+        o = ag["overall"]
+        text += ("\nAgreement on accept vs reject (an edit counts as accept), over the reviewers' votes: "
+                 f"Fleiss' kappa {_fmt_kappa(o['kappa'])} over {o['items']} candidates with {o['raters_per_item']} "
+                 f"reviews each.\n\n"
+                 + _table(("reviewers", "shared candidates", "agree", "Cohen's kappa"),
+                          [(f"{p['a']} / {p['b']}", p["shared"], p["agree"], _fmt_kappa(p["kappa"]))
+                           for p in ag["pairs"]]) + "\n")
+    else:
+        text += "\nNo candidate was reviewed by more than one reviewer, so there is no agreement to report.\n"
+    return text
 
 
 def _card(store: Store, rows: list[dict], o: _Options) -> str:
@@ -696,6 +763,7 @@ def _card(store: Store, rows: list[dict], o: _Options) -> str:
                   else "unknown — your own seed file") for s in seeds]
     parts.append("## Seed tasks\n\n" + (_table(("source", "type", "tasks", "licence"), seed_rows) if seeds
                                         else "No seed tasks are recorded in the store.") + "\n")
+    parts.append(_review_section(store))
     parts.append("## Reviewers\n\n" + (_table(
         ("reviewer", "actions", "candidates", "accept", "edit", "reject", "reset", "first", "last"),
         [(r["reviewer"], r["actions"], r["candidates"], r["accept"], r["edit"], r["reject"], r["reset"],

@@ -7,34 +7,38 @@ when, before, after) and takes the candidate's ``version`` for optimistic lockin
 version raises :class:`~curate.errors.ConflictError` and changes nothing. Thresholds are queries over stored
 consensus rows (no recomputation).
 
-Undo restores the state before the candidate's latest action, through ordinary review actions marked
-``undo of review #N`` in the log (the log itself is never rewritten).
+Undo restores the state before the candidate's latest action, through one log row whose ``undoes`` column names
+the entry it undoes (the log itself is never rewritten). With ``reviews_per_candidate`` ≥ 2 each reviewer's
+actions are votes; the rules that turn votes into a decision are :mod:`curate.decision` (docs/ARCHITECTURE.md,
+"Review").
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from . import checks
 from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
-from .store import Candidate, Output, ReviewEntry, Store
+from .store import Candidate, Output, Store
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "generator_choices", "candidate", "explain_consensus", "accept", "edit",
-           "reject", "undo", "next_candidate", "threshold_summary", "threshold_view", "accept_all_passing", "overview",
-           "reject_duplicates", "quality_summary",
+           "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate",
+           "threshold_summary", "threshold_view", "accept_all_passing", "overview",
+           "reject_duplicates", "quality_summary", "agreement_of", "team_progress", "disagreements",
            "STATUS_OF_ACTION"]
 
 PAGE_SIZE = 50
 HISTOGRAM_BINS = 100  # 0.01 wide: the τ slider's step, so τ always falls on a bin edge
 STATUS_OF_ACTION = {"accept": "accepted", "edit": "edited", "reject": "rejected", "reset": "pending"}
-_UNDO = re.compile(r"^undo of review #(\d+)(?:: (.*))?$", re.S)
 
-Status = Literal["pending", "accepted", "edited", "rejected", "auto-filtered"]
-Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "reviewed"]
+Status = Literal["pending", "accepted", "edited", "rejected", "disputed", "auto-filtered"]
+Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "agreement", "-agreement", "quality", "-quality",
+               "reviewed"]
+Source = Literal["instruction_prompt", "instance_completion"]
 
 
 class QueueFilter(BaseModel):
@@ -48,22 +52,50 @@ class QueueFilter(BaseModel):
                                                 "generator is the source name, curate.importer)")
     consensus: Literal["pass", "fail", "none"] | None = Field(
         None, description="pass / fail: consensus kept / not kept at tau; none: not ensembled yet")
-    tau: float = Field(0.01, ge=0.0, le=1.0)
+    tau: float = 0.01
     search: str = ""
     sort: Sort = "seq"
     quality_scorer: str | None = Field(None, description="a quality scorer with stored scores (curate.quality)")
     quality_min: float | None = Field(None, description="with quality_scorer: the chosen output scores at least "
                                                         "this")
+    quality_max: float | None = Field(None, description="with quality_scorer: the chosen output scores at most this")
+    source: Source | None = Field(None, description="where the instruction came from: the instruction prompt, or an "
+                                                    "extra instruction found in an instance completion")
+    reviewer: str | None = Field(None, description="only candidates this reviewer acted on")
+    rouge_min: float | None = Field(None, description="the minimum pairwise Rouge-L is at least this")
+    rouge_max: float | None = Field(None, description="the minimum pairwise Rouge-L is at most this")
+    needs_review_by: str | None = Field(None, description="team review: only candidates this reviewer has not "
+                                                          "voted on (set by the app from the login)")
+
+    @field_validator("tau", mode="before")
+    @classmethod
+    def _tau(cls, v: Any) -> float:
+        return checks.tau(v, "queue filter")
+
+    @field_validator("rouge_min", "rouge_max", mode="before")
+    @classmethod
+    def _rouge(cls, v: Any) -> float | None:
+        return None if v is None or v == "" else checks.number(v, checks.ROUGE, "queue filter")
 
     @property
     def quality_on(self) -> bool:
-        return bool(self.quality_scorer) and self.quality_min is not None
+        return bool(self.quality_scorer) and (self.quality_min is not None or self.quality_max is not None)
 
     def store_filters(self) -> dict[str, Any]:
         return {"status": self.status, "task_type": self.task_type, "model": self.model or None,
                 "consensus": self.consensus, "tau": self.tau, "search": self.search,
-                "quality_scorer": self.quality_scorer if self.quality_on else None,
-                "quality_min": self.quality_min if self.quality_on else None}
+                "quality_scorer": self.quality_scorer if self.quality_on or "quality" in self.sort else None,
+                "quality_min": self.quality_min if self.quality_on else None,
+                "quality_max": self.quality_max if self.quality_on else None,
+                "source": self.source, "reviewer": self.reviewer or None,
+                "needs_review_by": self.needs_review_by or None,
+                "rouge_min": self.rouge_min, "rouge_max": self.rouge_max}
+
+    def for_reviewer(self, reviewer: str | None, quorum: int) -> "QueueFilter":
+        """With overlap (``quorum`` ≥ 2) a reviewer's pending queue leaves out what they have voted on."""
+        if quorum > 1 and reviewer and self.status == "pending":
+            return self.model_copy(update={"needs_review_by": reviewer})
+        return self
 
 
 # -- the queue -----------------------------------------------------------------------------------------------
@@ -86,10 +118,12 @@ def generator_choices(store: Store) -> list[tuple[str, str]]:
     return [(f"{m} (imported)" if m in imported else m, m) for m in store.generator_models()]
 
 
-def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None) -> str | None:
+def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None, *, reviewer: str | None = None,
+                   quorum: int = 1) -> str | None:
     """The next *pending* candidate after ``after_seq`` under the filter's other conditions (wrapping round);
-    None when none is left."""
-    return store.next_in_queue(after_seq, **{**f.store_filters(), "status": "pending"})
+    None when none is left. With overlap (``quorum`` ≥ 2), one ``reviewer`` has not voted on yet."""
+    f = f.model_copy(update={"status": "pending"}).for_reviewer(reviewer, quorum)
+    return store.next_in_queue(after_seq, **f.store_filters())
 
 
 # -- one candidate -------------------------------------------------------------------------------------------
@@ -109,9 +143,11 @@ def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
                 "chosen": bool(cons) and cons["chosen_index"] == i} for i, o in enumerate(outs)]
     log = store.review_log(candidate_id)
     final = x.reviewed.as_dict() if x.reviewed else None
+    decision, votes = store.decision_of(candidate_id), store.votes_of(candidate_id)
     reject_reason = None
-    if x.review_status == "rejected" and log:
-        reject_reason = _plain_reason(log[-1].reason)
+    if x.review_status == "rejected":
+        reasons = [decision.reason] if decision else [v.reason for v in votes]
+        reject_reason = "; ".join(r for r in reasons if r) or None
     consensus_view = None
     if cons:
         passes = _passes(cons, tau)
@@ -125,8 +161,14 @@ def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
             "instruction": x.instruction, "input": x.input, "output": x.output, "final": final,
             "reject_reason": reject_reason, "reviewed_by": x.reviewed_by, "reviewed_at": x.reviewed_at,
             "outputs": outputs, "consensus": consensus_view, "source": _source(store, candidate_id),
+            "decision": _review_dict(decision) if decision else None, "votes": [_review_dict(v) for v in votes],
             "log": [{"id": r.id, "reviewer": r.reviewer, "at": r.at, "action": r.action, "version": r.version,
-                     "reason": r.reason} for r in log]}
+                     "reason": r.reason, "undoes": r.undoes, "scope": r.scope} for r in log]}
+
+
+def _review_dict(r) -> dict:
+    return {"reviewer": r.reviewer, "status": r.status, "texts": r.texts, "reason": r.reason, "at": r.at,
+            "review_id": r.review_id}
 
 
 def _source(store: Store, candidate_id: str) -> dict | None:
@@ -175,12 +217,18 @@ def explain_consensus(cons: dict, texts: list[str], tau: float) -> str:
 
 
 # -- review actions ------------------------------------------------------------------------------------------
-def accept(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
-           output_index: int | None = None) -> Candidate:
-    """Accept the consensus choice, or output ``output_index`` (matrix order). Returns the updated row.
+def scope_for(quorum: int) -> str:
+    """The slot a reviewer's own action writes: the decision in single-review mode, their vote with overlap."""
+    return "vote" if quorum > 1 else "decision"
 
-    Raises ConflictError when ``version`` is stale, StoreError for an unknown id or output index.
-    """
+
+def accept(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+           output_index: int | None = None, quorum: int = 1) -> Candidate:
+    """Accept the texts under review: an edit made before stays (the edited instruction, input and output),
+    else the consensus choice; ``output_index`` (matrix order) picks another output explicitly (an edited
+    instruction and input stay). ``quorum``: reviews per candidate (2+: this is ``reviewer``'s vote).
+    Returns the updated row. Raises ConflictError when ``version`` is stale, StoreError for an unknown id or
+    output index."""
     text = None
     if output_index is not None:
         outs = _ordered_outputs(store, candidate_id, store.get_consensus(candidate_id))
@@ -188,92 +236,130 @@ def accept(store: Store, candidate_id: str, *, reviewer: str, version: int | Non
             raise StoreError(f"candidate {candidate_id[:10]} has outputs o0..o{len(outs) - 1}; "
                              f"there is no o{output_index}")
         text = outs[output_index].text
-    return store.review(candidate_id, "accept", reviewer=reviewer, expected_version=version, output=text)
+    return store.review(candidate_id, "accept", reviewer=reviewer, expected_version=version, output=text,
+                        scope=scope_for(quorum), quorum=quorum)
 
 
 def edit(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
-         instruction: str | None = None, input: str | None = None, output: str | None = None) -> Candidate:
+         instruction: str | None = None, input: str | None = None, output: str | None = None,
+         quorum: int = 1) -> Candidate:
     """Save edited texts as the candidate's reviewed version (the original stays). Fields left None keep
     their current value. Raises ConflictError / StoreError (empty instruction or output)."""
     return store.review(candidate_id, "edit", reviewer=reviewer, expected_version=version,
-                        instruction=instruction, input=input, output=output)
+                        instruction=instruction, input=input, output=output, scope=scope_for(quorum),
+                        quorum=quorum)
 
 
 def reject(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
-           reason: str | None = None) -> Candidate:
-    """Reject the candidate, with an optional reason. Raises ConflictError / StoreError."""
+           reason: str | None = None, quorum: int = 1) -> Candidate:
+    """Reject the candidate, with an optional reason (free text, kept as written). Raises ConflictError /
+    StoreError."""
     return store.review(candidate_id, "reject", reviewer=reviewer, expected_version=version,
-                        reason=(reason or "").strip() or None)
+                        reason=(reason or "").strip() or None, scope=scope_for(quorum), quorum=quorum)
 
 
-def _plain_reason(reason: str | None) -> str | None:
-    m = _UNDO.match(reason or "")
-    return (m.group(2) if m else reason) or None
+def reset(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+          quorum: int = 1) -> Candidate:
+    """Take back a review: the candidate (with overlap: ``reviewer``'s vote) is pending again."""
+    return store.review(candidate_id, "reset", reviewer=reviewer, expected_version=version,
+                        scope=scope_for(quorum), quorum=quorum)
 
 
-def _undo_target(log: list[ReviewEntry]) -> ReviewEntry | None:
-    """The latest log entry that is not part of an undo and has not been undone."""
-    undone: set[int] = set()
-    for entry in reversed(log):
-        m = _UNDO.match(entry.reason or "")
-        if m:
-            undone.add(int(m.group(1)))
-        elif entry.id not in undone:
-            return entry
-    return None
+def undo(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None,
+         quorum: int = 1) -> Candidate:
+    """Undo the latest (not yet undone) review action of yours on a candidate: its slot (the decision, or
+    with overlap your vote) gets back the status, texts and reason it had before, through one log row whose
+    ``undoes`` column names the entry undone (the log itself is never rewritten). Repeating goes further back.
 
-
-def undo(store: Store, candidate_id: str, *, reviewer: str, version: int | None = None) -> Candidate:
-    """Undo the latest (not yet undone) review action on a candidate: restore the status and texts it had
-    before, through review actions logged as ``undo of review #N``. Repeating goes further back.
-
-    Only the reviewer who made that action can undo it. Raises ConflictError (stale ``version``, or the
-    latest action is someone else's) and StoreError (nothing to undo).
+    In single-review mode only the latest action can be undone, by whoever made it. Raises ConflictError
+    (stale ``version``, or the latest decision is someone else's) and StoreError (nothing to undo).
     """
-    log = store.review_log(candidate_id, limit=100_000)
-    target = _undo_target(log)
-    if target is None:
-        raise StoreError(f"nothing to undo on candidate {candidate_id[:10]}: it has no review left to undo")
-    if target.reviewer != reviewer:
-        raise ConflictError(f"the latest review of candidate {candidate_id[:10]} is {target.reviewer}'s "
-                            f"({target.action}); you can only undo your own actions")
-    earlier = [e for e in log if e.id < target.id]
-    status = STATUS_OF_ACTION[earlier[-1].action] if earlier else "pending"
-    texts = earlier[-1].after if earlier else None
-    why = f"undo of review #{target.id}"
+    return store.undo_review(candidate_id, reviewer=reviewer, expected_version=version, quorum=quorum)
+
+
+def adjudicate(store: Store, candidate_id: str, *, reviewer: str, decision: str, version: int | None = None,
+               texts: dict | None = None, from_reviewer: str | None = None, reason: str | None = None,
+               quorum: int = 1) -> Candidate:
+    """An admin's final decision on a candidate (the disagreements queue): ``decision`` is "accept" — with
+    ``texts`` (instruction / input / output, e.g. edited) or the texts ``from_reviewer`` accepted — or
+    "reject". It overrides the votes, which stay as they are (agreement is computed over them)."""
+    if decision == "reject":
+        return store.review(candidate_id, "reject", reviewer=reviewer, expected_version=version,
+                            reason=(reason or "").strip() or None, scope="decision", quorum=quorum)
+    if decision != "accept":
+        raise StoreError(f"unknown decision {decision!r}; accept or reject")
+    if from_reviewer:
+        vote = next((v for v in store.votes_of(candidate_id) if v.reviewer == from_reviewer), None)
+        if vote is None or vote.texts is None:
+            raise StoreError(f"{from_reviewer} has no accepted or edited version of candidate {candidate_id[:10]} "
+                             "to pick; pick another reviewer's or edit the texts")
+        texts = vote.texts
+    if texts is None:
+        return store.review(candidate_id, "accept", reviewer=reviewer, expected_version=version,
+                            scope="decision", quorum=quorum, reason=reason)
+    x = store.get_candidate(candidate_id)
+    full = {**x.original.as_dict(), **{k: v for k, v in texts.items() if v is not None}}
+    action = "accept" if full == {**x.original.as_dict(), "output": full["output"]} else "edit"
+    if action == "accept":
+        return store.review(candidate_id, "accept", reviewer=reviewer, expected_version=version,
+                            output=full["output"], scope="decision", quorum=quorum, reason=reason)
+    return store.review(candidate_id, "edit", reviewer=reviewer, expected_version=version, scope="decision",
+                        quorum=quorum, reason=reason, **full)
+
+
+def bulk_review(store: Store, items: list[tuple[str, int | None]], action: str, *, reviewer: str,
+                reason: str | None = None, quorum: int = 1) -> dict:
+    """Accept or reject, in one transaction, the selected candidates (``(id, version)`` pairs; version None:
+    whatever it is now) as decisions (an admin's bulk action). A candidate changed since its version was read
+    is skipped, not overwritten. Returns {done, skipped}."""
+    if action not in ("accept", "reject"):
+        raise StoreError(f"bulk action must be accept or reject, not {action!r}")
+    done = skipped = 0
     with store.atomic():
-        cur = store.get_candidate(candidate_id)
-        if version is not None and cur.version != version:
-            raise ConflictError(f"candidate {candidate_id[:10]} changed since you last saw it (version "
-                                f"{cur.version}, you had {version}); reload it before undoing")
-        v = cur.version
+        for cid, version in items:
+            try:
+                store.review(cid, action, reviewer=reviewer, expected_version=version, scope="decision",
+                             quorum=quorum, reason=(reason or "").strip() or None)
+                done += 1
+            except ConflictError:
+                skipped += 1
+    return {"done": done, "skipped": skipped}
 
-        def act(action: str, **kw: Any) -> Candidate:
-            nonlocal v
-            row = store.review(candidate_id, action, reviewer=reviewer, expected_version=v, reason=why, **kw)
-            v = row.version
-            return row
 
-        if status == "pending":
-            return act("reset")
-        if status == "rejected":
-            old = _plain_reason(earlier[-1].reason)
-            return store.review(candidate_id, "reject", reviewer=reviewer, expected_version=v,
-                                reason=why + (f": {old}" if old else ""))
-        if status == "edited":
-            return act("edit", **texts)
-        # accepted: Store.review's accept keeps the current instruction/input, so make those right first
-        if (cur.current.instruction, cur.current.input) != (texts["instruction"], texts["input"]):
-            cur = act("reset")
-            if (cur.instruction, cur.input) != (texts["instruction"], texts["input"]):
-                act("edit", **texts)
-        return act("accept", output=texts["output"])
+# -- the edit form's guard ------------------------------------------------------------------------------------
+def form_token(candidate_id: str, version: int, texts: dict) -> str:
+    """A token for the edit form as it was rendered: the candidate, its version and a digest of the texts put
+    in the form. The app sends it back with a save, together with the token the form showed at the reviewer's
+    last keystroke (:func:`check_form`)."""
+    import hashlib
+    digest = hashlib.sha1("\x1f".join(texts[k] or "" for k in ("instruction", "input", "output"))
+                          .encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{candidate_id}:{version}:{digest}"
+
+
+def check_form(current: dict, form: str | None, typed_on: str | None, texts: dict) -> None:
+    """Refuse (StoreError saying to reload) a save whose texts may not be what the reviewer saw and typed:
+    a form rendered for another candidate or version than the one open, typing that began on an earlier render
+    of the form (the texts were replaced under the reviewer's fingers), or texts identical to the rendered ones
+    (nothing to save — also what typing lost to a re-render looks like)."""
+    expected_prefix = f"{current['id']}:{current['version']}:"
+    if not form or not form.startswith(expected_prefix):
+        raise StoreError("the edit form was showing another candidate or version than the one open: nothing "
+                         "was saved. Reload the candidate (Open / reload) and type your edit again.")
+    if form_token(current["id"], current["version"], texts) == form:
+        raise StoreError("nothing changed in the edit form, so nothing was saved. If you typed, the form "
+                         "reloaded over your typing: reload the candidate and type your edit again.")
+    if typed_on and typed_on != form:
+        raise StoreError("you began typing before the edit form finished loading this candidate, so what you "
+                         "typed may not be what is in the form now: nothing was saved. Reload the candidate and "
+                         "type your edit again.")
 
 
 # -- thresholds ----------------------------------------------------------------------------------------------
 def threshold_summary(store: Store, tau: float, bins: int = HISTOGRAM_BINS) -> dict:
     """Counts at threshold ``tau`` and the histogram of min pairwise Rouge-L (rows of the Rouge branch), each
     bin marked as passing or not; from stored scores only."""
+    tau = checks.tau(tau, "threshold")
     counts = store.count_passing(tau)
     hist = store.min_pairwise_histogram(bins)
     for b in hist:
@@ -308,21 +394,25 @@ def threshold_view(store: Store, f: QueueFilter, page: int = 1, page_size: int =
     """What moving τ updates: :func:`threshold_summary` at ``f.tau`` plus the queue page under ``f`` (the
     queue's count is shared with the summary when the filter is "pending and passing")."""
     s = threshold_summary(store, f.tau)
-    plain = not (f.task_type or f.model or f.search or f.quality_on)
+    plain = not (f.task_type or f.model or f.search or f.quality_on or f.source or f.reviewer or f.needs_review_by
+                 or f.rouge_min is not None or f.rouge_max is not None)
     total = s["pending_passing"] if plain and f.status == "pending" and f.consensus == "pass" else None
     return {**s, "queue": queue_page(store, f, page, page_size, total)}
 
 
 def accept_all_passing(store: Store, tau: float, *, reviewer: str, expected: int | None = None,
-                       quality_scorer: str | None = None, quality_min: float | None = None) -> dict:
+                       quality_scorer: str | None = None, quality_min: float | None = None,
+                       quorum: int = 1) -> dict:
     """Accept (the consensus choice of) every pending candidate that passes at ``tau``, in one transaction.
 
     ``expected``: the count the reviewer confirmed; when the pending-passing count differs now, raises
     ConflictError and accepts nothing. Returns {accepted, skipped} (skipped is 0: the transaction holds the
     write lock, so nobody reviews one of them meanwhile). Set-based in the store; same result as
-    :func:`accept_all_passing_reference`, the one-review-at-a-time twin."""
+    :func:`accept_all_passing_reference`, the one-review-at-a-time twin. Each is a decision (an admin's bulk
+    action), also with overlap."""
+    tau = checks.tau(tau, "accept all passing")
     n = store.accept_pending_passing(tau, reviewer=reviewer, expected=expected, quality_scorer=quality_scorer,
-                                     quality_min=quality_min,
+                                     quality_min=quality_min, quorum=quorum,
                                      reason=_accept_all_reason(tau, quality_scorer, quality_min))
     return {"accepted": n, "skipped": 0}
 
@@ -334,8 +424,10 @@ def _accept_all_reason(tau: float, quality_scorer: str | None, quality_min: floa
 
 
 def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, expected: int | None = None,
-                                 quality_scorer: str | None = None, quality_min: float | None = None) -> dict:
+                                 quality_scorer: str | None = None, quality_min: float | None = None,
+                                 quorum: int = 1) -> dict:
     """The plain twin of :func:`accept_all_passing`: one :meth:`Store.review` per candidate."""
+    tau = checks.tau(tau, "accept all passing")
     done = skipped = 0
     with store.atomic():
         todo = store.pending_passing(tau, quality_scorer, quality_min)
@@ -345,17 +437,18 @@ def accept_all_passing_reference(store: Store, tau: float, *, reviewer: str, exp
         for row in todo:
             try:
                 store.review(row["id"], "accept", reviewer=reviewer, expected_version=row["version"],
-                             reason=_accept_all_reason(tau, quality_scorer, quality_min))
+                             reason=_accept_all_reason(tau, quality_scorer, quality_min), quorum=quorum)
                 done += 1
             except ConflictError:
                 skipped += 1
     return {"accepted": done, "skipped": skipped}
 
 
-def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str) -> dict:
+def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str, quorum: int = 1) -> dict:
     """Reject, in one transaction, every member of each near-duplicate group (as
     :func:`curate.select.find_duplicates` returns them) except the one it keeps, when still pending; each
-    with the reason "near-duplicate of #seq". Reviewed members are left alone. Returns {rejected, skipped}."""
+    with the reason "near-duplicate of #seq", as a decision (an admin's bulk action). Reviewed members are left
+    alone. Returns {rejected, skipped}."""
     done = skipped = 0
     with store.atomic():
         for g in groups:
@@ -370,14 +463,16 @@ def reject_duplicates(store: Store, groups: list[dict], *, reviewer: str) -> dic
                     skipped += 1
                     continue
                 store.review(m["id"], "reject", reviewer=reviewer, expected_version=cur.version,
-                             reason=f"near-duplicate of #{keep['seq']}")
+                             reason=f"near-duplicate of #{keep['seq']}", quorum=quorum)
                 done += 1
     return {"rejected": done, "skipped": skipped}
 
 
 # -- overview -----------------------------------------------------------------------------------------------
-def overview(store: Store, tau: float) -> dict:
-    """Counts per stage and filter reason, per-model contribution and keep rates, reviewer progress."""
+def overview(store: Store, tau: float, *, members: list[str] | None = None, quorum: int = 1) -> dict:
+    """Counts per stage and filter reason, per-model contribution and keep rates, reviewer progress, each
+    reviewer's progress against their share (``members``: the team's logins) and the agreement."""
+    tau = checks.tau(tau, "overview")
     st = store.stats()
     passing = store.count_passing(tau)
     instr = st["instructions"]
@@ -395,6 +490,7 @@ def overview(store: Store, tau: float) -> dict:
         ("accepted", reviews.get("accepted", 0)),
         ("edited", reviews.get("edited", 0)),
         ("rejected", reviews.get("rejected", 0)),
+        ("disagreements (an admin decides)", reviews.get("disputed", 0)),
         ("pending review", reviews.get("pending", 0)),
     ]
     reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r != "kept"]
@@ -409,4 +505,33 @@ def overview(store: Store, tau: float) -> dict:
         m["pass_rate"] = round(m["passing"] / m["candidates_ok"], 3) if m["candidates_ok"] else None
         m["chosen_rate"] = round(m["chosen"] / passing["scored"], 3) if passing["scored"] else None
     return {"tau": tau, "stages": [{"stage": s, "n": n} for s, n in stages], "reasons": reasons,
-            "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews}
+            "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews,
+            "progress": team_progress(store, members or [], quorum), "agreement": agreement_of(store)}
+
+
+def agreement_of(store: Store) -> dict:
+    """Agreement on accept vs reject over the reviewers' current votes (:func:`curate.agreement.agreement`)."""
+    from .agreement import agreement
+    return agreement(store.all_votes())
+
+
+def team_progress(store: Store, members: list[str], quorum: int = 1) -> list[dict]:
+    """Each reviewer's progress against their share: ``reviewed`` (candidates they hold a vote or a decision
+    on), ``share`` (the OK candidates × reviews per candidate, split evenly over the team — the logins, else
+    whoever has reviewed), ``done`` (reviewed / share, capped at 1)."""
+    counts = store.reviewed_per_reviewer()
+    people = sorted(set(members) | set(counts))
+    team = len(members) or len(people)
+    total = store.count_candidates("ok")
+    share = math.ceil(total * max(1, quorum) / team) if team else 0
+    return [{"reviewer": r, "reviewed": counts.get(r, 0), "share": share, "on_team": r in members or not members,
+             "done": min(1.0, counts.get(r, 0) / share) if share else None} for r in people]
+
+
+def disagreements(store: Store, page: int = 1, page_size: int = PAGE_SIZE) -> dict:
+    """The disagreements queue: candidates whose votes disagree, each with every vote (reviewer, status,
+    texts, reason), for an admin to adjudicate. Same shape as :func:`queue_page`, rows with ``votes``."""
+    res = queue_page(store, QueueFilter(status="disputed"), page, page_size)
+    for r in res["rows"]:
+        r["votes"] = [_review_dict(v) for v in store.votes_of(r["id"])]
+    return res

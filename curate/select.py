@@ -39,7 +39,8 @@ from typing import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .errors import SelectionError
+from . import checks
+from .errors import InputError, SelectionError
 
 __all__ = ["embedding_text", "QditResult", "DuplicateGroup", "qdit", "qdit_naive", "qdit_select", "qdit_select_naive",
            "minmax_scale", "normalise_rows", "facility_location", "selection_report", "pca_2d",
@@ -566,6 +567,10 @@ def load_pool(store, source: str = "passing", *, tau: float = 0.01, quality: str
     kind, scorer, name = parse_quality(quality)
     if source not in store.SELECTION_SOURCES:
         raise SelectionError(f"unknown pool {source!r}: use one of {', '.join(store.SELECTION_SOURCES)}")
+    try:
+        tau = checks.tau(tau, "the selection pool")
+    except InputError as e:
+        raise SelectionError(str(e)) from None
     rows = store.selection_pool(source, tau=tau, quality=kind, scorer=scorer, name=name)
     if not rows:
         fix = {"accepted": "accept some candidates in the app, or use --from passing / all",

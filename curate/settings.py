@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="the app binds here; 0.0.0.0 exposes it to the network")
     port: int = Field(7860, ge=1, le=65535)
     auth: str | None = Field(None, description="user:pass (comma-separate several) to require a login")
-    users_file: Path | None = Field(None, description="a file of user:password lines (# comments) to require a "
-                                                      "login; adds to auth")
+    users_file: Path | None = Field(None, description="a file of 'user:password [role]' lines (# comments; role: "
+                                                      "reviewer or admin) to require a login; adds to auth")
+    insecure_no_auth: bool = Field(False, description="serve on a network host without a login anyway (names "
+                                                      "are then not verified)")
     seeds: Path | None = Field(None, description="seed task file; default: the shipped Self-Instruct seeds")
     instruction_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])
     instance_models: list[str] = Field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
     ensemble_prompt_style: str = Field("chat", pattern="^(chat|reference)$",
                                        description="chat template where the model has one, else reference")
     consensus_threshold: float = Field(0.01, ge=0.0, le=1.0)
+    reviews_per_candidate: int = Field(1, ge=1, le=20,
+                                       description="reviews each candidate needs; with 2 or more each reviewer's "
+                                                   "review is a vote, and disagreements go to an admin")
     similarity_threshold: float = Field(0.7, ge=0.0, le=1.0)
     batch_size: int = Field(8, ge=1, le=256)
     car_beta: float = Field(1.0, ge=0.0, le=100.0,

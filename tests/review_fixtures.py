@@ -35,6 +35,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def in_processes(target, arg_lists) -> list:
+    """Run ``target(*args, conn)`` in one forked process per ``args`` at once; return what each sent on ``conn``,
+    in order (concurrency tests run across processes, not threads)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    for args in arg_lists:
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=target, args=(*args, child))
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    results = [parent.recv() for parent in pipes]
+    for p in procs:
+        p.join(60)
+    return results
+
+
+def review_steps(path, steps, conn) -> None:
+    """In a process: open the store at ``path`` and run ``steps`` — ``(action, candidate_id, kwargs)`` with
+    ``action`` a curate.review function name — sending back every failure as "Type: message"."""
+    from curate import review
+    errors = []
+    with Store(path) as st:
+        for action, cid, kw in steps:
+            try:
+                getattr(review, action)(st, cid, **kw)
+            except Exception as e:  # noqa: BLE001 - every failure is what the caller counts
+                errors.append(f"{type(e).__name__}: {e}")
+    conn.send(errors)
+
+
 def filled_store(path, n: int = 40, **kw) -> Store:
     """A store at ``path`` with ``n`` synthetic candidates (real consensus rows)."""
     store = Store(path)

@@ -128,8 +128,9 @@ def test_ui_events_take_the_nine_filter_values(generated, server):
     """The Review tab's events (undocumented ``/ui_*`` endpoints, what bench/ui.py drives) take the queue filter
     as its nine component values and build one filter from them."""
     c = Client(server[1], verbose=False)  # its own session: the open candidate is per session
-    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0]  # status, type, model, consensus, tau, search,
-    #                                                             sort, quality scorer (off), quality minimum
+    filters = ["pending", "", "", "", 0.0, "", "seq", "", 0.0,  # status, type, model, consensus, tau, search,
+               None, "", "", None, None]  # sort, quality scorer (off), quality min / max, source, reviewed by,
+    #                                       min RL range (the last five: the reviewer tools' filters)
     shown = c.predict(*filters[:3], "pass", *filters[4:], api_name="/ui_threshold")
     with Store(server[0]) as st:
         assert shown[0].startswith(f"{st.count_passing(0.0)['passing']:,} of ")
@@ -167,5 +168,42 @@ def test_login_required_for_the_api_and_names_the_reviewer(tmp_path):
         c.predict(candidate_id=row["id"], reviewer="mallory", api_name="/accept")
         with Store(db) as st:
             assert st.get_candidate(row["id"]).reviewed_by == "bob"  # the login, not the name passed
+    finally:
+        demo.close()
+
+
+def test_a_team_through_the_api_roles_overlap_adjudication_agreement(tmp_path):
+    """Two reviewers with logins split the queue with overlap, a reviewer cannot run admin actions, the admin
+    adjudicates their disagreement, and the agreement comes back — all through HTTP."""
+    from review_fixtures import filled_store
+    db = tmp_path / "team.db"
+    filled_store(db, 8).close()
+    users = tmp_path / "users.txt"
+    users.write_text("ann:pw1 reviewer\nbob:pw2 reviewer\ncarl:pw3 admin\n", encoding="utf-8")
+    demo, url = serve(db, users_file=str(users), reviews_per_candidate=2)
+    try:
+        ann, bob, carl = (Client(url, auth=(u, p), verbose=False) for u, p in
+                          (("ann", "pw1"), ("bob", "pw2"), ("carl", "pw3")))
+        (row,) = ann.predict(page_size=1, api_name="/queue")["rows"]
+        ann.predict(candidate_id=row["id"], version=row["version"], api_name="/accept")
+        assert row["id"] not in [r["id"] for r in ann.predict(page_size=50, api_name="/queue")["rows"]]
+        (brow,) = bob.predict(page_size=1, api_name="/queue")["rows"]
+        assert brow["id"] == row["id"]  # still needs bob's review
+        bob.predict(candidate_id=row["id"], reason="no", version=row["version"], api_name="/reject")  # no conflict
+        with pytest.raises(Exception, match="only an admin can accept all that pass"):
+            ann.predict(tau=0.0, api_name="/accept_all_passing")
+        with pytest.raises(Exception, match="only an admin can"):
+            bob.predict(candidate_id=row["id"], decision="accept", api_name="/adjudicate")
+        dis = carl.predict(api_name="/disagreements")
+        assert [r["id"] for r in dis["rows"]] == [row["id"]] and len(dis["rows"][0]["votes"]) == 2
+        carl.predict(candidate_id=row["id"], decision="accept", from_reviewer="ann", api_name="/adjudicate")
+        ag = carl.predict(api_name="/agreement")
+        assert ag["pairs"][0]["a"] == "ann" and ag["pairs"][0]["shared"] == 1 and ag["pairs"][0]["agree"] == 0
+        assert {p["reviewer"] for p in ag["progress"]} == {"ann", "bob", "carl"}
+        with Store(db) as st:
+            x = st.get_candidate(row["id"])
+            assert (x.review_status, x.reviewed_by) == ("accepted", "carl")
+            assert {(e.reviewer, e.scope) for e in st.review_log(row["id"])} == {
+                ("ann", "vote"), ("bob", "vote"), ("carl", "decision")}
     finally:
         demo.close()

@@ -449,4 +449,138 @@ def test_import_a_dataset_and_two_models_outputs_then_review_with_consensus(tmp_
         page.screenshot(path=str(ARTIFACTS / "import.png"), full_page=True)
     finally:
         ctx.close()
+
+
+RECORD_TOASTS = """() => {
+    window.__toasts = [];
+    new MutationObserver(() => {
+        document.querySelectorAll('[data-testid="toast-body"]').forEach((t) => {
+            if (!t.dataset.seen) { t.dataset.seen = "1"; window.__toasts.push(t.innerText); }
+        });
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def test_typing_at_once_after_opening_saves_what_was_typed_or_is_refused(app, page):
+    """Defect 7: a reviewer who types the moment a candidate opens (before or while the form renders) gets
+    exactly what they typed saved onto the candidate the form showed, or a refusal asking to reload — never
+    the old text, nor another candidate's instruction."""
+    db, url = app
+    with Store(db) as st:
+        edited_before = {r["id"] for r in st.review_queue(status="edited", limit=10_000)}
+        logged_before = len(st.review_log(limit=None))
+    page.goto(url)
+    page.evaluate(RECORD_TOASTS)
+    edit_box = page.locator("#curate-edit-box").get_by_text("Edit (saved")
+    rounds = 6
+
+    def answers() -> int:
+        with Store(db) as st:
+            return len(st.review_log(limit=None)) - logged_before + len(page.evaluate("window.__toasts"))
+    for i in range(rounds):
+        if i == 0:
+            edit_box.click()  # open the form and type into it at once, right after the page opened
+        else:
+            page.locator("#curate-next").click()  # open the next pending candidate and type at once
+        box(page, "curate-edit-output").fill(f"Typed at once, round {i}.")
+        page.locator("#curate-save-edit").click()
+        for _ in range(300):  # this save's answer, a log row or a refusal, before the next round
+            if answers() > i:
+                break
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(500)
+    typed = {f"Typed at once, round {i}." for i in range(rounds)}
+    toasts = page.evaluate("window.__toasts")
+    assert all(re.search(r"(?i)nothing was saved|reload|open a candidate first", t) for t in toasts), toasts
+    with Store(db) as st:
+        new = [st.get_candidate(r["id"]) for r in st.review_queue(status="edited", limit=10_000)
+               if r["id"] not in edited_before]
+        log = st.review_log(limit=None)[logged_before:]
+    assert {e.action for e in log} <= {"edit"} and len(log) == len(new)  # each save edits a new candidate
+    for x in new:
+        assert x.final_output in typed, x.final_output  # exactly what was typed, never the old text
+        assert x.final_instruction == x.instruction  # onto the candidate the form showed
+    assert len(new) + len(toasts) == rounds, (len(new), toasts)  # every round was saved as typed, or refused
+
+
+def test_a_reviewer_name_in_a_toast_is_shown_as_text(tmp_path, browser):
+    """Defect 5: a conflict toast names the other reviewer; a name full of HTML stays text."""
+    db = tmp_path / "names.db"
+    filled_store(db, 6).close()
+    demo = serve(db)
+    evil = '<img src=x onerror="window.__xss=7"><b style="color:red">BOLD</b>'
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1250})
+        page.goto(demo.local_url)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        with Store(db) as st:  # someone else reviews the open candidate meanwhile
+            cid = st.review_queue(status="pending", limit=1)[0]["id"]
+            st.review(cid, "accept", reviewer=evil)
+        page.locator("#curate-reject").click()
+        toast = page.locator('[data-testid="toast-body"]').first
+        expect(toast).to_contain_text("<img src=x", timeout=15_000)  # the name, as text
+        assert page.locator('[data-testid="toast-body"] img, [data-testid="toast-body"] b').count() == 0
+        assert page.evaluate("window.__xss") is None
+        page.close()
+    finally:
+        demo.close()
+
+
+def _login(browser, url, user, password):
+    page = browser.new_page(viewport={"width": 1500, "height": 1250})
+    page.goto(url)
+    page.get_by_label(re.compile("username", re.I)).fill(user)
+    page.get_by_label(re.compile("password", re.I)).fill(password)
+    page.get_by_role("button", name=re.compile("Login", re.I)).click()
+    expect(box(page, "curate-reviewer")).to_have_value(user, timeout=30_000)
+    return page
+
+
+def test_a_team_splits_the_queue_and_an_admin_adjudicates_in_the_browser(tmp_path, browser):
+    """Two reviewers with logins review the same candidate (two reviews each), disagree; the reviewers see no
+    admin tools; the admin sees the disagreement side by side, picks one version, and the agreement shows."""
+    db = tmp_path / "team.db"
+    filled_store(db, 10).close()
+    users = tmp_path / "users.txt"
+    users.write_text("ann:pw1 reviewer\nbob:pw2 reviewer\ncarl:pw3 admin\n", encoding="utf-8")
+    demo = serve(db, users_file=str(users), reviews_per_candidate=2)
+    try:
+        ann = _login(browser, demo.local_url, "ann", "pw1")
+        expect(header(ann)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        expect(ann.locator("#curate-team-note")).to_contain_text("2 agreeing reviews")
+        expect(ann.locator("#curate-accept-all")).to_be_hidden()  # no bulk action for a reviewer
+        expect(ann.get_by_role("tab", name="Disagreements")).to_be_hidden()
+        ann.locator("#curate-accept").click()
+        expect(header(ann)).to_have_value(re.compile(r"^#2 · "))
+        bob = _login(browser, demo.local_url, "bob", "pw2")
+        expect(header(bob)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)  # it still needs bob's review
+        box(bob, "curate-reject-reason").fill("made-up facts")
+        bob.locator("#curate-reject").click()
+        expect(header(bob)).to_have_value(re.compile(r"^#2 · "))
+        with Store(db) as st:
+            first = st.review_queue(status=None, limit=1)[0]
+            assert first["review_status"] == "disputed"
+        ann.locator("#curate-next").click()  # ann's queue never offers #1 again
+        expect(header(ann)).not_to_have_value(re.compile(r"^#1 · "))
+        carl = _login(browser, demo.local_url, "carl", "pw3")
+        expect(carl.locator("#curate-accept-all")).to_be_visible(timeout=30_000)
+        carl.get_by_role("tab", name="Disagreements").click()
+        expect(carl.locator("#curate-dis-queue")).to_contain_text("ann: accepted, bob: rejected")
+        carl.locator('#curate-dis-queue [data-testid="cell-0-0"]').click()
+        expect(carl.locator("#curate-dis-vote-0")).to_contain_text("ann · accepted")
+        expect(carl.locator("#curate-dis-vote-1")).to_contain_text("bob · rejected")
+        expect(box(carl, "curate-dis-vote-1")).to_have_value(re.compile("made-up facts"))
+        carl.locator("#curate-dis-pick-0").click()  # ann's version
+        expect(box(carl, "curate-dis-info")).to_have_value("No disagreement to decide.", timeout=15_000)
+        with Store(db) as st:
+            x = st.get_candidate(first["id"])
+            assert (x.review_status, x.reviewed_by) == ("accepted", "carl")
+        carl.get_by_role("tab", name="Overview").click()
+        expect(carl.locator("#curate-ov-agreement")).to_contain_text("bob", timeout=15_000)
+        expect(box(carl, "curate-ov-agreement-text")).to_have_value(re.compile("Fleiss"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        carl.screenshot(path=str(ARTIFACTS / "team-overview.png"), full_page=True)
+        for p in (ann, bob, carl):
+            p.close()
+    finally:
         demo.close()

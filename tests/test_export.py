@@ -309,8 +309,8 @@ def test_a_failed_replace_keeps_the_previous_export(reviewed, tmp_path, monkeypa
     ({"include": ("accepted", "liked")}, r"unknown include 'liked'; one or more of accepted, passing, selection"),
     ({"include": ()}, r"unknown include \(none\)"),
     ({"provenance": "column"}, r"unknown provenance 'column'; one of none, field, sidecar"),
-    ({"tau": 1.5}, r"tau must be a number in \[0, 1\]"),
-    ({"tau": float("nan")}, r"tau must be a number in \[0, 1\]"),
+    ({"tau": 1.5}, r"tau must be a number from 0 to 1"),  # the shared check's words (curate.checks)
+    ({"tau": float("nan")}, r"tau must be a number from 0 to 1"),
     ({"fmt": "alpaca", "system": "Be brief."}, r"format 'alpaca' has no system prompt; --system works with "
                                                r"sharegpt, messages"),
 ])

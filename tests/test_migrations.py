@@ -55,7 +55,7 @@ def old_store(tmp_path):
 
 def test_a_0_1_store_opens_with_every_row_under_the_new_names(old_store):
     st = Store(old_store)
-    assert st.applied_migrations()[3] == "m004_candidates"
+    assert "m004_candidates" in st.applied_migrations()
     assert "instances" not in st.table_names() and "candidates" in st.table_names()
     x = st.get_candidate("x1")
     assert (x.instruction, x.output, x.review_status, x.final_output, x.version) == (
@@ -85,3 +85,63 @@ def test_the_queue_still_reads_through_its_covering_indexes(old_store):
         " ORDER BY x.seq LIMIT 50"))
     assert "candidates_review_queue" in plan and "TEMP B-TREE" not in plan
     assert json.loads(st.db.execute("SELECT output_ids FROM consensus").fetchone()[0]) == ["o0", "o1"]
+
+
+@pytest.fixture
+def store_0_2_pre_review(tmp_path):
+    """A store as the branch before m005 left it: m001–m004, an undo logged the old way (its reason
+    "undo of review #N[: text]"), and a reject whose reason only reads like one."""
+    from factories import make_candidate
+    path = tmp_path / "pre.db"
+    later = [m for m in migrations._migrations if m.name >= "m005"]
+    migrations._migrations = [m for m in migrations._migrations if m.name < "m005"]
+    try:
+        st = Store(path)
+        assert st.applied_migrations()[-1] == "m004_candidates"
+        a = make_candidate(st, instruction="First instruction of the migration test.")
+        b = make_candidate(st, instruction="Second instruction of the migration test.")
+        ex = st.db.execute
+        texts = json.dumps({"instruction": "i", "input": "x", "output": "o"})
+        rows = [  # (candidate, reviewer, action, version, reason)
+            (a, "ann", "reject", 1, "duplicate"),              # 1
+            (a, "ann", "accept", 2, None),                     # 2
+            (a, "ann", "reject", 3, "undo of review #2: duplicate"),  # 3: the old undo of #2
+            (b, "bob", "reject", 1, "undo of review #2"),      # 4: #2 is another candidate's: a plain reason
+            (b, "bob", "reject", 2, "undo of review #9: x"),   # 5: no earlier #9: a plain reason
+        ]
+        for cid, who, action, v, reason in rows:
+            ex("INSERT INTO reviews (candidate_id, reviewer, at, action, version, before, after, reason)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (cid, who, float(v), action, v, texts, texts, reason))
+        ex("UPDATE candidates SET review_status = 'rejected', version = 3, reviewed_by = 'ann', reviewed_at = 3"
+           " WHERE id = ?", (a,))
+        ex("UPDATE candidates SET review_status = 'rejected', version = 2, reviewed_by = 'bob', reviewed_at = 2"
+           " WHERE id = ?", (b,))
+        st.db.conn.commit()
+        st.close()
+    finally:
+        migrations._migrations += later
+    return path, a, b
+
+
+def test_m005_turns_old_undo_reasons_into_the_undoes_column_and_keeps_every_row(store_0_2_pre_review):
+    from curate import decision
+    path, a, b = store_0_2_pre_review
+    st = Store(path)
+    assert st.applied_migrations()[-1].startswith("m005")
+    log = st.review_log(limit=None)
+    assert len(log) == 5
+    assert [(e.undoes, e.reason) for e in log] == [
+        (None, "duplicate"), (None, None), (2, "duplicate"), (None, "undo of review #2"),
+        (None, "undo of review #9: x")]
+    assert {e.scope for e in log} == {"decision"} and {e.quorum for e in log} == {1}
+    # the state is what the log replays to, and the reasons read as written
+    replayed = decision.replay(log)
+    for cid in (a, b):
+        x = st.get_candidate(cid)
+        assert replayed[cid].decided == (x.review_status, None)
+    assert review.candidate(st, a)["reject_reason"] == "duplicate"
+    assert review.candidate(st, b)["reject_reason"] == "undo of review #9: x"
+    review.undo(st, a, reviewer="ann")  # undoes #1 (the #2/#3 pair is done): pending
+    assert st.get_candidate(a).review_status == "pending"
+    with pytest.raises(Exception, match="append-only"):
+        st.db.execute("UPDATE reviews SET reason = 'x'")

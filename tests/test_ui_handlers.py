@@ -29,9 +29,10 @@ from review_fixtures import XSS, filled_store, scripted_pool
 
 F = QueueFilter()  # the Review tab's defaults: pending, any type / model / consensus, τ = 0.01, generation order,
 #                    no quality threshold
-#: the same filter as the nine component values an event passes (status, type, model, consensus, tau, search,
-#: sort, quality scorer, quality minimum)
-FILTER_VALUES = ("pending", "", "", "", 0.01, "", "seq", "", None)
+#: the same filter as the component values an event passes (status, type, model, consensus, tau, search, sort,
+#: quality scorer, quality minimum; and, since the reviewer tools, quality maximum, source, reviewed by, min RL
+#: range)
+FILTER_VALUES = ("pending", "", "", "", 0.01, "", "seq", "", None, None, "", "", None, None)
 #: the Run tab's form, as ui_start_job receives it
 JOB_FORM = dict(kind="generate", instructions=20, task_type="both", instances=True, instruction_models="",
                 instance_models="", ensemble_models="", seed=0, batch_size=3)
@@ -74,7 +75,8 @@ def test_queue_page_is_a_string_table(h):
 def test_events_build_one_queue_filter_from_the_nine_component_values(h):
     names = [p.name for p in FILTER_PARAMS]
     threshold = with_filter(h.review.ui_threshold)
-    assert list(inspect.signature(threshold).parameters) == names  # what clients of /ui_threshold see
+    params = inspect.signature(threshold).parameters  # what clients of /ui_threshold see (Gradio injects the
+    assert [p for p in params if p != "request"] == names  # request: the login, for the team queue)
     shown = threshold("pending", "", "", "pass", 0.9, "", "seq", "", None)
     assert shown["page_info"] == h.review.ui_threshold(QueueFilter(consensus="pass", tau=0.9))["page_info"]
     assert threshold(*FILTER_VALUES[:7])["pass_count"] == h.review.ui_threshold(F)["pass_count"]  # quality off
@@ -167,14 +169,15 @@ def test_reject_and_edit(h):
     cur = out["current"]
     original = st.get_candidate(cur["id"])
     h.review.ui_edit(cur, instruction="Edited instruction.", input="", output="Edited output.", reviewer="ann",
-                     history=out["history"], f=F, request=req())
+                     history=out["history"], f=F, form=out["form_token"], typed_on=out["form_token"], request=req())
     row = st.get_candidate(cur["id"])
     assert (row.review_status, row.final_instruction, row.final_output) == (
         "edited", "Edited instruction.", "Edited output.")
     assert row.instruction == original.instruction and row.output == original.output
     with pytest.raises(gr.Error, match="non-empty"):
-        nxt = h.review.ui_next(cur, F)["current"]
-        h.review.ui_edit(nxt, instruction="", input="", output="x", reviewer="ann", history=[], f=F, request=req())
+        nxt = h.review.ui_next(cur, F)
+        h.review.ui_edit(nxt["current"], instruction="", input="", output="x", reviewer="ann", history=[], f=F,
+                         form=nxt["form_token"], typed_on="", request=req())
 
 
 def test_conflict_warns_reloads_and_overwrites_nothing(h):

@@ -40,7 +40,7 @@ from .evaluations import EvaluationQueries
 from .generation import GenerationQueries
 from .imports import IMPORT_ORIGIN, IMPORTED_STYLE, ImportQueries, StagedRow
 from .jobs import ACTIVE_JOB_STATES, JOB_STATES, JobQueries
-from .migrations import (m001_initial, m002_queue_indexes, m003_selection, m004_candidates, m006_imports,
+from .migrations import (m001_initial, m002_queue_indexes, m003_selection, m004_candidates, m005_review, m006_imports,
                          m007_evaluations, migrations)
 from .reports import ReportQueries
 from .rows import Candidate, Output, ReviewEntry, Texts

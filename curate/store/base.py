@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from sqlite_utils import Database
 
-from ..errors import StoreError
+from ..errors import StoreBusyError, StoreError
 from .migrations import migrations
 from .sql import QUALITY_SQL
 
@@ -50,6 +50,11 @@ def content_id(**parts: Any) -> str:
     return hashlib.sha1(_HASH_JSON(parts).encode("utf8")).hexdigest()
 
 
+#: how long a write waits for another process's write lock before giving up (seconds): bounded, so a reviewer
+#: gets a clear "busy, try again" instead of a hang
+LOCK_TIMEOUT_S = 30.0
+
+
 def now() -> float:
     return time.time()
 
@@ -73,7 +78,7 @@ class StoreBase:
                 raise StoreError(f"cannot create the folder for the database {self.path!r}: {e}. "
                                  "Pass another --db PATH.") from e
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S)
             self.db = Database(conn)
             if self.path != ":memory:":
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -89,13 +94,8 @@ class StoreBase:
         do not both run m001 (the second waits, then finds nothing pending)."""
         if not migrations.pending(self.db):
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.atomic():
             migrations.apply(self.db)  # nested in our transaction: savepoints
-            self.db.conn.commit()
-        except BaseException:
-            self.db.conn.rollback()
-            raise
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -109,9 +109,34 @@ class StoreBase:
 
     @contextmanager
     def atomic(self) -> Iterator["Store"]:
-        """All writes inside happen together or not at all (nested blocks use savepoints)."""
-        with self.db.atomic():
+        """All writes inside happen together or not at all, under the write lock taken up front.
+
+        The outermost block starts with ``BEGIN IMMEDIATE``: it waits (at most :data:`LOCK_TIMEOUT_S`) for
+        any other writer, then holds the lock, so what it reads cannot change before it writes (a deferred
+        transaction that read first fails with "database is locked" when another process committed
+        meanwhile). Raises :class:`~curate.errors.StoreBusyError` when the wait runs out; nothing is written.
+        Nested blocks use savepoints."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():  # a savepoint inside ours
+                yield self
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            raise StoreBusyError(
+                f"the store {self.path} is busy: another process held its write lock for more than "
+                f"{LOCK_TIMEOUT_S:g} s (a job step, an export or another app on the same file); nothing was "
+                "written, try again") from e
+        try:
             yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        conn.commit()
 
     @contextmanager
     def bulk_writes(self, cache_mib: int = 256, checkpoint_mib: int = 64) -> Iterator[None]:

@@ -57,7 +57,7 @@ class ConsensusQueries(StoreBase):
             r["params"] = r["params"] if isinstance(r["params"], str) else _json(r["params"])
             r.setdefault("created_at", now())
             prepared.append(r)
-        with self.db.atomic():
+        with self.atomic():
             self.db["outputs"].insert_all(prepared, ignore=True)
         return len(prepared)
 
@@ -106,7 +106,7 @@ class ConsensusQueries(StoreBase):
     def save_consensus_values(self, values: Sequence[tuple]) -> None:
         """Store consensus rows already encoded by :func:`consensus_values` (a worker process may encode them)."""
         values = sorted(values)  # by candidate id: the indexes fill page by page
-        with self.db.atomic():
+        with self.atomic():
             self.db.conn.executemany(f"INSERT OR REPLACE INTO consensus ({', '.join(_CONSENSUS_COLUMNS)})"
                                      f" VALUES ({', '.join('?' * len(_CONSENSUS_COLUMNS))})", values)
 

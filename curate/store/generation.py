@@ -26,7 +26,7 @@ class GenerationQueries(StoreBase):
                 "instances": _json(inst), "task_type": s.task_type,
                 "is_classification": int(bool(s.is_classification)),
             })
-        with self.db.atomic():
+        with self.atomic():
             self.db["seeds"].insert_all(rows, ignore=True)
         return len(rows)
 

@@ -248,6 +248,78 @@ def m004_candidates(db: Database) -> None:
         db.execute(sql)
 
 
+_OLD_UNDO = r"^undo of review #(\d+)(?:: (.*))?$"
+
+
+@migrations()
+def m005_review(db: Database) -> None:
+    """Team review (docs/ARCHITECTURE.md, "Review"). The review log gets three structural columns: ``undoes``
+    (the id of the entry an undo undoes: no longer parsed out of the reason), ``scope`` (``decision`` or a
+    reviewer's ``vote``) and ``quorum`` (reviews_per_candidate when it was written). Two tables hold the slots
+    those rows write: ``review_decisions`` (one per candidate) and ``review_votes`` (one per candidate and
+    reviewer). Rows written by older versions are kept: an undo's ``undo of review #N[: text]`` reason becomes
+    ``undoes = N`` with the text after the prefix as its reason (only where #N is an earlier entry of the same
+    candidate; anything else was a reviewer's own words and stays as it is), and each reviewed candidate's
+    state becomes its decision. The log stays append-only (its trigger is lifted only for that rewrite).
+    One statement at a time (``executescript`` would commit half-way)."""
+    import re
+
+    for sql in (
+        "ALTER TABLE reviews ADD COLUMN undoes INTEGER REFERENCES reviews(id)",
+        "ALTER TABLE reviews ADD COLUMN scope TEXT NOT NULL DEFAULT 'decision'"
+        " CHECK (scope IN ('decision', 'vote'))",
+        "ALTER TABLE reviews ADD COLUMN quorum INTEGER NOT NULL DEFAULT 1",
+        "CREATE INDEX reviews_reviewer ON reviews(reviewer, candidate_id)",
+        # the decision of a candidate: its single review (quorum 1), an adjudication or a bulk action
+        "CREATE TABLE review_decisions ("
+        " candidate_id TEXT PRIMARY KEY REFERENCES candidates(id),"
+        " reviewer TEXT NOT NULL,"
+        " status TEXT NOT NULL CHECK (status IN ('accepted', 'edited', 'rejected')),"
+        " instruction TEXT, input TEXT, output TEXT,"  # NULL when rejected
+        " reason TEXT,"
+        " review_id INTEGER REFERENCES reviews(id),"   # the log row that wrote this value
+        " at REAL NOT NULL)",
+        # each reviewer's own current review of a candidate (reviews_per_candidate >= 2)
+        "CREATE TABLE review_votes ("
+        " candidate_id TEXT NOT NULL REFERENCES candidates(id),"
+        " reviewer TEXT NOT NULL,"
+        " status TEXT NOT NULL CHECK (status IN ('accepted', 'edited', 'rejected')),"
+        " instruction TEXT, input TEXT, output TEXT,"
+        " reason TEXT,"
+        " review_id INTEGER REFERENCES reviews(id),"
+        " at REAL NOT NULL,"
+        " PRIMARY KEY (candidate_id, reviewer))",
+        "CREATE INDEX review_votes_reviewer ON review_votes(reviewer, candidate_id)",
+    ):
+        db.execute(sql)
+    ids = {}
+    for rid, cid in db.execute("SELECT id, candidate_id FROM reviews").fetchall():
+        ids[rid] = cid
+    fixes = []
+    for rid, cid, reason in db.execute(
+            "SELECT id, candidate_id, reason FROM reviews WHERE reason LIKE 'undo of review #%' ORDER BY id"):
+        m = re.match(_OLD_UNDO, reason, re.S)
+        if m and int(m.group(1)) < rid and ids.get(int(m.group(1))) == cid:
+            fixes.append((int(m.group(1)), m.group(2) or None, rid))
+    if fixes:
+        db.execute("DROP TRIGGER reviews_no_update")
+        for fix in fixes:
+            db.execute("UPDATE reviews SET undoes = ?, reason = ? WHERE id = ?", fix)
+        db.execute("CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews"
+                   " BEGIN SELECT RAISE(ABORT, 'the review log is append-only'); END")
+    db.execute(
+        "INSERT INTO review_decisions (candidate_id, reviewer, status, instruction, input, output, reason,"
+        " review_id, at)"
+        " SELECT x.id, COALESCE(x.reviewed_by, ''), x.review_status,"
+        " CASE WHEN x.review_status = 'rejected' THEN NULL ELSE x.final_instruction END,"
+        " CASE WHEN x.review_status = 'rejected' THEN NULL ELSE x.final_input END,"
+        " CASE WHEN x.review_status = 'rejected' THEN NULL ELSE x.final_output END,"
+        " (SELECT r.reason FROM reviews r WHERE r.candidate_id = x.id ORDER BY r.id DESC LIMIT 1),"
+        " (SELECT r.id FROM reviews r WHERE r.candidate_id = x.id ORDER BY r.id DESC LIMIT 1),"
+        " COALESCE(x.reviewed_at, 0)"
+        " FROM candidates x WHERE x.review_status IN ('accepted', 'edited', 'rejected')")
+
+
 @migrations()
 def m006_imports(db: Database) -> None:
     """Bring your own data (curate.importer): the named sources and their licences, one ledger row per import

@@ -38,8 +38,9 @@ class ReportQueries(StoreBase):
 
     def export_rows(self, include: Sequence[str] = ("accepted",), *, tau: float = 0.01,
                     selection: str | None = None, limit: int | None = None) -> list[dict]:
-        """The candidates an export takes, in ``seq`` order: OK candidates not rejected by a reviewer that
-        are accepted or edited ("accepted"), pass consensus at ``tau`` ("passing"), or belong to the stored
+        """The candidates an export takes, in ``seq`` order: OK candidates not rejected by a reviewer, not
+        disputed and not half-way through team review (some votes, not decided yet), that are accepted or edited
+        ("accepted"), pass consensus at ``tau`` ("passing"), or belong to the stored
         selection ``selection`` (None: the newest) ("selection") — any of the ``include`` sources.
 
         Each row: id, seq, task_type, instruction, input, output (the reviewed texts when there are any;
@@ -75,7 +76,10 @@ class ReportQueries(StoreBase):
             " FROM candidates x JOIN instructions i ON i.id = x.instruction_id"
             " LEFT JOIN consensus c ON c.candidate_id = x.id LEFT JOIN import_rows ir ON ir.candidate_id = x.id"
             f" LEFT JOIN outputs o ON o.id = {CHOSEN_OUTPUT_ID}"
-            " WHERE x.status = 'ok' AND x.review_status != 'rejected'"
+            " WHERE x.status = 'ok' AND x.review_status NOT IN ('rejected', 'disputed')"
+            # team review: a candidate some reviewers voted on is exported once decided, never half-way
+            " AND NOT (x.review_status = 'pending'"
+            " AND EXISTS (SELECT 1 FROM review_votes v WHERE v.candidate_id = x.id))"
             f" AND ({' OR '.join(cond[s] for s in dict.fromkeys(include))}) ORDER BY x.seq LIMIT :n")
         conn = self.db.conn
         factory = conn.text_factory
@@ -165,6 +169,27 @@ class ReportQueries(StoreBase):
             if r["m"] is not None:
                 row(r["m"])["chosen"] = r["n"]
         return [rows[m] for m in sorted(rows)]
+
+    def reviewed_per_reviewer(self) -> dict[str, int]:
+        """Per reviewer: the candidates on which they hold a vote or the decision now."""
+        return {r["reviewer"]: r["n"] for r in self._rows(
+            "SELECT reviewer, COUNT(*) AS n FROM (SELECT candidate_id, reviewer FROM review_votes"
+            " UNION SELECT candidate_id, reviewer FROM review_decisions) GROUP BY reviewer")}
+
+    def review_overlap(self) -> dict:
+        """What the export card says about team review: the reviews per candidate the log was written with,
+        how many candidates were decided by agreeing votes, by a decision (single review, adjudication, bulk),
+        and how many are still disputed."""
+        quorums = [r["q"] for r in self._rows("SELECT DISTINCT quorum AS q FROM reviews ORDER BY q")]
+        decided_by_votes = self._one(
+            "SELECT COUNT(*) FROM candidates x WHERE x.review_status IN ('accepted', 'edited', 'rejected')"
+            " AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.candidate_id = x.id)")
+        adjudicated = self._one(
+            "SELECT COUNT(*) FROM review_decisions d WHERE EXISTS"
+            " (SELECT 1 FROM review_votes v WHERE v.candidate_id = d.candidate_id)")
+        return {"quorums": quorums, "decided_by_votes": decided_by_votes, "adjudicated": adjudicated,
+                "decisions": self._one("SELECT COUNT(*) FROM review_decisions"),
+                "disputed": self._one("SELECT COUNT(*) FROM candidates WHERE review_status = 'disputed'")}
 
     def reviewer_progress(self) -> list[dict]:
         """Per reviewer: actions in the review log by kind, candidates touched, first and last time."""

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..decision import ACTION_OF_STATUS, SCOPES, Review, decide, slot_before, undo_target
 from ..errors import ConflictError, StoreError
 from .base import StoreBase, _json, _quality_clause, now
 from .rows import Candidate, ReviewEntry
-from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_SQL
+from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL, PENDING_PASSING_SQL, QUALITY_MAX_SQL, QUALITY_SQL
 
 REVIEW_ACTIONS = ("accept", "edit", "reject", "reset")
-REVIEW_STATUSES = ("pending", "accepted", "edited", "rejected")
+REVIEW_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed")
+
+
+def _check_writer(reviewer: str, scope: str, quorum: int) -> None:
+    if not reviewer or not reviewer.strip():
+        raise StoreError("a review needs a reviewer name")
+    if scope not in SCOPES:
+        raise StoreError(f"unknown review scope {scope!r}; one of {', '.join(SCOPES)}")
+    if not isinstance(quorum, int) or quorum < 1:
+        raise StoreError(f"reviews per candidate must be a whole number of at least 1, not {quorum!r}")
 
 
 class ReviewQueries(StoreBase):
@@ -20,56 +30,145 @@ class ReviewQueries(StoreBase):
     # -- reviews ----------------------------------------------------------------------------------------
     def review(self, candidate_id: str, action: str, *, reviewer: str, expected_version: int | None = None,
                instruction: str | None = None, input: str | None = None, output: str | None = None,
-               reason: str | None = None) -> Candidate:
-        """Apply one review action and append it to the log, atomically.
+               reason: str | None = None, scope: str = "decision", quorum: int = 1) -> Candidate:
+        """Apply one review action to one slot and append it to the log, atomically, under the write lock.
 
-        ``accept`` takes ``output`` (defaults to the consensus choice, else the generator's output);
-        ``edit`` takes any of instruction/input/output (unchanged fields keep their current value);
-        ``reject`` takes an optional ``reason``; ``reset`` returns the candidate to pending.
-        With ``expected_version`` set, raises :class:`ConflictError` when someone else reviewed the
-        candidate since that version (nothing is written). Returns the updated candidate.
+        ``scope``: ``decision`` (the candidate's decision: the single review with quorum 1, an adjudication, a
+        bulk action) or ``vote`` (``reviewer``'s own vote, with ``quorum`` = reviews per candidate ≥ 2); the
+        candidate then shows :func:`curate.decision.decide` over its decision and votes.
+        ``accept`` takes ``output`` (default: the slot's reviewed texts when it has any — an edit stays —, else
+        the consensus choice, else the generator's output); ``edit`` takes any of instruction/input/output
+        (fields left None keep the slot's current value); ``reject`` takes an optional ``reason``; ``reset``
+        empties the slot. With ``expected_version`` set, raises :class:`ConflictError` when a later action
+        touched what this one is based on (any action, for a decision; the same reviewer's vote or a decision,
+        for a vote); nothing is written. Returns the updated candidate.
         """
         if action not in REVIEW_ACTIONS:
             raise StoreError(f"unknown review action {action!r}; one of {', '.join(REVIEW_ACTIONS)}")
-        if not reviewer or not reviewer.strip():
-            raise StoreError("a review needs a reviewer name")
-        with self.db.atomic():
+        _check_writer(reviewer, scope, quorum)
+        with self.atomic():
             cur = self.get_candidate(candidate_id)
-            if expected_version is not None and cur.version != expected_version:
-                last = self.review_log(candidate_id)[-1:]
-                who = f" by {last[0].reviewer} ({last[0].action})" if last else ""
-                raise ConflictError(
-                    f"candidate {candidate_id[:10]} changed since you opened it{who}: it is at version "
-                    f"{cur.version}, you had {expected_version}. Reload it and review again.")
-            before = cur.current.as_dict()
+            if expected_version is not None:
+                self._check_version(cur, expected_version, scope, reviewer)
+            slot = self._slot(candidate_id, scope, reviewer)
+            base = slot.texts if slot is not None else None
             if action == "accept":
-                chosen = output if output is not None else self._default_output(cur)
-                after = {**before, "output": chosen}
-                status = "accepted"
+                if output is not None:
+                    texts = {**(base or cur.original.as_dict()), "output": output}
+                else:
+                    texts = base or {**cur.original.as_dict(), "output": self._default_output(cur)}
+                value = Review(reviewer, "accepted", texts, reason)
             elif action == "edit":
-                after = {"instruction": before["instruction"] if instruction is None else instruction,
-                         "input": before["input"] if input is None else input,
-                         "output": before["output"] if output is None else output}
-                if not after["instruction"].strip() or not after["output"].strip():
+                now_texts = base or cur.original.as_dict()
+                texts = {"instruction": now_texts["instruction"] if instruction is None else instruction,
+                         "input": now_texts["input"] if input is None else input,
+                         "output": now_texts["output"] if output is None else output}
+                if not texts["instruction"].strip() or not texts["output"].strip():
                     raise StoreError("an edit needs a non-empty instruction and output")
-                status = "edited"
+                value = Review(reviewer, "edited", texts, reason)
             elif action == "reject":
-                after, status = before, "rejected"
+                value = Review(reviewer, "rejected", None, reason)
             else:
-                after, status = before, "pending"
-            version = cur.version + 1
-            t = now()
-            keep_final = status in ("accepted", "edited")
+                value = None
+            return self._write(cur, action, slot, value, scope=scope, reviewer=reviewer, quorum=quorum,
+                               reason=reason)
+
+    def undo_review(self, candidate_id: str, *, reviewer: str, expected_version: int | None = None,
+                    quorum: int = 1) -> Candidate:
+        """Undo ``reviewer``'s latest action on the candidate that is not undone yet (see
+        :func:`curate.decision.undo_target`): one log row whose ``undoes`` names it puts that slot back to the
+        value it had before. Repeating goes further back. Raises StoreError (nothing to undo) or ConflictError
+        (the latest decision is someone else's; ``expected_version`` stale)."""
+        with self.atomic():
+            cur = self.get_candidate(candidate_id)
+            log = self.review_log(candidate_id, limit=None)
+            target = undo_target(log, reviewer, candidate_id)
+            _check_writer(reviewer, target.scope, quorum)
+            if expected_version is not None:
+                self._check_version(cur, expected_version, target.scope, reviewer, undoing=True)
+            slot = self._slot(candidate_id, target.scope, reviewer)
+            value = slot_before(log, target)
+            action = ACTION_OF_STATUS[value.status if value else None]
+            return self._write(cur, action, slot, value, scope=target.scope, reviewer=reviewer, quorum=quorum,
+                               reason=value.reason if value else None, undoes=target.id, restore=True)
+
+    def _write(self, cur: Candidate, action: str, slot: Review | None, value: Review | None, *, scope: str,
+               reviewer: str, quorum: int, reason: str | None, undoes: int | None = None,
+               restore: bool = False) -> Candidate:
+        """Inside the write transaction: the log row, the slot, and what the candidate now shows."""
+        t = now()
+        version = cur.version + 1
+        original = cur.original.as_dict()
+        before = (slot.texts if slot is not None else None) or original
+        after = (value.texts if value is not None else None) or original
+        rid = self.db.execute(
+            "INSERT INTO reviews (candidate_id, reviewer, at, action, version, before, after, reason, undoes, scope,"
+            " quorum) VALUES (:c, :r, :t, :a, :v, :b, :af, :why, :u, :s, :q)",
+            {"c": cur.id, "r": reviewer, "t": t, "a": action, "v": version, "b": _json(before), "af": _json(after),
+             "why": reason, "u": undoes, "s": scope, "q": quorum}).lastrowid
+        if value is not None and not restore:
+            value = Review(reviewer, value.status, value.texts, reason, rid, t)
+        table = "review_decisions" if scope == "decision" else "review_votes"
+        if value is None:
+            self.db.execute(f"DELETE FROM {table} WHERE candidate_id = :c"
+                            + (" AND reviewer = :r" if scope == "vote" else ""), {"c": cur.id, "r": reviewer})
+        else:
+            texts = value.texts or {}
             self.db.execute(
-                "UPDATE candidates SET review_status = :st, version = :v, final_instruction = :fi,"
-                " final_input = :fx, final_output = :fo, reviewed_by = :who, reviewed_at = :t WHERE id = :id",
-                {"st": status, "v": version, "fi": after["instruction"] if keep_final else None,
-                 "fx": after["input"] if keep_final else None, "fo": after["output"] if keep_final else None,
-                 "who": reviewer, "t": t, "id": candidate_id})
-            self.db["reviews"].insert({"candidate_id": candidate_id, "reviewer": reviewer, "at": t,
-                                       "action": action, "version": version, "before": _json(before),
-                                       "after": _json(after), "reason": reason})
-        return self.get_candidate(candidate_id)
+                f"INSERT OR REPLACE INTO {table} (candidate_id, reviewer, status, instruction, input, output, reason,"
+                " review_id, at) VALUES (:c, :r, :st, :i, :x, :o, :why, :rid, :t)",
+                {"c": cur.id, "r": value.reviewer, "st": value.status, "i": texts.get("instruction"),
+                 "x": texts.get("input"), "o": texts.get("output"), "why": value.reason, "rid": value.review_id,
+                 "t": value.at})
+        decision = value if scope == "decision" else self._slot(cur.id, "decision", reviewer)
+        status, final = decide(decision, self.votes_of(cur.id), quorum)
+        final = final or {}
+        self.db.execute(
+            "UPDATE candidates SET review_status = :st, version = :v, final_instruction = :fi,"
+            " final_input = :fx, final_output = :fo, reviewed_by = :who, reviewed_at = :t WHERE id = :id",
+            {"st": status, "v": version, "fi": final.get("instruction"), "fx": final.get("input"),
+             "fo": final.get("output"), "who": reviewer, "t": t, "id": cur.id})
+        return self.get_candidate(cur.id)
+
+    def _check_version(self, cur: Candidate, expected: int, scope: str, reviewer: str,
+                       undoing: bool = False) -> None:
+        """Raise ConflictError when a log row after version ``expected`` touched what this write is based on."""
+        if cur.version == expected:
+            return
+        later = self._rows(
+            "SELECT reviewer, action FROM reviews WHERE candidate_id = :c AND version > :v"
+            + ("" if scope == "decision" else " AND (scope = 'decision' OR reviewer = :r)")
+            + " ORDER BY id DESC LIMIT 1", {"c": cur.id, "v": expected, "r": reviewer})
+        if not later and expected < cur.version:
+            return  # only other reviewers' votes came since: they do not touch this reviewer's vote
+        who = f" by {later[0]['reviewer']} ({later[0]['action']})" if later else ""
+        if undoing:
+            raise ConflictError(f"candidate {cur.id[:10]} changed since you last saw it{who} (version "
+                                f"{cur.version}, you had {expected}); reload it before undoing")
+        raise ConflictError(
+            f"candidate {cur.id[:10]} changed since you opened it{who}: it is at version "
+            f"{cur.version}, you had {expected}. Reload it and review again.")
+
+    def _slot(self, candidate_id: str, scope: str, reviewer: str) -> Review | None:
+        if scope == "decision":
+            rows = self._rows("SELECT * FROM review_decisions WHERE candidate_id = :c", {"c": candidate_id})
+        else:
+            rows = self._rows("SELECT * FROM review_votes WHERE candidate_id = :c AND reviewer = :r",
+                              {"c": candidate_id, "r": reviewer})
+        return Review.from_row(rows[0]) if rows else None
+
+    def decision_of(self, candidate_id: str) -> Review | None:
+        """The candidate's decision (None: none; its votes decide)."""
+        return self._slot(candidate_id, "decision", "")
+
+    def votes_of(self, candidate_id: str) -> list[Review]:
+        """Every reviewer's current vote on the candidate, oldest first."""
+        return [Review.from_row(r) for r in self._rows(
+            "SELECT * FROM review_votes WHERE candidate_id = :c ORDER BY review_id", {"c": candidate_id})]
+
+    def all_votes(self) -> list[dict]:
+        """(candidate_id, reviewer, status) of every current vote (what agreement is computed over)."""
+        return self._rows("SELECT candidate_id, reviewer, status FROM review_votes ORDER BY candidate_id, reviewer")
 
     def _default_output(self, cur: Candidate) -> str:
         c = self.get_consensus(cur.id)
@@ -79,13 +178,13 @@ class ReviewQueries(StoreBase):
                 return text
         return cur.output
 
-    def review_log(self, candidate_id: str | None = None, limit: int = 1000) -> list[ReviewEntry]:
-        """The review log (of one candidate, or all), oldest first."""
+    def review_log(self, candidate_id: str | None = None, limit: int | None = 1000) -> list[ReviewEntry]:
+        """The review log (of one candidate, or all), oldest first (``limit`` None: all of it)."""
         sql = "SELECT * FROM reviews"
         if candidate_id:
             sql += " WHERE candidate_id = :id"
         return [ReviewEntry.from_row(r) for r in self._rows(sql + " ORDER BY id LIMIT :n",
-                                                             {"id": candidate_id, "n": limit})]
+                                                             {"id": candidate_id, "n": -1 if limit is None else limit})]
 
     def review_counts(self) -> dict[str, int]:
         return {r["review_status"]: r["n"] for r in self._rows(
@@ -94,28 +193,59 @@ class ReviewQueries(StoreBase):
     # -- review queue (app) ---------------------------------------------------------------------------
     # The queries behind the app's review queue and threshold panel (curate.review wraps them; the overview's
     # are in curate.store.reports).
-    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "auto-filtered")
+    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed", "auto-filtered")
     QUEUE_CONSENSUS = ("pass", "fail", "none")
+    QUEUE_SOURCES = ("instruction_prompt", "instance_completion")  # instructions.origin
+    _QUALITY = ("(SELECT s.value FROM scores s WHERE s.subject_id = " + CHOSEN_OUTPUT_ID
+                + " AND s.scorer = :qs AND s.name = 'reward')")
+    _AGREEMENT = "json_extract(c.scores, '$[' || c.chosen_index || ']')"
     QUEUE_SORTS = {
         "seq": "x.seq", "-seq": "x.seq DESC",
         "min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise, x.seq",
         "-min_pairwise": "c.min_pairwise IS NULL, c.min_pairwise DESC, x.seq",
+        "agreement": f"{_AGREEMENT} IS NULL, {_AGREEMENT}, x.seq",
+        "-agreement": f"{_AGREEMENT} IS NULL, {_AGREEMENT} DESC, x.seq",
+        "quality": f"{_QUALITY} IS NULL, {_QUALITY}, x.seq",
+        "-quality": f"{_QUALITY} IS NULL, {_QUALITY} DESC, x.seq",
         "reviewed": "x.reviewed_at IS NULL, x.reviewed_at DESC, x.seq",
     }
+    #: filters that only _queue_where's general query handles (the counts' fast path knows none of them)
+    _EXTRA_FILTERS = ("task_type", "model", "search", "quality_scorer", "source", "reviewer", "needs_review_by",
+                      "rouge_min", "rouge_max")
 
     def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
                      model: str | None = None, consensus: str | None = None, tau: float = 0.01,
                      search: str | None = None, quality_scorer: str | None = None,
-                     quality_min: float | None = None) -> tuple[str, dict]:
+                     quality_min: float | None = None, quality_max: float | None = None,
+                     source: str | None = None, reviewer: str | None = None, needs_review_by: str | None = None,
+                     rouge_min: float | None = None, rouge_max: float | None = None) -> tuple[str, dict]:
         """WHERE clause (over ``x`` candidates, ``i`` instructions, ``c`` consensus) of the review queue.
 
         ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
         ``consensus``: "pass" / "fail" at ``tau`` or "none" (not ensembled yet). Raises StoreError on others.
-        ``quality_scorer`` + ``quality_min``: the chosen output's score from that scorer is at least the minimum.
+        ``quality_scorer`` + ``quality_min`` / ``quality_max``: the chosen output's score from that scorer is in
+        that range. ``source``: the instruction's origin (:data:`QUEUE_SOURCES`). ``reviewer``: candidates that
+        reviewer acted on (the log). ``needs_review_by``: not voted on by that reviewer (the team queue).
+        ``rouge_min`` / ``rouge_max``: the minimum pairwise Rouge-L is in that range (ensembled ones only).
         """
         where, p = [], {"tau": tau}
         if _quality_clause(quality_scorer, quality_min, p):
             where.append(QUALITY_SQL)
+        if quality_scorer and quality_max is not None:
+            where.append(QUALITY_MAX_SQL); p.update(qs=quality_scorer, qmax=float(quality_max))
+        if source:
+            if source not in self.QUEUE_SOURCES:
+                raise StoreError(f"unknown source {source!r}; one of {', '.join(self.QUEUE_SOURCES)}")
+            where.append("i.origin = :source"); p["source"] = source
+        if reviewer:
+            where.append("+x.id IN (SELECT r.candidate_id FROM reviews r WHERE r.reviewer = :rv)"); p["rv"] = reviewer
+        if needs_review_by:
+            where.append("NOT EXISTS (SELECT 1 FROM review_votes v WHERE v.candidate_id = x.id AND v.reviewer = :me)")
+            p["me"] = needs_review_by
+        if rouge_min is not None:
+            where.append("c.min_pairwise >= :rmin"); p["rmin"] = float(rouge_min)
+        if rouge_max is not None:
+            where.append("c.min_pairwise <= :rmax"); p["rmax"] = float(rouge_max)
         if status == "auto-filtered":
             where.append("x.status = 'rejected'")
         elif status:
@@ -156,7 +286,11 @@ class ReviewQueries(StoreBase):
         """
         if sort not in self.QUEUE_SORTS:
             raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
+        if "quality" in sort and not filters.get("quality_scorer"):
+            raise StoreError("sorting by quality needs a quality scorer: pick one (scores from `curate score`)")
         where, p = self._queue_where(**filters)
+        if "quality" in sort:
+            p["qs"] = filters["quality_scorer"]
         p.update(n=limit, o=offset, s=snippet)
         return self._rows(
             "SELECT x.id, x.seq, x.task_type, x.generator_model, x.status, x.reason, x.review_status,"
@@ -171,13 +305,13 @@ class ReviewQueries(StoreBase):
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
         status, consensus = filters.get("status"), filters.get("consensus")
         if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
-                and not any(filters.get(k) for k in ("task_type", "model", "search", "quality_scorer"))):
+                and not any(filters.get(k) is not None and filters.get(k) != "" for k in self._EXTRA_FILTERS)):
             return self._count_status_consensus(status, consensus == "pass", filters.get("tau", 0.01))
         where, p = self._queue_where(**filters)
         joins = ""
-        if "q" in p:  # text search reads the instruction
+        if "q" in p or "source" in p:  # text search and the source read the instruction
             joins += " JOIN instructions i ON i.id = x.instruction_id"
-        if filters.get("consensus") == "none":
+        if filters.get("consensus") == "none" or "rmin" in p or "rmax" in p:
             joins += " LEFT JOIN consensus c ON c.candidate_id = x.id"
         return self._one(f"SELECT COUNT(*) FROM candidates x{joins} WHERE {where}", p)
 
@@ -226,19 +360,17 @@ class ReviewQueries(StoreBase):
 
     def accept_pending_passing(self, tau: float, *, reviewer: str, reason: str | None = None,
                                expected: int | None = None, quality_scorer: str | None = None,
-                               quality_min: float | None = None) -> int:
+                               quality_min: float | None = None, quorum: int = 1) -> int:
         """Accept, set-based and in one write transaction, every pending OK candidate passing at ``tau``:
-        each takes its consensus choice (else its generator output), its version is bumped and one ``accept``
-        row per candidate goes to the review log — the same rows :meth:`review` writes one at a time.
+        each takes its consensus choice (else its generator output) as its decision, its version is bumped and
+        one ``accept`` row per candidate goes to the review log — the same rows :meth:`review` writes one at a
+        time (scope ``decision``).
 
         ``expected``: the count the reviewer confirmed; when it differs, raises :class:`ConflictError` and
         writes nothing. ``quality_scorer`` + ``quality_min`` narrow it as in :meth:`pending_passing`.
         Returns how many were accepted."""
-        if not reviewer or not reviewer.strip():
-            raise StoreError("a review needs a reviewer name")
-        with self.db.atomic():
-            # a write first takes the write lock, so no review lands between the read and the update
-            self.db.execute("UPDATE candidates SET version = version WHERE 0")
+        _check_writer(reviewer, "decision", quorum)
+        with self.atomic():  # the write lock first: no review lands between the read and the update
             p = {"tau": tau}
             q = _quality_clause(quality_scorer, quality_min, p)
             rows = self.db.execute(
@@ -251,16 +383,23 @@ class ReviewQueries(StoreBase):
                 raise ConflictError(f"{len(rows)} pending candidates pass at τ = {tau:g} now, not the {expected} "
                                     "you confirmed; check the count and confirm again")
             t = now()
+            last = self._one("SELECT COALESCE(MAX(id), 0) FROM reviews")
             self.db.conn.executemany(
                 "UPDATE candidates SET review_status = 'accepted', version = version + 1, final_instruction = ?,"
                 " final_input = ?, final_output = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
                 [(text, inp, chosen, reviewer, t, iid) for iid, _v, text, inp, _o, chosen in rows])
             self.db.conn.executemany(
-                "INSERT INTO reviews (candidate_id, reviewer, at, action, version, before, after, reason)"
-                " VALUES (?, ?, ?, 'accept', ?, ?, ?, ?)",
+                "INSERT INTO reviews (candidate_id, reviewer, at, action, version, before, after, reason, scope,"
+                " quorum) VALUES (?, ?, ?, 'accept', ?, ?, ?, ?, 'decision', ?)",
                 [(iid, reviewer, t, v + 1, _json({"instruction": text, "input": inp, "output": out}),
-                  _json({"instruction": text, "input": inp, "output": chosen}), reason)
+                  _json({"instruction": text, "input": inp, "output": chosen}), reason, quorum)
                  for iid, v, text, inp, out, chosen in rows])
+            self.db.execute(  # each one's decision is the row just logged (we hold the lock: ids after `last`)
+                "INSERT OR REPLACE INTO review_decisions (candidate_id, reviewer, status, instruction, input, output,"
+                " reason, review_id, at) SELECT r.candidate_id, r.reviewer, 'accepted',"
+                " json_extract(r.after, '$.instruction'), json_extract(r.after, '$.input'),"
+                " json_extract(r.after, '$.output'), r.reason, r.id, r.at FROM reviews r WHERE r.id > :last",
+                {"last": last})
         return len(rows)
 
     def count_pending_passing(self, tau: float, passing: int | None = None, quality_scorer: str | None = None,

@@ -103,7 +103,12 @@ class Output:
 
 @dataclass(frozen=True)
 class ReviewEntry:
-    """One row of the append-only review log: who did what to which candidate, and the texts before and after."""
+    """One row of the append-only review log: who did what to which candidate, and the texts before and after.
+
+    ``before`` / ``after`` are the texts the row's slot showed before and after it (its reviewed texts, else
+    the generated ones), so each row of a slot starts where the previous one left. ``scope`` is the slot
+    (``decision`` or the reviewer's ``vote``), ``undoes`` the id of the entry an undo undoes, ``quorum`` the
+    reviews per candidate when it was written (docs/ARCHITECTURE.md, "Review")."""
 
     id: int
     candidate_id: str
@@ -114,6 +119,9 @@ class ReviewEntry:
     before: dict[str, Any]
     after: dict[str, Any]
     reason: str | None = None
+    undoes: int | None = None
+    scope: str = "decision"           # decision | vote
+    quorum: int = 1
 
     @classmethod
     def from_row(cls, row: dict) -> "ReviewEntry":

@@ -17,7 +17,7 @@ class ScoreQueries(StoreBase):
         """Upsert (subject_id, scorer, name) → value rows."""
         prepared = [{**r, "detail": None if r.get("detail") is None else _json(r["detail"]),
                      "created_at": r.get("created_at", now())} for r in rows]
-        with self.db.atomic():
+        with self.atomic():
             self.db["scores"].insert_all(prepared, replace=True)
 
     def scores_for(self, subject_id: str) -> list[dict]:

@@ -75,7 +75,7 @@ class SelectionQueries(StoreBase):
     def save_embeddings(self, model: str, rows: Sequence[dict]) -> int:
         """Store vectors: rows of candidate_id, text_hash, dim, vector (float32 bytes). Returns the count."""
         t = now()
-        with self.db.atomic():
+        with self.atomic():
             self.db.conn.executemany(
                 "INSERT OR REPLACE INTO embeddings (candidate_id, model, text_hash, dim, vector, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -93,7 +93,7 @@ class SelectionQueries(StoreBase):
         if not name or not name.strip():
             raise StoreError("a selection needs a name (--name)")
         t, p = now(), _json(params)
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("DELETE FROM selections WHERE name = :n", {"n": name})
             self.db.conn.executemany(
                 "INSERT INTO selections (name, candidate_id, rank, gain, quality, score, params, created_at)"
@@ -125,5 +125,5 @@ class SelectionQueries(StoreBase):
         return rows
 
     def delete_selection(self, name: str) -> int:
-        with self.db.atomic():
+        with self.atomic():
             return self.db.execute("DELETE FROM selections WHERE name = :n", {"n": name}).rowcount

@@ -33,6 +33,8 @@ CHOSEN_OUTPUT_ID = "json_extract(c.output_ids, '$[' || c.chosen_index || ']')"
 QUALITY_SQL = (f"+x.id IN (SELECT c.candidate_id FROM consensus c JOIN scores s ON s.subject_id = {CHOSEN_OUTPUT_ID}"
                " AND s.scorer = :qs AND s.name = 'reward' WHERE c.chosen_index IS NOT NULL AND s.value >= :qmin)")
 
+QUALITY_MAX_SQL = QUALITY_SQL.replace("s.value >= :qmin", "s.value <= :qmax")
+
 
 # Pending OK candidates (``x``) whose consensus (``c``) passes at :tau: what "accept all that pass" takes.
 PENDING_PASSING_SQL = f"x.status = 'ok' AND x.review_status = 'pending' AND ({PASSING_SQL})"

@@ -11,30 +11,38 @@ curate.jobs, curate.export, curate.select, curate.teachers, curate.quality, the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from .. import jobs  # noqa: E402
+from .. import jobs, team  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
 from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
 from . import api  # noqa: E402
 from .base import AppContext  # noqa: E402
-from .tabs import evaluate, export, imports, overview, review, run, select, teachers  # noqa: E402
+from .tabs import disagreements, evaluate, export, imports, overview, review, run, select, teachers  # noqa: E402
 from .wiring import UI  # noqa: E402
 
-__all__ = ["build_app", "launch", "parse_auth", "HEAD", "CSS", "Handlers"]
+__all__ = ["build_app", "launch", "parse_auth", "check_exposure", "HEAD", "CSS", "Handlers"]
 
 #: the tabs, in the order they are shown
-TABS = (review, run, imports, overview, teachers, select, export, evaluate)
+TABS = (review, disagreements, run, imports, overview, teachers, select, export, evaluate)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
+#: And the edit form's guard: each keystroke in the form records the form token the page shows at that moment
+#: (``window.__curateTypedOn``); Save sends it, so typing over a form that re-rendered is refused.
 HEAD = """
 <script>
 (() => {
+  document.addEventListener("input", (e) => {
+    const t = e.target;
+    if (!t || !t.closest || !t.closest("#curate-edit-box")) return;
+    const tok = document.querySelector("#curate-form-token textarea, #curate-form-token input");
+    window.__curateTypedOn = tok ? tok.value : "";
+  }, true);
   const KEYS = {a: "curate-accept", r: "curate-reject", n: "curate-next", u: "curate-undo"};
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
@@ -54,44 +62,51 @@ HEAD = """
 
 CSS = """
 #curate-title { margin: 0; }
+.curate-hidden { display: none !important; }
 #curate-header textarea { font-weight: 600; }
 """
 
 
 def parse_auth(text: str | None, users_file: str | os.PathLike | None = None) -> list[tuple[str, str]] | None:
-    """``"alice:pw1,bob:pw2"`` → [("alice", "pw1"), ("bob", "pw2")], plus the ``user:password`` lines of
-    ``users_file`` (blank lines and ``#`` comments skipped); nothing given → None (no login).
+    """``"alice:pw1,bob:pw2"`` → [("alice", "pw1"), ("bob", "pw2")], plus the ``user:password [role]`` lines of
+    ``users_file`` (blank lines and ``#`` comments skipped); nothing given → None (no login). The roles are
+    :func:`curate.team.parse_logins`'s.
 
     Raises SettingsError on an item without ``user:password`` (naming the file and line) or an unreadable
     file."""
-    pairs: list[tuple[str, str]] = []
-    items = [(item.strip(), "auth") for item in (text or "").split(",") if item.strip()]
-    if users_file:
-        try:
-            lines = Path(users_file).expanduser().read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise SettingsError(f"cannot read the users file {str(users_file)!r}: {e}. Pass a readable file of "
-                                "user:password lines") from e
-        items += [(line.strip(), f"{users_file}:{n}") for n, line in enumerate(lines, 1)
-                  if line.strip() and not line.lstrip().startswith("#")]
-    for item, where in items:
-        user, sep, password = item.partition(":")
-        if not sep or not user.strip() or not password:
-            hint = "separate several with commas" if where == "auth" else "one user:password per line"
-            raise SettingsError(f"{where}: {item!r} is not user:password ({hint})")
-        pairs.append((user.strip(), password))
-    return pairs or None
+    return [(lg.user, lg.password) for lg in team.parse_logins(text, users_file)] or None
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve beyond this machine without a login: a ``host`` other than a loopback address needs
+    ``auth`` / ``users_file``, or ``insecure_no_auth`` (then a warning is printed, loudly). Raises
+    SettingsError naming the fix."""
+    host = (settings.host or "").strip()
+    if host in LOOPBACK or host.startswith("127.") or settings.auth or settings.users_file:
+        return
+    if not settings.insecure_no_auth:
+        raise SettingsError(
+            f"--host {host} serves the app to the network without a login: anyone who can reach it could review "
+            "under any name, run jobs and export. Give logins (--auth user:pass or --users FILE), or pass "
+            "--insecure-no-auth to do it anyway.")
+    print(f"WARNING: serving on {host} without a login (--insecure-no-auth): anyone who can reach this address "
+          "can review under any name, run jobs and export; reviewer names are not verified.", file=sys.stderr,
+          flush=True)
 
 
 class Handlers:
-    """Every handler of one app, one attribute per tab (``.review``, ``.run``, ``.imports``, ``.overview``,
-    ``.teachers``, ``.select``, ``.export``, ``.evaluate``) plus ``.api``; they share one
+    """Every handler of one app, one attribute per tab (``.review``, ``.disagreements``, ``.run``, ``.imports``,
+    ``.overview``, ``.teachers``, ``.select``, ``.export``, ``.evaluate``) plus ``.api``; they share one
     :class:`~curate.ui.base.AppContext` (the settings, the job runner, one store connection per thread)."""
 
     def __init__(self, settings: Settings, runner: jobs.JobRunner):
         self.ctx = AppContext(settings, runner)
         self.settings, self.runner = settings, runner
         self.review = review.ReviewHandlers(self.ctx)
+        self.disagreements = disagreements.DisagreementHandlers(self.ctx)
         self.run = run.RunHandlers(self.ctx)
         self.imports = imports.ImportHandlers(self.ctx)
         self.overview = overview.OverviewHandlers(self.ctx)
@@ -113,6 +128,7 @@ def layout(settings: Settings) -> UI:
         ui.add("title", gr.Markdown("## curate — review synthetic instruction data", elem_id="curate-title"))
         ui.add("reviewer", gr.Textbox(settings.reviewer, label="Reviewer (your login when one is required)",
                                       scale=0, min_width=260, elem_id="curate-reviewer"))
+    ui.add("login_note", gr.Markdown("", visible=False, elem_id="curate-login-note"))
     review.session_state(ui)
     with gr.Tabs(elem_id="curate-tabs") as tabs:
         ui.add("tabs", tabs)
@@ -124,6 +140,7 @@ def layout(settings: Settings) -> UI:
 def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
     """Every event, tab by tab, then the named API."""
     review.wire(ui, h.review, demo)
+    disagreements.wire(ui, h.disagreements)
     run.wire(ui, h.run)
     imports.wire(ui, h.imports)
     overview.wire(ui, h.overview)
@@ -153,7 +170,9 @@ def launch(settings: Settings, runner: jobs.JobRunner | None = None, **kwargs) -
     """Build the app and serve it on ``settings.host:settings.port`` (never shared publicly).
 
     Blocks until the server stops, unless ``prevent_thread_lock=True``; returns the Blocks (``.local_url``,
-    ``.close()``). Raises SettingsError for a malformed ``auth``."""
+    ``.close()``). Raises SettingsError for a malformed ``auth``, or a network ``host`` without a login
+    (:func:`check_exposure`)."""
+    check_exposure(settings)
     auth = parse_auth(settings.auth, settings.users_file)
     demo = build_app(settings, runner)
     demo.queue(default_concurrency_limit=4)

@@ -9,6 +9,8 @@ never in a handler object, which all sessions share.
 from __future__ import annotations
 
 import functools
+import html
+import sqlite3
 import threading
 from datetime import datetime
 from typing import Callable
@@ -16,23 +18,53 @@ from typing import Callable
 import gradio as gr
 from pydantic import ValidationError
 
-from .. import jobs, review
-from ..errors import ConflictError, CurateError
+from .. import jobs, review, team
+from ..errors import ConflictError, CurateError, NotAllowed
 from ..settings import Settings
 from ..store import Store
 
 
+def safe(text: object) -> str:
+    """Text for a toast (``gr.Error`` / ``gr.Warning`` / ``gr.Info`` render their message as HTML) or Markdown:
+    every ``<``, ``>`` and ``&`` escaped, so a reviewer's name or a generated text shows as the text it is."""
+    return html.escape(str(text), quote=False)
+
+
+def warn(message: str) -> None:
+    gr.Warning(safe(message))
+
+
+def info(message: str) -> None:
+    gr.Info(safe(message))
+
+
+def as_gr_error(e: Exception) -> gr.Error:
+    """Any error a handler meets → a ``gr.Error`` whose (escaped) message says what happened and what to do:
+    the library's own message, or, for a store error that escaped the library (SQLite), what it means."""
+    if isinstance(e, ConflictError):
+        return gr.Error(safe(e), title="Conflict — nothing was overwritten")
+    if isinstance(e, NotAllowed):
+        return gr.Error(safe(e), title="Not allowed")
+    if isinstance(e, ValidationError):
+        return gr.Error(safe(_validation_message(e)))
+    if isinstance(e, (CurateError, ValueError)):
+        return gr.Error(safe(e))
+    if isinstance(e, sqlite3.Error):
+        return gr.Error(safe(f"The store could not complete this ({e}). Nothing was saved; try again in a moment "
+                             "(another process may be writing to the same store)."), title="Store error")
+    raise e
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Library errors → ``gr.Error`` with the library's message (which says what to do)."""
+    """Library errors → ``gr.Error`` with the library's message (which says what to do), escaped."""
     @functools.wraps(fn)
     def inner(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ConflictError as e:
-            raise gr.Error(str(e), title="Conflict — nothing was overwritten") from e
-        except (CurateError, ValueError) as e:
-            msg = _validation_message(e) if isinstance(e, ValidationError) else str(e)
-            raise gr.Error(msg) from e
+        except gr.Error:
+            raise
+        except (CurateError, ValueError, sqlite3.Error) as e:
+            raise as_gr_error(e) from e
     return inner
 
 
@@ -43,16 +75,22 @@ def _validation_message(e: ValidationError) -> str:
 def queue_filter(status: str | None = "pending", task_type: str | None = None, model: str | None = None,
                  consensus: str | None = None, tau: float | None = 0.01, search: str | None = "",
                  sort: str | None = "seq", quality_scorer: str | None = None,
-                 quality_min: float | None = None) -> review.QueueFilter:
+                 quality_min: float | None = None, quality_max: float | None = None, source: str | None = None,
+                 by_reviewer: str | None = None, rouge_min: float | None = None,
+                 rouge_max: float | None = None) -> review.QueueFilter:
     """The queue filter from component (or API) values: "" / None mean "any"; a bad value → ``gr.Error``
     with the validation message."""
+    def num(v):
+        return None if v is None or v == "" else float(v)
     try:
         return review.QueueFilter(status=status or None, task_type=task_type or None, model=model or None,
-                                  consensus=consensus or None, tau=float(tau if tau is not None else 0.0),
+                                  consensus=consensus or None, tau=tau if tau is not None else 0.0,
                                   search=search or "", sort=sort or "seq", quality_scorer=quality_scorer or None,
-                                  quality_min=None if quality_min is None else float(quality_min))
+                                  quality_min=num(quality_min), quality_max=num(quality_max),
+                                  source=source or None, reviewer=(by_reviewer or "").strip() or None,
+                                  rouge_min=num(rouge_min), rouge_max=num(rouge_max))
     except ValidationError as e:
-        raise gr.Error(_validation_message(e)) from e
+        raise gr.Error(safe(_validation_message(e))) from e
 
 
 def _when(t: float | None) -> str:
@@ -66,10 +104,11 @@ def _num(v: float | None, fmt: str = "{:.3f}") -> str:
 class AppContext:
     """What one app's handlers share: the settings, the job runner and per-thread store connections."""
 
-    def __init__(self, settings: Settings, runner: jobs.JobRunner):
+    def __init__(self, settings: Settings, runner: jobs.JobRunner, logins: team.Team | None = None):
         self.settings = settings
         self.db_path = str(settings.db)
         self.runner = runner
+        self.team = logins or team.Team.from_settings(settings)
         self._local = threading.local()
 
     def store(self) -> Store:
@@ -90,6 +129,25 @@ class TabHandlers:
 
     def store(self) -> Store:
         return self.ctx.store()
+
+    @property
+    def quorum(self) -> int:
+        """Reviews per candidate (the ``reviews_per_candidate`` setting)."""
+        return self.settings.reviews_per_candidate
+
+    def login(self, request: gr.Request | None) -> str | None:
+        return getattr(request, "username", None) if request is not None else None
+
+    def role(self, request: gr.Request | None) -> str:
+        """The user's role: the login's, or "admin" for the one local user when the app has no login."""
+        return self.ctx.team.role(self.login(request))
+
+    def require_admin(self, request: gr.Request | None, what: str) -> None:
+        """Raise ``gr.Error`` unless the user may run admin actions (:func:`curate.team.Team.require_admin`)."""
+        try:
+            self.ctx.team.require_admin(self.login(request), what)
+        except NotAllowed as e:
+            raise as_gr_error(e) from e
 
     def reviewer(self, name: str | None, request: gr.Request | None = None) -> str:
         """The login name when the app requires one, else the name typed in the Reviewer box."""

@@ -1,5 +1,5 @@
 """What every tab's layout and wiring share: the component registry (:class:`UI`), :func:`on` (one event →
-one handler) and :func:`with_filter`, the edge where the queue filter's nine component values become one
+one handler) and :func:`with_filter`, the edge where the queue filter's component values become one
 :class:`~curate.review.QueueFilter`. No logic.
 
 Handlers return a dict of component name → value; :func:`on` wraps them so they return the tuple Gradio
@@ -25,9 +25,12 @@ from .base import queue_filter
 FILTER_PARAMS = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint)
                  for name, hint in (("status", str), ("task_type", str), ("model", str), ("consensus", str),
                                     ("tau", float), ("search", str), ("sort", str), ("q_scorer", str | None),
-                                    ("q_min", float | None))]
-#: default None (no quality threshold) where nothing without a default follows them in the event's parameters
-OPTIONAL_FILTER_PARAMS = ("q_scorer", "q_min")
+                                    ("q_min", float | None), ("q_max", float | None), ("source", str | None),
+                                    ("by_reviewer", str | None), ("rouge_min", float | None),
+                                    ("rouge_max", float | None))]
+#: default None (no quality threshold, no reviewer tools' filter) where nothing without a default follows them in
+#: the event's parameters
+OPTIONAL_FILTER_PARAMS = ("q_scorer", "q_min", "q_max", "source", "by_reviewer", "rouge_min", "rouge_max")
 
 
 @dataclass
@@ -51,9 +54,9 @@ class UI:
 
 
 @contextmanager
-def tab(ui: UI, title: str, tab_id: str):
+def tab(ui: UI, title: str, tab_id: str, visible: bool = True):
     """A tab of the app (``id`` tab_id, ``elem_id`` tab-<tab_id>), registered as ``ui.<tab_id>_tab``."""
-    with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}") as t:
+    with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}", visible=visible) as t:
         ui.add(f"{tab_id}_tab", t)
         yield t
 
@@ -61,14 +64,14 @@ def tab(ui: UI, title: str, tab_id: str):
 def filter_inputs(ui: UI) -> list:
     """The queue filter's components, in the order :func:`with_filter` expects their values."""
     return [ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.tau, ui.f_search, ui.f_sort, ui.q_scorer,
-            ui.q_min]
+            ui.q_min, ui.q_max, ui.f_source, ui.f_reviewer, ui.f_rouge_min, ui.f_rouge_max]
 
 
 def with_filter(fn: Callable[..., dict]) -> Callable[..., dict]:
-    """Wrap a handler taking a ``QueueFilter`` parameter so an event can pass the nine values of
+    """Wrap a handler taking a ``QueueFilter`` parameter so an event can pass the values of
     :func:`filter_inputs` in its place: the filter is built (and validated: ``gr.Error``) once, here.
 
-    The wrapper's signature is the handler's with that parameter replaced by the nine filter parameters, so
+    The wrapper's signature is the handler's with that parameter replaced by the filter parameters, so
     Gradio still injects ``gr.Request`` / ``gr.SelectData`` and clients see the same parameter names."""
     hints = typing.get_type_hints(fn)
     params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(fn).parameters.values()]
@@ -102,9 +105,12 @@ def _named(fn: Callable[..., dict], names: Sequence[str]) -> Callable[..., Any]:
 
 
 def on(event, fn: Callable[..., dict], inputs: list, names: Sequence[str], ui: UI, *, api: str | None = None,
-       progress: str = "minimal"):
-    """Wire ``event`` to ``fn`` with ``inputs``; ``fn``'s dict fills the components ``names``."""
+       progress: str = "minimal", js: str | None = None, every_click: bool = False):
+    """Wire ``event`` to ``fn`` with ``inputs``; ``fn``'s dict fills the components ``names``. ``js``: a
+    browser-side function run first, whose returned list replaces the input values. ``every_click``: each
+    trigger is sent, also while the previous one runs (Gradio's default drops it silently)."""
     outputs = [ui.c[n] for n in names]
-    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress,
+    extra = {"trigger_mode": "multiple"} if every_click else {}
+    return event(_named(fn, names), inputs=inputs, outputs=outputs, show_progress=progress, js=js, **extra,
                  api_name=api or f"private_{fn.__name__}",  # keeps the ui_* names free for `api`
                  api_visibility="undocumented" if api else "private")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ... import export
+from ... import checks, export
 from ...export import FORMATS
 from ...settings import Settings
 from ..base import TabHandlers, user_errors
@@ -26,7 +26,8 @@ EXPORT = ["ex_summary", "ex_files", "ex_preview", "ex_card"]
 def export_options(fmt: str, include: list[str] | str | None, tau: float | None, selection: str | None,
                    system: str | None, provenance: str | None) -> dict:
     return {"fmt": fmt or "alpaca-jsonl", "include": include or ("accepted",),
-            "tau": float(tau if tau is not None else 0.01), "selection": (selection or "").strip() or None,
+            "tau": checks.tau(tau if tau is not None else 0.01, "export"),
+            "selection": (selection or "").strip() or None,
             "system": (system or "").strip() or None, "provenance": provenance or "none"}
 
 
@@ -58,9 +59,10 @@ class ExportHandlers(TabHandlers):
 
     @user_errors
     def ui_export(self, fmt: str, include: list[str], tau: float, selection: str, system: str,
-                  provenance: str) -> dict:
+                  provenance: str, request: gr.Request = None) -> dict:
         """Write the export into a fresh temporary folder on the server and offer its files: the folder as
         a zip, and the data file itself when there is one."""
+        self.require_admin(request, "export")
         o = export_options(fmt, include, tau, selection, system, provenance)
         folder = Path(tempfile.mkdtemp(prefix="curate-export-"))
         name = f"curate-{o['fmt']}"

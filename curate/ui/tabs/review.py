@@ -1,12 +1,13 @@
-"""The Review tab: the queue (filters, pages), the consensus threshold τ and the quality threshold, one
-candidate with every output side by side, and the review actions (accept / reject / edit / undo, accept all
-that pass).
+"""The Review tab: the queue (filters, pages, the reviewer tools' filters and sorts), the consensus threshold τ
+and the quality threshold, one candidate with every output side by side, and the review actions (accept /
+reject / edit / undo; for admins, accept all that pass and the ticked rows). With reviews_per_candidate ≥ 2
+each action is the reviewer's vote (docs/ARCHITECTURE.md, "Review").
 
 :class:`ReviewHandlers` holds the handlers, :func:`layout` the components, :func:`wire` the events. Handlers
 that depend on the queue filter take one :class:`~curate.review.QueueFilter` (``f``); the wiring builds it
-from the nine filter components (:func:`~curate.ui.wiring.with_filter`). Untrusted text (instructions,
-inputs, model outputs) only ever goes into Textboxes and ``datatype="str"`` Dataframes, never into HTML or
-Markdown.
+from the filter components (:func:`~curate.ui.wiring.with_filter`). Untrusted text (instructions, inputs,
+model outputs, reviewer names) only ever goes into Textboxes and ``datatype="str"`` Dataframes, never into
+HTML or Markdown; toasts are escaped (ui.base).
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
-from ... import review
+from ... import checks, review
 from ...errors import ConflictError, CurateError
 from ...settings import Settings
 from ...store import Candidate
-from ..base import TabHandlers, _num, _when, user_errors
+from ..base import TabHandlers, _num, _when, as_gr_error, info, user_errors, warn
 from ..wiring import UI, filter_inputs, on, tab, with_filter
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
 STATUS_CHOICES = [("pending", "pending"), ("accepted", "accepted"), ("edited", "edited"),
-                  ("rejected", "rejected"), ("auto-filtered", "auto-filtered"), ("any", "")]
+                  ("rejected", "rejected"), ("disagreements", "disputed"), ("auto-filtered", "auto-filtered"),
+                  ("any", "")]
 TYPE_CHOICES = [("any", ""), ("A (needs input)", "A"), ("B (no input)", "B")]
 CONSENSUS_CHOICES = [("any", ""), ("passes τ", "pass"), ("below τ", "fail"), ("not ensembled", "none")]
 SORT_CHOICES = [("generation order", "seq"), ("newest first", "-seq"), ("min pairwise ↑", "min_pairwise"),
-                ("min pairwise ↓", "-min_pairwise"), ("recently reviewed", "reviewed")]
+                ("min pairwise ↓", "-min_pairwise"), ("agreement of the choice ↑", "agreement"),
+                ("agreement of the choice ↓", "-agreement"), ("quality ↑ (pick a scorer)", "quality"),
+                ("quality ↓ (pick a scorer)", "-quality"), ("recently reviewed", "reviewed")]
+SOURCE_CHOICES = [("any", ""), ("the instruction prompt", "instruction_prompt"),
+                  ("found in an instance completion", "instance_completion")]
 QUEUE_HEADERS = ["#", "status", "type", "generator", "min RL", "pass", "instruction", "input", "output", "id"]
 LOG_HEADERS = ["#", "reviewer", "at", "action", "version", "reason"]
 
@@ -37,8 +43,15 @@ SLOTS = [f"slot_{i}" for i in range(MAX_OUTPUTS)]
 SLOT_COLS = [f"slot_col_{i}" for i in range(MAX_OUTPUTS)]
 #: what every "show a candidate" handler returns, in this order (the wiring maps the names to components)
 VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explanation", "edit_instruction",
-        "edit_input", "edit_output", "reject_reason", "log", "current", "open_id"]
-QUEUE = ["queue", "page", "page_info"]
+        "edit_input", "edit_output", "form_token", "reject_reason", "log", "current", "open_id"]
+#: shown without a login (static text: no name in it)
+NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyone can review under any name, and "
+                 "\"undo my last action\" cannot tell people apart. Start the app with `--users FILE` for a team.")
+#: the edit form's Save sends the form token the page showed at the reviewer's last keystroke in the form, so
+#: a save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
+SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || \"\"; "
+                "return v; }}")
+QUEUE = ["queue", "page", "page_info", "bulk_pick", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
 CONFIRM = ["confirm_box", "confirm_text", "confirm_count"]
@@ -49,18 +62,32 @@ class ReviewHandlers(TabHandlers):
 
     # -- app load -----------------------------------------------------------------------------------------
     def ui_load(self, reviewer: str, request: gr.Request) -> dict:
-        """Reviewer box from the login (locked) and the generator-model filter's choices."""
-        user = getattr(request, "username", None)
+        """Reviewer box from the login (locked), the note that names are not verified without a login, and
+        the generator-model filter's choices."""
+        user = self.login(request)
         scorers = self.store().stored_scorers()
+        admin = self.role(request) == "admin"
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
+                "login_note": gr.update(value=NO_LOGIN_NOTE, visible=not user),
+                "admin_tools": gr.update(visible=admin), "bulk_box": gr.update(visible=admin),
+                "disagreements_tab": gr.update(visible=admin),
+                "team_note": gr.update(value=self._team_note(user), visible=self.quorum > 1),
                 "f_model": gr.update(choices=[("any", "")] + review.generator_choices(self.store())),
                 "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
                                                                for r in scorers])}
 
+    def _team_note(self, user: str | None) -> str:
+        return (f"Team review: each candidate needs {self.quorum} agreeing reviews; your queue of pending ones "
+                "leaves out those you reviewed. Disagreements go to an admin (Disagreements tab)."
+                + ("" if user else " Without a login your queue cannot tell your reviews from others'."))
+
     # -- queue --------------------------------------------------------------------------------------------
     @user_errors
-    def ui_queue(self, f: review.QueueFilter, page: float | None, step: int | None = None) -> dict:
-        """One page of the queue (``step`` ±1 moves to the previous / next page)."""
+    def ui_queue(self, f: review.QueueFilter, page: float | None, step: int | None = None,
+                 request: gr.Request = None) -> dict:
+        """One page of the queue (``step`` ±1 moves to the previous / next page). With overlap, a logged-in
+        reviewer's pending queue leaves out what they have voted on."""
+        f = f.for_reviewer(self.login(request), self.quorum)
         res = review.queue_page(self.store(), f, int(page or 1) + int(step or 0))
         return self._queue_view(res)
 
@@ -72,21 +99,24 @@ class ReviewHandlers(TabHandlers):
         first = (res["page"] - 1) * res["page_size"] + 1
         info = (f"{res['total']:,} candidates · page {res['page']} of {res['pages']}"
                 + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches"))
-        return {"queue": pd.DataFrame(rows, columns=QUEUE_HEADERS), "page": res["page"], "page_info": info}
+        picks = [(f"#{r['seq']}", f"{r['id']}:{r['version']}") for r in res["rows"]]
+        return {"queue": pd.DataFrame(rows, columns=QUEUE_HEADERS), "page": res["page"], "page_info": info,
+                "bulk_pick": gr.update(choices=picks, value=[]), "bulk_choices": picks}
 
     @user_errors
-    def ui_threshold(self, f: review.QueueFilter) -> dict:
+    def ui_threshold(self, f: review.QueueFilter, request: gr.Request = None) -> dict:
         """τ moved: pass count, histogram with the threshold, and the queue's first page."""
+        f = f.for_reviewer(self.login(request), self.quorum)
         v = review.threshold_view(self.store(), f, 1)
         out = self._threshold_fields(v)
         out.update(self._queue_view(v["queue"]))
         return out
 
     @user_errors
-    def ui_refresh(self, f: review.QueueFilter, page: float | None) -> dict:
+    def ui_refresh(self, f: review.QueueFilter, page: float | None, request: gr.Request = None) -> dict:
         """After a review: counts and the current queue page (run after the next candidate is shown)."""
         out = self._threshold_view(f.tau)
-        out.update(self.ui_queue(f, page))
+        out.update(self.ui_queue(f, page, request=request))
         return out
 
     # -- the quality threshold (scores from curate.quality, e.g. `curate score`) ---------------------------
@@ -141,7 +171,7 @@ class ReviewHandlers(TabHandlers):
         if not cid:
             out = {"header": note or "No candidate open.", "instruction": "", "input": "",
                    "heatmap": pd.DataFrame(), "explanation": "", "edit_instruction": "", "edit_input": "",
-                   "edit_output": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
+                   "edit_output": "", "form_token": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
                    "current": None, "open_id": ""}
             for i in range(MAX_OUTPUTS):
                 out[SLOTS[i]] = gr.update(value="", label=f"o{i}")
@@ -188,7 +218,8 @@ class ReviewHandlers(TabHandlers):
         out["heatmap"] = heatmap(c["pairwise"], c["models"]) if c else pd.DataFrame()
         final = d["final"] or {"instruction": d["instruction"], "input": d["input"],
                                "output": _default_output(d)}
-        out.update(edit_instruction=final["instruction"], edit_input=final["input"], edit_output=final["output"])
+        out.update(edit_instruction=final["instruction"], edit_input=final["input"], edit_output=final["output"],
+                   form_token=review.form_token(d["id"], d["version"], final))
         out["log"] = pd.DataFrame([[str(r["id"]), r["reviewer"], _when(r["at"]), r["action"], str(r["version"]),
                                     r["reason"] or ""] for r in d["log"]], columns=LOG_HEADERS)
         return out
@@ -207,8 +238,9 @@ class ReviewHandlers(TabHandlers):
         return self._view(row[-1] if row else None, tau)
 
     @user_errors
-    def ui_next(self, current: dict | None, f: review.QueueFilter) -> dict:
-        nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"))
+    def ui_next(self, current: dict | None, f: review.QueueFilter, request: gr.Request = None) -> dict:
+        nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"), reviewer=self.login(request),
+                                    quorum=self.quorum)
         return self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
 
     def _nothing_pending(self) -> str:
@@ -226,15 +258,16 @@ class ReviewHandlers(TabHandlers):
         if not current:
             raise gr.Error("Open a candidate first (click a queue row).")
         try:
-            row = action(self.store(), current["id"], reviewer=reviewer, version=current["version"], **kw)
+            row = action(self.store(), current["id"], reviewer=reviewer, version=current["version"],
+                         quorum=self.quorum, **kw)
         except ConflictError as e:
-            gr.Warning(f"Not saved: {e}")
+            warn(f"Not saved: {e}")
             out = self._view(current["id"], f.tau, "reloaded after a conflict: review it again")
             out["history"] = history or []
             return out
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
-        nxt = review.next_candidate(self.store(), f, current["seq"])
+        except Exception as e:  # noqa: BLE001 - every other error becomes a clear message (as_gr_error)
+            raise as_gr_error(e) from e
+        nxt = review.next_candidate(self.store(), f, current["seq"], reviewer=reviewer, quorum=self.quorum)
         out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
         out["history"] = (history or []) + [[row.id, row.version]]
         return out
@@ -250,9 +283,19 @@ class ReviewHandlers(TabHandlers):
         return self._act(review.reject, current, history, f, self.reviewer(reviewer, request), reason=reason)
 
     def ui_edit(self, current: dict | None, instruction: str, input: str, output: str, reviewer: str,
-                history: list | None, f: review.QueueFilter, request: gr.Request) -> dict:
-        return self._act(review.edit, current, history, f, self.reviewer(reviewer, request),
-                         instruction=instruction, input=input or "", output=output)
+                history: list | None, f: review.QueueFilter, form: str | None, typed_on: str | None,
+                request: gr.Request) -> dict:
+        """Save the edit form. ``form``: the token of the form as rendered; ``typed_on``: the token the page
+        showed at the reviewer's last keystroke in the form (curate.review.check_form refuses a stale save)."""
+        who = self.reviewer(reviewer, request)
+        if current:
+            try:
+                review.check_form(current, form, typed_on, {"instruction": instruction or "", "input": input or "",
+                                                             "output": output or ""})
+            except CurateError as e:
+                raise as_gr_error(e) from e
+        return self._act(review.edit, current, history, f, who, instruction=instruction, input=input or "",
+                         output=output)
 
     def ui_undo(self, history: list | None, reviewer: str, tau: float, request: gr.Request) -> dict:
         """Undo this session's last action and show that candidate as restored."""
@@ -261,22 +304,24 @@ class ReviewHandlers(TabHandlers):
             raise gr.Error("Nothing to undo: you have not reviewed anything in this session.")
         cid, version = history[-1]
         try:
-            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version)
-        except ConflictError as e:
-            raise gr.Error(f"Cannot undo: {e}", title="Conflict — nothing was overwritten") from e
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
+            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version,
+                        quorum=self.quorum)
+        except Exception as e:  # noqa: BLE001 - a clear (escaped) message for every error
+            raise as_gr_error(e) from e
         out = self._view(cid, tau, "your last action was undone")
         out["history"] = history[:-1]
         return out
 
     # -- bulk accept --------------------------------------------------------------------------------------
     @user_errors
-    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None) -> dict:
-        n = self.store().count_pending_passing(float(tau), quality_scorer=q_scorer or None, quality_min=q_min)
+    def ui_confirm_all(self, tau: float, q_scorer: str | None = None, q_min: float | None = None,
+                       request: gr.Request = None) -> dict:
+        self.require_admin(request, "accept all that pass")
+        tau = checks.tau(tau, "Accept all that pass")
+        n = self.store().count_pending_passing(tau, quality_scorer=q_scorer or None, quality_min=q_min)
         also = f" and score ≥ {float(q_min):.3g} ({q_scorer})" if q_scorer and q_min is not None else ""
         if n == 0:
-            gr.Info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
+            info(f"No pending candidate passes at τ = {float(tau):.2f}{also}.")
             return self.ui_confirm_cancel()
         return {"confirm_box": gr.update(visible=True), "confirm_count": n,
                 "confirm_text": f"Accept the consensus choice of all {n:,} pending candidates that pass at "
@@ -285,15 +330,17 @@ class ReviewHandlers(TabHandlers):
 
     def ui_accept_all(self, tau: float, count: int | None, reviewer: str, q_scorer: str | None,
                       q_min: float | None, request: gr.Request) -> dict:
+        self.require_admin(request, "accept all that pass")
         who = self.reviewer(reviewer, request)
         try:
-            res = review.accept_all_passing(self.store(), float(tau), reviewer=who, expected=count,
-                                            quality_scorer=q_scorer or None, quality_min=q_min)
+            tau = checks.tau(tau, "Accept all that pass")
+            res = review.accept_all_passing(self.store(), tau, reviewer=who, expected=count,
+                                            quality_scorer=q_scorer or None, quality_min=q_min, quorum=self.quorum)
         except ConflictError as e:
             raise gr.Error(str(e), title="The count changed") from e
-        except CurateError as e:
-            raise gr.Error(str(e)) from e
-        gr.Info(f"Accepted {res['accepted']:,} candidates"
+        except Exception as e:  # noqa: BLE001
+            raise as_gr_error(e) from e
+        info(f"Accepted {res['accepted']:,} candidates"
                 + (f"; {res['skipped']} skipped (reviewed by someone else meanwhile)" if res["skipped"] else ""))
         out = self.ui_confirm_cancel()
         out.update(self._threshold_view(float(tau)))
@@ -301,6 +348,35 @@ class ReviewHandlers(TabHandlers):
 
     def ui_confirm_cancel(self) -> dict:
         return {"confirm_box": gr.update(visible=False), "confirm_text": "", "confirm_count": None}
+
+    # -- bulk accept / reject of the selected rows (admins) -----------------------------------------------
+    @staticmethod
+    def ui_bulk_select_all(choices: list | None) -> dict:
+        """Tick every row of the shown page."""
+        return {"bulk_pick": gr.update(value=[v for _, v in (choices or [])])}
+
+    @user_errors
+    def ui_bulk(self, picks: list[str] | None, action: str, reason: str, reviewer: str,
+                request: gr.Request = None) -> dict:
+        """Accept or reject the ticked rows as decisions; a row reviewed since the page was shown is skipped."""
+        self.require_admin(request, f"{action} the selected rows")
+        who = self.reviewer(reviewer, request)
+        if not picks:
+            raise gr.Error("Tick some rows of the page first (or Select all on this page).")
+        items = [(cid, int(v)) for cid, _, v in (p.rpartition(":") for p in picks)]
+        res = review.bulk_review(self.store(), items, action, reviewer=who, reason=reason, quorum=self.quorum)
+        done = "accepted" if action == "accept" else "rejected"
+        skipped = f"; {res['skipped']} skipped (reviewed since the page was shown)" if res["skipped"] else ""
+        info(f"{res['done']} {done} as {who}{skipped}.")
+        return {"bulk_status": f"{res['done']} {done} as {who}{skipped}", "bulk_pick": gr.update(value=[])}
+
+    def ui_bulk_accept(self, picks: list[str] | None, reason: str, reviewer: str,
+                       request: gr.Request = None) -> dict:
+        return self.ui_bulk(picks, "accept", reason, reviewer, request)
+
+    def ui_bulk_reject(self, picks: list[str] | None, reason: str, reviewer: str,
+                       request: gr.Request = None) -> dict:
+        return self.ui_bulk(picks, "reject", reason, reviewer, request)
 
 
 def _default_output(d: dict) -> str:
@@ -330,12 +406,14 @@ def session_state(ui: UI) -> None:
     ui.add("current", gr.State(None))       # {"id", "version", "seq"} of the open candidate (per session)
     ui.add("history", gr.State([]))         # this session's actions, for undo: [[id, version], ...]
     ui.add("no_output", gr.State(None))     # "accept the consensus choice"
+    ui.add("typed_on", gr.State(""))        # the form token at the last keystroke (the Save event's js sets it)
     for name, v in (("page_same", 0), ("page_prev", -1), ("page_next", 1)):
         ui.add(name, gr.State(v))           # constant inputs: page steps
 
 
 def layout(ui: UI, settings: Settings) -> None:
     with tab(ui, "Review", "review"):
+        ui.add("team_note", gr.Markdown("", visible=False, elem_id="curate-team-note"))
         _queue_and_thresholds(ui, settings)
         _candidate_pane(ui)
 
@@ -357,6 +435,17 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                 ui.add("page", gr.Number(1, label="Page", precision=0, minimum=1, scale=0, min_width=80,
                                          elem_id="curate-page"))
                 ui.add("next_page", gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="curate-next-page"))
+            with gr.Accordion("More filters: source, reviewer, score ranges", open=False,
+                              elem_id="curate-more-filters"):
+                with gr.Row():
+                    ui.add("f_source", gr.Dropdown(SOURCE_CHOICES, value="", label="Instruction source",
+                                                   min_width=160, elem_id="curate-f-source"))
+                    ui.add("f_reviewer", gr.Textbox("", label="Reviewed by", placeholder="a reviewer, then Enter",
+                                                    min_width=140, elem_id="curate-f-reviewer"))
+                    ui.add("f_rouge_min", gr.Number(None, label="min RL ≥", minimum=0, maximum=1, step=0.05,
+                                                    min_width=90, elem_id="curate-f-rouge-min"))
+                    ui.add("f_rouge_max", gr.Number(None, label="min RL ≤", minimum=0, maximum=1, step=0.05,
+                                                    min_width=90, elem_id="curate-f-rouge-max"))
             ui.add("page_info", gr.Textbox(show_label=False, container=False, interactive=False,
                                            elem_id="curate-page-info"))
             ui.add("queue", gr.Dataframe(headers=QUEUE_HEADERS, datatype=["str"] * len(QUEUE_HEADERS),
@@ -364,6 +453,20 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                                          label="Candidates (click a row to open it)", elem_id="curate-queue",
                                          column_widths=["55px", "95px", "50px", "150px", "70px", "55px", "30%",
                                                         "18%", "22%", "90px"]))
+            with gr.Accordion("Bulk: accept or reject the rows you tick (admins)", open=False, visible=True,
+                              elem_id="curate-bulk") as bulk:
+                ui.add("bulk_box", bulk)
+                ui.add("bulk_pick", gr.CheckboxGroup([], label="Rows of this page", elem_id="curate-bulk-pick"))
+                ui.add("bulk_choices", gr.State([]))
+                with gr.Row():
+                    ui.add("bulk_all", gr.Button("Select all on this page", size="sm", elem_id="curate-bulk-all"))
+                    ui.add("bulk_accept", gr.Button("Accept selected", size="sm", variant="primary",
+                                                    elem_id="curate-bulk-accept"))
+                    ui.add("bulk_reject", gr.Button("Reject selected", size="sm", variant="stop",
+                                                    elem_id="curate-bulk-reject"))
+                ui.add("bulk_reason", gr.Textbox("", label="Reason (optional)", elem_id="curate-bulk-reason"))
+                ui.add("bulk_status", gr.Textbox("", show_label=False, interactive=False,
+                                                 elem_id="curate-bulk-status"))
         with gr.Column(scale=2, min_width=300):
             ui.add("tau", gr.Slider(0.0, 1.0, value=settings.consensus_threshold, step=0.01,
                                     label="Consensus threshold τ (min pairwise Rouge-L must be above it)",
@@ -374,19 +477,22 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                                            color_map={"passes τ": "#16a34a", "below τ": "#dc2626"},
                                            label="Min pairwise Rouge-L (exact matches pass at any τ)",
                                            elem_id="curate-histogram"))
-            ui.add("accept_all", gr.Button("Accept all that pass…", elem_id="curate-accept-all"))
-            with gr.Group(visible=False, elem_id="curate-confirm") as confirm:
-                ui.add("confirm_box", confirm)
-                ui.add("confirm_text", gr.Textbox(label="Confirm", interactive=False,
-                                                  elem_id="curate-confirm-text"))
-                ui.add("confirm_count", gr.State(None))
-                with gr.Row():
-                    ui.add("confirm_yes", gr.Button("Yes, accept them", variant="primary",
-                                                    elem_id="curate-confirm-yes"))
-                    ui.add("confirm_no", gr.Button("Cancel", elem_id="curate-confirm-no"))
+            with gr.Column(elem_id="curate-admin-tools") as admin_tools:
+                ui.add("admin_tools", admin_tools)
+                ui.add("accept_all", gr.Button("Accept all that pass…", elem_id="curate-accept-all"))
+                with gr.Group(visible=False, elem_id="curate-confirm") as confirm:
+                    ui.add("confirm_box", confirm)
+                    ui.add("confirm_text", gr.Textbox(label="Confirm", interactive=False,
+                                                      elem_id="curate-confirm-text"))
+                    ui.add("confirm_count", gr.State(None))
+                    with gr.Row():
+                        ui.add("confirm_yes", gr.Button("Yes, accept them", variant="primary",
+                                                        elem_id="curate-confirm-yes"))
+                        ui.add("confirm_no", gr.Button("Cancel", elem_id="curate-confirm-no"))
             with gr.Accordion("Quality threshold (scores from `curate score`)", open=False, elem_id="curate-quality"):
                 ui.add("q_scorer", gr.Dropdown([("off", "")], value="", label="Scorer of the chosen output",
                                                elem_id="curate-q-scorer"))
+                ui.add("q_max", gr.Number(None, label="Maximum quality (optional)", elem_id="curate-q-max"))
                 ui.add("q_min", gr.Slider(0.0, 1.0, value=0.0, label="Minimum quality", interactive=False,
                                           elem_id="curate-q-min"))
                 ui.add("q_count", gr.Textbox(label="Passing the quality threshold", interactive=False,
@@ -432,6 +538,8 @@ def _candidate_pane(ui: UI) -> None:
         ui.add("edit_instruction", gr.Textbox(label="Instruction", lines=2, elem_id="curate-edit-instruction"))
         ui.add("edit_input", gr.Textbox(label="Input", lines=2, elem_id="curate-edit-input"))
         ui.add("edit_output", gr.Textbox(label="Output", lines=4, elem_id="curate-edit-output"))
+        ui.add("form_token", gr.Textbox("", show_label=False, container=False, interactive=False,
+                                        elem_id="curate-form-token", elem_classes=["curate-hidden"]))
         ui.add("save_edit", gr.Button("Save edit", variant="primary", elem_id="curate-save-edit"))
     ui.add("log", gr.Dataframe(headers=LOG_HEADERS, datatype=["str"] * len(LOG_HEADERS), interactive=False,
                                label="Review log of this candidate", max_height=200, elem_id="curate-log"))
@@ -450,12 +558,16 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     refresh = THRESHOLD + QUEUE
     queue, threshold, nxt = with_filter(h.ui_queue), with_filter(h.ui_threshold), with_filter(h.ui_next)
 
-    load = on(demo.load, h.ui_load, [ui.reviewer], ["reviewer", "f_model", "q_scorer"], ui)
+    load = on(demo.load, h.ui_load, [ui.reviewer],
+              ["reviewer", "login_note", "admin_tools", "bulk_box", "disagreements_tab", "team_note", "f_model",
+               "q_scorer"], ui)
     load = on(load.then, threshold, filters, refresh, ui)
     on(load.then, nxt, [ui.current, *filters], VIEW, ui)
 
-    for comp in (ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.f_sort):
+    for comp in (ui.f_status, ui.f_type, ui.f_model, ui.f_consensus, ui.f_sort, ui.f_source):
         on(comp.input, queue, [*filters, ui.page_same], QUEUE, ui)  # page_same (0) resets to page 1 below
+    for comp in (ui.f_reviewer, ui.f_rouge_min, ui.f_rouge_max, ui.q_max):
+        on(comp.submit, queue, [*filters, ui.page_same], QUEUE, ui)
     on(ui.f_search.submit, queue, [*filters, ui.page_same], QUEUE, ui, api="ui_queue")
     on(ui.page.submit, queue, [*filters, ui.page], QUEUE, ui)
     on(ui.prev_page.click, queue, [*filters, ui.page, ui.page_prev], QUEUE, ui)
@@ -478,11 +590,18 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     refresh_after(on(ui.reject.click, with_filter(h.ui_reject),
                      [ui.current, ui.reject_reason, ui.reviewer, ui.history, *filters], view_h, ui,
                      api="ui_reject"), ui, h)
-    refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit),
-                     [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
-                      *filters], view_h, ui, api="ui_edit"), ui, h)
+    save_inputs = [ui.current, ui.edit_instruction, ui.edit_input, ui.edit_output, ui.reviewer, ui.history,
+                   *filters, ui.form_token, ui.typed_on]
+    # every Save click gets its answer — saved, or refused with a prompt to reload — never dropped unseen
+    refresh_after(on(ui.save_edit.click, with_filter(h.ui_edit), save_inputs, view_h, ui, api="ui_edit",
+                     js=SAVE_EDIT_JS.format(n=len(save_inputs)), every_click=True), ui, h)
     refresh_after(on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"), ui, h)
 
+    on(ui.bulk_all.click, h.ui_bulk_select_all, [ui.bulk_choices], ["bulk_pick"], ui)
+    for btn, fn, name in ((ui.bulk_accept, h.ui_bulk_accept, "ui_bulk_accept"),
+                          (ui.bulk_reject, h.ui_bulk_reject, "ui_bulk_reject")):
+        refresh_after(on(btn.click, fn, [ui.bulk_pick, ui.bulk_reason, ui.reviewer], ["bulk_status", "bulk_pick"], ui,
+                         api=name), ui, h)
     on(ui.accept_all.click, h.ui_confirm_all, [ui.tau, ui.q_scorer, ui.q_min], CONFIRM, ui)
     on(ui.confirm_no.click, h.ui_confirm_cancel, [], CONFIRM, ui)
     refresh_after(on(ui.confirm_yes.click, h.ui_accept_all,

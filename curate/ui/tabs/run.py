@@ -20,7 +20,7 @@ from ...generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS, GenerateConfig, sam
 from ...mixture import parse_mixture
 from ...settings import Settings
 from ...stage import describe
-from ..base import TabHandlers, _when, user_errors
+from ..base import TabHandlers, _when, as_gr_error, info, safe, user_errors
 from ..wiring import UI, on, tab
 
 JOB_HEADERS = ["job", "kind", "state", "stage", "created", "error"]
@@ -54,7 +54,7 @@ class RunHandlers(TabHandlers):
                                     threshold=s.consensus_threshold,
                                     batch_size=int(batch_size or s.batch_size)).model_dump(mode="json")
         else:
-            raise gr.Error(f"unknown job kind {kind!r}: generate or ensemble")
+            raise gr.Error(safe(f"unknown job kind {kind!r}: generate or ensemble"))
         job_id = jobs.start_job(self.store(), kind, config)
         self.runner.submit(job_id)
         return job_id
@@ -64,14 +64,16 @@ class RunHandlers(TabHandlers):
                      instruction_models: str, instance_models: str, ensemble_models: str, seed: float,
                      batch_size: float, temperature: float | None = None, top_k: float | None = None,
                      top_p: float | None = None, max_new_tokens: float | None = None,
-                     instance_max_new_tokens: float | None = None) -> dict:
+                     instance_max_new_tokens: float | None = None, request: gr.Request = None) -> dict:
+        self.require_admin(request, "start a job")
+
         def opt_int(v):
             return None if v is None else int(v)
         job_id = self.start_job(kind, int(instructions or 1), task_type, instances, instruction_models,
                                 instance_models, ensemble_models, int(seed or 0), int(batch_size or 1),
                                 temperature, opt_int(top_k), top_p, opt_int(max_new_tokens),
                                 opt_int(instance_max_new_tokens))
-        gr.Info(f"Job {job_id} started: it runs on the server, closing this tab does not stop it.")
+        info(f"Job {job_id} started: it runs on the server, closing this tab does not stop it.")
         out = self.ui_job_status(job_id)
         out["job_id"] = job_id
         return out
@@ -137,16 +139,19 @@ class RunHandlers(TabHandlers):
         try:
             fn(jid)
         except CurateError as e:
-            raise gr.Error(str(e)) from e
+            raise as_gr_error(e) from e
         return self.ui_job_status(jid)
 
-    def ui_pause(self, job_id: str) -> dict:
+    def ui_pause(self, job_id: str, request: gr.Request = None) -> dict:
+        self.require_admin(request, "pause a job")
         return self._job_action(self.pause_job, job_id)
 
-    def ui_resume(self, job_id: str) -> dict:
+    def ui_resume(self, job_id: str, request: gr.Request = None) -> dict:
+        self.require_admin(request, "resume a job")
         return self._job_action(self.resume_job, job_id)
 
-    def ui_cancel(self, job_id: str) -> dict:
+    def ui_cancel(self, job_id: str, request: gr.Request = None) -> dict:
+        self.require_admin(request, "cancel a job")
         return self._job_action(self.cancel_job, job_id)
 
     def ui_job_select(self, evt: gr.SelectData) -> dict:

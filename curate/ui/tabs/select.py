@@ -9,9 +9,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from ... import jobs, review, select
+from ... import checks, jobs, review, select
 from ...settings import Settings
-from ..base import TabHandlers, _num, user_errors
+from ..base import TabHandlers, _num, info, user_errors
 from ..wiring import UI, on, tab
 from . import review as review_tab
 
@@ -30,12 +30,14 @@ class SelectHandlers(TabHandlers):
     MAP_POINTS = 4000  # unselected points drawn on the 2-D map (every m-th; all selected ones are drawn)
 
     @user_errors
-    def ui_embed_start(self, source: str, tau: float, model: str) -> dict:
+    def ui_embed_start(self, source: str, tau: float, model: str, request: gr.Request = None) -> dict:
         """Start the background job that embeds the pool's candidates missing from the cache."""
-        config = {"model": model or "all-minilm-l6-v2", "source": source or "passing", "tau": float(tau or 0)}
+        self.require_admin(request, "start a job")
+        config = {"model": model or "all-minilm-l6-v2", "source": source or "passing",
+                  "tau": checks.tau(tau or 0, "Select tab")}
         job_id = jobs.start_job(self.store(), "embed", config)
         self.runner.submit(job_id)
-        gr.Info(f"Job {job_id} started: the Run tab follows it.")
+        info(f"Job {job_id} started: the Run tab follows it.")
         return {"sel_status": f"job {job_id}: embedding the {config['source']} pool with {config['model']} "
                               "(follow it in the Run tab, then Select)", "job_id": job_id}
 
@@ -45,7 +47,7 @@ class SelectHandlers(TabHandlers):
         the picks."""
         st = self.store()
         run = select.run_selection(st, k=int(k), alpha=float(alpha), source=source or "passing",
-                                   tau=float(tau or 0), quality=quality or "consensus", name="qdit",
+                                   tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus", name="qdit",
                                    model=model or None, compute=False)
         xy = select.pca_2d(run.embeddings)
         picked = set(run.result.indices)
@@ -72,7 +74,7 @@ class SelectHandlers(TabHandlers):
     def ui_dups(self, threshold: float, source: str, tau: float, quality: str, model: str) -> dict:
         """Near-duplicate groups of the pool (cached embeddings), the best-scored member of each kept."""
         groups = select.find_duplicates(self.store(), float(threshold), source=source or "all",
-                                        tau=float(tau or 0), quality=quality or "consensus",
+                                        tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus",
                                         model=model or None, compute=False)
         rows = [[str(g), str(m["seq"]), "keep" if m["keep"] else "near-copy",
                  _num(m["quality"]), (m["instruction"] + (" | " + m["input"] if m["input"] else ""))[:200]]
@@ -85,11 +87,12 @@ class SelectHandlers(TabHandlers):
 
     @user_errors
     def ui_dups_reject(self, groups: list[dict] | None, reviewer: str, request: gr.Request = None) -> dict:
+        self.require_admin(request, "reject near-duplicates")
         if not groups:
             raise gr.Error("Find near-duplicates first.")
         who = self.reviewer(reviewer, request)
-        res = review.reject_duplicates(self.store(), groups, reviewer=who)
-        gr.Info(f"Rejected {res['rejected']} near-copies ({res['skipped']} already reviewed were left alone).")
+        res = review.reject_duplicates(self.store(), groups, reviewer=who, quorum=self.quorum)
+        info(f"Rejected {res['rejected']} near-copies ({res['skipped']} already reviewed were left alone).")
         return {"dup_status": f"rejected {res['rejected']} near-copies as {who}; {res['skipped']} already reviewed "
                               "were left alone", "dup_groups": None}
 

@@ -12,7 +12,7 @@ import pandas as pd
 from ... import jobs, quality, teachers
 from ...quality import DEFAULT_SCORER
 from ...settings import Settings
-from ..base import TabHandlers, _num, user_errors
+from ..base import TabHandlers, _num, info, user_errors
 from ..wiring import UI, on, tab
 
 SCORER_CHOICES = [(f"{DEFAULT_SCORER} (offline proxy: consensus agreement)", DEFAULT_SCORER),
@@ -24,14 +24,16 @@ class TeachersHandlers(TabHandlers):
     """The Teachers tab's handlers."""
 
     @user_errors
-    def ui_teachers_start(self, student: str, scorer: str, limit: float | None, batch_size: float | None) -> dict:
+    def ui_teachers_start(self, student: str, scorer: str, limit: float | None, batch_size: float | None,
+                          request: gr.Request = None) -> dict:
         """Start the background job that computes the student's losses and the rewards (resumable)."""
+        self.require_admin(request, "start a job")
         config = {"student": (student or "").strip() or self.settings.student_model,
                   "scorer": (scorer or "").strip() or self.settings.quality_scorer,
                   "limit": int(limit) if limit else None, "batch_size": int(batch_size or self.settings.batch_size)}
         job_id = jobs.start_job(self.store(), "teachers", config)
         self.runner.submit(job_id)
-        gr.Info(f"Job {job_id} started: the Run tab follows it; the ranking fills in as it stores numbers.")
+        info(f"Job {job_id} started: the Run tab follows it; the ranking fills in as it stores numbers.")
         return {"tch_status": f"job {job_id}: computing {config['student']}'s loss on each teacher's outputs and "
                               f"{config['scorer']} rewards (follow it in the Run tab, then Show ranking)",
                 "job_id": job_id}
@@ -64,7 +66,7 @@ class TeachersHandlers(TabHandlers):
         """Weight the generation mixture (Run tab) by CAR."""
         mix = teachers.format_mixture(teachers.mixture_weights_from_car(self.teacher_rows(student, scorer, beta),
                                                                         task_type or "all"))
-        gr.Info(f"Run tab mixtures set to {mix}")
+        info(f"Run tab mixtures set to {mix}")
         return {"job_instruction_models": mix, "job_instance_models": mix,
                 "tch_status": f"generation mixture weighted by CAR: {mix} (Run tab)"}
 
