@@ -16,7 +16,7 @@ class EvaluationQueries(StoreBase):
     def save_evaluation(self, report: dict, *, job_id: str | None = None) -> str:
         """Store a report (:meth:`curate.evaluate.EvalReport.as_dict`) in one transaction; returns its run id."""
         rid = report.get("run_id") or uuid.uuid4().hex[:12]
-        with self.db.atomic():
+        with self.atomic():
             self.db["eval_runs"].insert({
                 "id": rid, "job_id": job_id, "model": report.get("model"), "evalset": report["evalset"],
                 "prompt_style": report.get("prompt_style"), "n": len(report.get("rows", [])),

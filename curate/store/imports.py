@@ -31,16 +31,11 @@ class ImportQueries(StoreBase):
     """Sources, the import ledger, staging and publishing, provenance, rejects and matching."""
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
-        """One write transaction that takes the write lock up front (``BEGIN IMMEDIATE``), so nothing another
-        writer does lands between this transaction's reads and its writes."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+    def _bulk_write(self) -> Iterator[None]:
+        """One write transaction that takes the write lock up front: the store's :meth:`atomic` (``BEGIN
+        IMMEDIATE`` with a bounded wait), so nothing another writer does lands between its reads and writes."""
+        with self.atomic():
             yield
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        self.db.conn.commit()
 
     # -- sources ------------------------------------------------------------------------------------------
     def source_licence(self, name: str) -> str | None:
@@ -113,7 +108,7 @@ class ImportQueries(StoreBase):
         find it done), else a new one in state 'staging'. Records the source and its licence (``license`` None
         keeps a stored one, else 'unknown'). An unfinished import of the same source and location with another
         id (the file changed since) is dropped with its staged rows."""
-        with self._write():
+        with self._bulk_write():
             stored = self.source_licence(row["source"])
             if stored is None:
                 self.db.execute("INSERT INTO sources (name, license, created_at) VALUES (:n, :l, :t)",
@@ -139,7 +134,7 @@ class ImportQueries(StoreBase):
     def drop_import(self, import_id: str) -> None:
         """Forget an unfinished import: its staged rows, its rejects, its ledger row, and its source when no other
         import names it. Raises StoreError for a published import (its rows are candidates now)."""
-        with self._write():
+        with self._bulk_write():
             state = self._one("SELECT state FROM imports WHERE id = :id", {"id": import_id})
             if state == "done":
                 raise StoreError(f"import {import_id[:12]} is published; its candidates stay")
@@ -153,7 +148,7 @@ class ImportQueries(StoreBase):
                    counts: dict) -> None:
         """Stage one batch of an import in one transaction: its rows (in row order; duplicates are sorted out
         when the import is published), its rejects, how far the source has been read and the counts so far."""
-        with self._write():
+        with self._bulk_write():
             self.db.conn.executemany(
                 f"INSERT INTO import_staging ({', '.join(_STAGING_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(_STAGING_COLUMNS))})", rows)
@@ -167,7 +162,7 @@ class ImportQueries(StoreBase):
                                  "`curate imports` shows it")
 
     def set_import_state(self, import_id: str, state: str, counts: dict | None = None) -> None:
-        with self._write():
+        with self._bulk_write():
             self.db.execute("UPDATE imports SET state = :s, counts = COALESCE(:c, counts) WHERE id = :id",
                             {"s": state, "c": None if counts is None else _json(counts), "id": import_id})
 
@@ -197,7 +192,7 @@ class ImportQueries(StoreBase):
         row's output as o0; for an outputs import, one output (style 'imported') per matched candidate. Rows
         already in the store (the same content-hash id) are left as they are, and of rows repeated in the file the
         first is taken. Returns {duplicates, added, existing}."""
-        with self._write():
+        with self._bulk_write():
             imp = self.get_import(import_id)
             if imp is None:
                 raise StoreError(f"no import {import_id[:12]} in {self.path}")

@@ -77,8 +77,10 @@ class EvaluateHandlers(TabHandlers):
     @user_errors
     def ui_experiment_start(self, base: str, evalset: str, budget: float | None, arms: list[str] | None,
                             extra_arms: str, seeds: float | None, max_steps: float | None,
-                            eval_limit: float | None, folder: str) -> dict:
-        """Start an experiment as a background job; its folder is shown to read it back."""
+                            eval_limit: float | None, folder: str, request: gr.Request = None) -> dict:
+        """Start an experiment as a background job (admins, when the app has roles); its folder is shown to read it
+        back."""
+        self.require_admin(request, "start a job")
         arm_list = [*(arms or []), *[a.strip() for a in (extra_arms or "").split(",") if a.strip()]]
         out = (folder or "").strip() or f"data/experiments/{time.strftime('%Y%m%d-%H%M%S')}"
         config = {"base": (base or "").strip() or self.settings.student_model, "evalset": evalset or "sni-sample",

@@ -98,7 +98,8 @@ class ImportHandlers(TabHandlers):
     @user_errors
     def ui_import(self, file: str | None, path: str | None, fmt: str | None, mapping: str | None,
                   split: str | None, as_outputs: bool, model: str | None, name: str | None, license: str | None,
-                  limit: float | None, skip_bad: bool) -> dict:
+                  limit: float | None, skip_bad: bool, request: gr.Request = None) -> dict:
+        self.require_admin(request, "start a job")
         job_id = self.start_import(file=file, path=path, fmt=fmt, mapping=mapping, split=split,
                                    as_outputs=as_outputs, model=model, name=name, license=license, limit=limit,
                                    skip_bad=skip_bad)
@@ -114,7 +115,8 @@ class ImportHandlers(TabHandlers):
         return job_id
 
     @user_errors
-    def ui_consensus(self) -> dict:
+    def ui_consensus(self, request: gr.Request = None) -> dict:
+        self.require_admin(request, "start a job")
         job_id = self.start_consensus()
         gr.Info(f"Consensus job {job_id} started (no model runs: the stored outputs only).")
         return {"imp_job": job_id, **self.ui_status(job_id)}
