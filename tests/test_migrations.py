@@ -127,7 +127,7 @@ def test_m005_turns_old_undo_reasons_into_the_undoes_column_and_keeps_every_row(
     from curate import decision
     path, a, b = store_0_2_pre_review
     st = Store(path)
-    assert st.applied_migrations()[-1].startswith("m005")
+    assert "m005_review" in st.applied_migrations()
     log = st.review_log(limit=None)
     assert len(log) == 5
     assert [(e.undoes, e.reason) for e in log] == [
