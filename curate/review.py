@@ -316,8 +316,8 @@ def bulk_review(store: Store, items: list[tuple[str, int | None]], action: str, 
 # -- the edit form's guard ------------------------------------------------------------------------------------
 def form_token(candidate_id: str, version: int, texts: dict) -> str:
     """A token for the edit form as it was rendered: the candidate, its version and a digest of the texts put
-    in the form. The app sends it back with a save, together with the token the form showed at the reviewer's
-    last keystroke (:func:`check_form`)."""
+    in the form. The app sends it back with a save, together with the token the form showed when the reviewer
+    began typing (:func:`check_form`)."""
     import hashlib
     digest = hashlib.sha1("\x1f".join(texts[k] or "" for k in ("instruction", "input", "output"))
                           .encode("utf-8", "surrogatepass")).hexdigest()[:12]
