@@ -15,6 +15,7 @@ actions are votes; the rules that turn votes into a decision are :mod:`curate.de
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -329,8 +330,8 @@ def bulk_review(store: Store, items: list[tuple[str, int | None]], action: str, 
 # -- the edit form's guard ------------------------------------------------------------------------------------
 def form_token(candidate_id: str, version: int, texts: dict) -> str:
     """A token for the edit form as it was rendered: the candidate, its version and a digest of the texts put
-    in the form. The app sends it back with a save, together with the token the form showed at the reviewer's
-    last keystroke (:func:`check_form`)."""
+    in the form. The app sends it back with a save, together with the token the form showed when the reviewer
+    began typing (:func:`check_form`)."""
     import hashlib
     digest = hashlib.sha1("\x1f".join(texts[k] or "" for k in ("instruction", "input", "output"))
                           .encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -339,9 +340,13 @@ def form_token(candidate_id: str, version: int, texts: dict) -> str:
 
 def check_form(current: dict, form: str | None, typed_on: str | None, texts: dict) -> None:
     """Refuse (StoreError saying to reload) a save whose texts may not be what the reviewer saw and typed:
-    a form rendered for another candidate or version than the one open, typing that began on an earlier render
-    of the form (the texts were replaced under the reviewer's fingers), or texts identical to the rendered ones
-    (nothing to save — also what typing lost to a re-render looks like)."""
+    a form rendered for another candidate or version than the one open, an edit that began on an earlier render
+    of the form or on texts the form was not showing as rendered (the texts were replaced under the reviewer's
+    fingers), or texts identical to the rendered ones (nothing to save — also what typing lost to a re-render
+    looks like).
+
+    ``typed_on``: what the page recorded when the edit began — a JSON ``{"token", "texts"}`` (the form's token
+    then, and the instruction / input / output the form held then, or null when unknown), or a plain token."""
     expected_prefix = f"{current['id']}:{current['version']}:"
     if not form or not form.startswith(expected_prefix):
         raise StoreError("the edit form was showing another candidate or version than the one open: nothing "
@@ -349,8 +354,18 @@ def check_form(current: dict, form: str | None, typed_on: str | None, texts: dic
     if form_token(current["id"], current["version"], texts) == form:
         raise StoreError("nothing changed in the edit form, so nothing was saved. If you typed, the form "
                          "reloaded over your typing: reload the candidate and type your edit again.")
-    if typed_on and typed_on != form:
-        raise StoreError("you began typing before the edit form finished loading this candidate, so what you "
+    began, base = typed_on or "", None
+    if began.startswith("{"):
+        try:
+            seen = json.loads(began)
+        except ValueError:
+            seen = {}
+        began = seen.get("token") or ""
+        if isinstance(seen.get("texts"), list) and len(seen["texts"]) == 3:
+            base = dict(zip(("instruction", "input", "output"), seen["texts"]))
+    if (began and began != form) or (base is not None
+                                     and form_token(current["id"], current["version"], base) != form):
+        raise StoreError("you began editing before the edit form finished loading this candidate, so what you "
                          "typed may not be what is in the form now: nothing was saved. Reload the candidate and "
                          "type your edit again.")
 

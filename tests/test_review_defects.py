@@ -267,10 +267,20 @@ def test_defect7_an_edit_typed_before_the_form_reloaded_is_refused(h):
     with pytest.raises(gr.Error, match="(?i)nothing changed"):
         h.review.ui_edit(second["current"], **unchanged, reviewer="ann", history=[], f=F,
                          form=second["form_token"], typed_on="", request=req())
+    # the edit began (focus, selection) while the form still held the first candidate's texts, though the
+    # token had already changed: the page records both, and the texts give it away
+    import json
+    stale_texts = json.dumps({"token": second["form_token"], "texts": [
+        first["edit_instruction"], first["edit_input"], first["edit_output"]]})
+    with pytest.raises(gr.Error, match="(?i)reload"):
+        h.review.ui_edit(second["current"], instruction=second["edit_instruction"], input=second["edit_input"],
+                         output=first["edit_output"] + "Typed.", reviewer="ann", history=[], f=F,
+                         form=second["form_token"], typed_on=stale_texts, request=req())
     assert h.store().review_log() == []
+    began = json.dumps({"token": second["form_token"], "texts": [
+        second["edit_instruction"], second["edit_input"], second["edit_output"]]})
     out = h.review.ui_edit(second["current"], instruction="Mine.", input="", output="Typed.", reviewer="ann",
-                           history=[], f=F, form=second["form_token"], typed_on=second["form_token"],
-                           request=req())
+                           history=[], f=F, form=second["form_token"], typed_on=began, request=req())
     row = h.store().get_candidate(second["current"]["id"])
     assert (row.review_status, row.final_output) == ("edited", "Typed.") and out["history"]
 

@@ -32,16 +32,35 @@ __all__ = ["build_app", "launch", "parse_auth", "check_exposure", "HEAD", "CSS",
 TABS = (review, disagreements, run, imports, overview, teachers, select, export, evaluate)
 
 #: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
-#: And the edit form's guard: each keystroke in the form records the form token the page shows at that moment
-#: (``window.__curateTypedOn``); Save sends it, so typing over a form that re-rendered is refused.
+#: And the edit form's guard: the first touch of a field of the edit form (focus, a click, a selection, a key)
+#: since the last click elsewhere (opening another candidate, an action…) or the last Save records the form
+#: token the page shows at that moment and the texts the form holds then (``window.__curateTypedOn``); Save
+#: sends them, so an edit begun before the form (re)rendered — or begun on texts the form no longer holds — is
+#: refused.
 HEAD = """
 <script>
 (() => {
-  document.addEventListener("input", (e) => {
+  window.__curateTypedOn = null;
+  const val = (id) => {
+    const el = document.querySelector(`#${id} textarea, #${id} input`);
+    return el ? el.value : "";
+  };
+  const began = (e) => {  // focusing, selecting in or typing into a field of the edit form begins an edit
     const t = e.target;
-    if (!t || !t.closest || !t.closest("#curate-edit-box")) return;
-    const tok = document.querySelector("#curate-form-token textarea, #curate-form-token input");
-    window.__curateTypedOn = tok ? tok.value : "";
+    if (!t || !t.closest || !/^(TEXTAREA|INPUT)$/.test(t.tagName) || !t.closest("#curate-edit-box")) return;
+    if (window.__curateTypedOn !== null) return;
+    // the token and the texts the edit starts from (not known once a key went in: then the token alone)
+    const texts = e.type === "input" ? null
+      : [val("curate-edit-instruction"), val("curate-edit-input"), val("curate-edit-output")];
+    window.__curateTypedOn = JSON.stringify({token: val("curate-form-token"), texts});
+  };
+  for (const kind of ["focusin", "mousedown", "select", "keydown", "input"]) {
+    document.addEventListener(kind, began, true);
+  }
+  document.addEventListener("click", (e) => {
+    const t = e.target;
+    if (t && t.closest && t.closest("#curate-edit-box")) return;
+    window.__curateTypedOn = null;
   }, true);
   const KEYS = {a: "curate-accept", r: "curate-reject", n: "curate-next", u: "curate-undo"};
   document.addEventListener("keydown", (e) => {

@@ -47,10 +47,10 @@ VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explan
 #: shown without a login (static text: no name in it)
 NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyone can review under any name, and "
                  "\"undo my last action\" cannot tell people apart. Start the app with `--users FILE` for a team.")
-#: the edit form's Save sends the form token the page showed at the reviewer's last keystroke in the form, so
-#: a save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
+#: the edit form's Save sends the form token the page showed when the reviewer began typing in the form, so a
+#: save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
 SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || \"\"; "
-                "return v; }}")
+                "window.__curateTypedOn = null; return v; }}")
 QUEUE = ["queue", "page", "page_info", "bulk_pick", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
@@ -286,7 +286,7 @@ class ReviewHandlers(TabHandlers):
                 history: list | None, f: review.QueueFilter, form: str | None, typed_on: str | None,
                 request: gr.Request) -> dict:
         """Save the edit form. ``form``: the token of the form as rendered; ``typed_on``: the token the page
-        showed at the reviewer's last keystroke in the form (curate.review.check_form refuses a stale save)."""
+        showed when the reviewer began typing in the form (curate.review.check_form refuses a stale save)."""
         who = self.reviewer(reviewer, request)
         if current:
             try:
@@ -406,7 +406,7 @@ def session_state(ui: UI) -> None:
     ui.add("current", gr.State(None))       # {"id", "version", "seq"} of the open candidate (per session)
     ui.add("history", gr.State([]))         # this session's actions, for undo: [[id, version], ...]
     ui.add("no_output", gr.State(None))     # "accept the consensus choice"
-    ui.add("typed_on", gr.State(""))        # the form token at the last keystroke (the Save event's js sets it)
+    ui.add("typed_on", gr.State(""))        # the form token when typing began (the Save event's js sets it)
     for name, v in (("page_same", 0), ("page_prev", -1), ("page_next", 1)):
         ui.add(name, gr.State(v))           # constant inputs: page steps
 
