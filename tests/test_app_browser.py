@@ -421,11 +421,16 @@ def test_import_a_dataset_and_two_models_outputs_then_review_with_consensus(tmp_
             box(page, "curate-imp-model").press("Tab")
             page.locator("#curate-imp-preview").click()
             expect(detected).to_have_value(re.compile(rf"source name {model}"), timeout=20_000)
+            previous = box(page, "curate-imp-job").input_value()
             page.locator("#curate-imp-start").click()
-            expect(box(page, "curate-imp-job")).not_to_have_value("", timeout=10_000)
+            # wait for this job, not the previous one: its id replaces the earlier job's, then it ends
+            expect(box(page, "curate-imp-job")).not_to_have_value(previous, timeout=10_000)
             expect(state).to_have_value("done", timeout=30_000)
             expect(box(page, "curate-imp-counts")).to_have_value(re.compile(r"staged 6"))
+        previous = box(page, "curate-imp-job").input_value()
         page.locator("#curate-imp-consensus").click()
+        expect(box(page, "curate-imp-job")).not_to_have_value(previous, timeout=10_000)
+        expect(state).to_have_value("done", timeout=30_000)
         expect(box(page, "curate-imp-stage")).to_have_value("done", timeout=30_000)
         with Store(db) as st:
             assert st.count_passing(0.01)["scored"] == 6
