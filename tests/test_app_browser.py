@@ -598,3 +598,29 @@ def test_a_team_splits_the_queue_and_an_admin_adjudicates_in_the_browser(tmp_pat
             p.close()
     finally:
         demo.close()
+
+
+def test_an_admin_rejects_the_rows_ticked_in_the_queue(tmp_path, browser):
+    db = tmp_path / "bulk.db"
+    filled_store(db, 8, rejected_every=0).close()
+    demo = serve(db)  # no login: the one local user is an admin
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1250})
+        page.goto(demo.local_url)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        page.locator("#curate-bulk").get_by_text("Bulk: accept or reject").click()
+        picks = page.locator("#curate-bulk-pick")
+        expect(picks.get_by_text("#3", exact=True)).to_be_visible(timeout=15_000)
+        picks.get_by_text("#2", exact=True).click()
+        picks.get_by_text("#3", exact=True).click()
+        box(page, "curate-bulk-reason").fill("off topic")
+        page.locator("#curate-bulk-reject").click()
+        expect(box(page, "curate-bulk-status")).to_have_value(re.compile(r"^2 rejected as ann"), timeout=15_000)
+        with Store(db) as st:
+            rows = {r["seq"]: r for r in st.review_queue(status=None, limit=10)}
+            assert [s for s, r in sorted(rows.items()) if r["review_status"] == "rejected"] == [2, 3]
+            assert {st.review_log(rows[s]["id"])[-1].reason for s in (2, 3)} == {"off topic"}
+        expect(picks.get_by_text("#2", exact=True)).to_have_count(0)  # the box shows the refreshed page
+        page.close()
+    finally:
+        demo.close()

@@ -303,6 +303,7 @@ def test_defect8_without_a_login_the_ui_says_names_are_not_verified(h):
     out = h.review.ui_load(reviewer="ann", request=req())
     assert "not verified" in out["login_note"]["value"] and out["login_note"]["visible"] is True
     assert h.review.ui_load(reviewer="ann", request=req("ann"))["login_note"]["visible"] is False
+    assert out["disagreements_tab"]["visible"] is False  # one review per candidate: nothing to disagree on
 
 
 # -- 9. exports clean up after an interrupted one ---------------------------------------------------------------

@@ -102,6 +102,7 @@ def test_the_ui_shows_admin_tools_to_admins_only(team):
                                                                                           request=req("carl"))
     assert ann["admin_tools"]["visible"] is False and ann["disagreements_tab"]["visible"] is False
     assert carl["admin_tools"]["visible"] is True and carl["bulk_box"]["visible"] is True
+    assert carl["disagreements_tab"]["visible"] is True
     assert ann["reviewer"]["value"] == "ann" and "2 agreeing reviews" in ann["team_note"]["value"]
 
 

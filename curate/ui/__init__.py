@@ -35,8 +35,8 @@ TABS = (review, disagreements, run, imports, overview, teachers, select, export,
 #: And the edit form's guard: the first touch of a field of the edit form (focus, a click, a selection, a key)
 #: since the last click elsewhere (opening another candidate, an action…) or the last Save records the form
 #: token the page shows at that moment and the texts the form holds then (``window.__curateTypedOn``); Save
-#: sends them, so an edit begun before the form (re)rendered — or begun on texts the form no longer holds — is
-#: refused.
+#: sends them, so an edit begun before the form (re)rendered — begun on texts the form no longer holds, or whose
+#: field the page rewrote while it was under way — is refused.
 HEAD = """
 <script>
 (() => {
@@ -57,6 +57,17 @@ HEAD = """
   for (const kind of ["focusin", "mousedown", "select", "keydown", "input"]) {
     document.addEventListener(kind, began, true);
   }
+  // the app itself writing a field of the form while an edit is under way (a late render) spoils that edit
+  const area = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value");
+  Object.defineProperty(HTMLTextAreaElement.prototype, "value", {
+    configurable: true, enumerable: area.enumerable,
+    get() { return area.get.call(this); },
+    set(v) {
+      if (window.__curateTypedOn !== null && v !== area.get.call(this) && this.closest
+          && this.closest("#curate-edit-box")) window.__curateTypedOn = JSON.stringify({token: "overwritten"});
+      area.set.call(this, v);
+    },
+  });
   document.addEventListener("click", (e) => {
     const t = e.target;
     if (t && t.closest && t.closest("#curate-edit-box")) return;

@@ -51,7 +51,7 @@ NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyon
 #: save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
 SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || \"\"; "
                 "window.__curateTypedOn = null; return v; }}")
-QUEUE = ["queue", "page", "page_info", "bulk_pick", "bulk_choices"]
+QUEUE = ["queue", "page", "page_info", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
 CONFIRM = ["confirm_box", "confirm_text", "confirm_count"]
@@ -70,7 +70,9 @@ class ReviewHandlers(TabHandlers):
         return {"reviewer": gr.update(value=user, interactive=False) if user else gr.update(),
                 "login_note": gr.update(value=NO_LOGIN_NOTE, visible=not user),
                 "admin_tools": gr.update(visible=admin), "bulk_box": gr.update(visible=admin),
-                "disagreements_tab": gr.update(visible=admin),
+                # admins, when there can be disagreements (overlap, or some left from an earlier setting)
+                "disagreements_tab": gr.update(visible=admin and (
+                    self.quorum > 1 or self.store().review_counts().get("disputed", 0) > 0)),
                 "team_note": gr.update(value=self._team_note(user), visible=self.quorum > 1),
                 "f_model": gr.update(choices=[("any", "")] + review.generator_choices(self.store())),
                 "q_scorer": gr.update(choices=[("off", "")] + [(f"{r['scorer']} ({r['scored']:,} scored)", r["scorer"])
@@ -100,8 +102,10 @@ class ReviewHandlers(TabHandlers):
         info = (f"{res['total']:,} candidates · page {res['page']} of {res['pages']}"
                 + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches"))
         picks = [(f"#{r['seq']}", f"{r['id']}:{r['version']}") for r in res["rows"]]
+        # the bulk box's rows are a State here: a choices update would re-render the page on every refresh
+        # (and collapse a selection the reviewer is typing over in the edit form); the box loads them itself
         return {"queue": pd.DataFrame(rows, columns=QUEUE_HEADERS), "page": res["page"], "page_info": info,
-                "bulk_pick": gr.update(choices=picks, value=[]), "bulk_choices": picks}
+                "bulk_choices": picks}
 
     @user_errors
     def ui_threshold(self, f: review.QueueFilter, request: gr.Request = None) -> dict:
@@ -351,9 +355,15 @@ class ReviewHandlers(TabHandlers):
 
     # -- bulk accept / reject of the selected rows (admins) -----------------------------------------------
     @staticmethod
+    def ui_bulk_rows(choices: list | None) -> dict:
+        """The bulk box shows the rows of the queue page now shown, none ticked."""
+        return {"bulk_pick": gr.update(choices=[tuple(c) for c in (choices or [])], value=[])}
+
+    @staticmethod
     def ui_bulk_select_all(choices: list | None) -> dict:
         """Tick every row of the shown page."""
-        return {"bulk_pick": gr.update(value=[v for _, v in (choices or [])])}
+        return {"bulk_pick": gr.update(choices=[tuple(c) for c in (choices or [])],
+                                       value=[v for _, v in (choices or [])])}
 
     @user_errors
     def ui_bulk(self, picks: list[str] | None, action: str, reason: str, reviewer: str,
@@ -368,7 +378,7 @@ class ReviewHandlers(TabHandlers):
         done = "accepted" if action == "accept" else "rejected"
         skipped = f"; {res['skipped']} skipped (reviewed since the page was shown)" if res["skipped"] else ""
         info(f"{res['done']} {done} as {who}{skipped}.")
-        return {"bulk_status": f"{res['done']} {done} as {who}{skipped}", "bulk_pick": gr.update(value=[])}
+        return {"bulk_status": f"{res['done']} {done} as {who}{skipped}"}
 
     def ui_bulk_accept(self, picks: list[str] | None, reason: str, reviewer: str,
                        request: gr.Request = None) -> dict:
@@ -459,6 +469,7 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                 ui.add("bulk_pick", gr.CheckboxGroup([], label="Rows of this page", elem_id="curate-bulk-pick"))
                 ui.add("bulk_choices", gr.State([]))
                 with gr.Row():
+                    ui.add("bulk_load", gr.Button("Show this page's rows", size="sm", elem_id="curate-bulk-load"))
                     ui.add("bulk_all", gr.Button("Select all on this page", size="sm", elem_id="curate-bulk-all"))
                     ui.add("bulk_accept", gr.Button("Accept selected", size="sm", variant="primary",
                                                     elem_id="curate-bulk-accept"))
@@ -597,11 +608,14 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
                      js=SAVE_EDIT_JS.format(n=len(save_inputs)), every_click=True), ui, h)
     refresh_after(on(ui.undo.click, h.ui_undo, [ui.history, ui.reviewer, ui.tau], view_h, ui, api="ui_undo"), ui, h)
 
+    for event in (ui.bulk_box.expand, ui.bulk_load.click):
+        on(event, h.ui_bulk_rows, [ui.bulk_choices], ["bulk_pick"], ui)
     on(ui.bulk_all.click, h.ui_bulk_select_all, [ui.bulk_choices], ["bulk_pick"], ui)
     for btn, fn, name in ((ui.bulk_accept, h.ui_bulk_accept, "ui_bulk_accept"),
                           (ui.bulk_reject, h.ui_bulk_reject, "ui_bulk_reject")):
-        refresh_after(on(btn.click, fn, [ui.bulk_pick, ui.bulk_reason, ui.reviewer], ["bulk_status", "bulk_pick"], ui,
-                         api=name), ui, h)
+        done = refresh_after(on(btn.click, fn, [ui.bulk_pick, ui.bulk_reason, ui.reviewer], ["bulk_status"], ui,
+                                api=name), ui, h)
+        on(done.then, h.ui_bulk_rows, [ui.bulk_choices], ["bulk_pick"], ui)
     on(ui.accept_all.click, h.ui_confirm_all, [ui.tau, ui.q_scorer, ui.q_min], CONFIRM, ui)
     on(ui.confirm_no.click, h.ui_confirm_cancel, [], CONFIRM, ui)
     refresh_after(on(ui.confirm_yes.click, h.ui_accept_all,
