@@ -90,3 +90,8 @@ class TrainingError(CurateError):
 class ExperimentError(CurateError):
     """An experiment cannot run: an arm with no training rows (or none left after the contamination guard), an
     unknown teacher, an evaluation set without references."""
+
+
+class ExperimentRunning(ExperimentError):
+    """An experiment's report was asked for while its job is still queued or running (the message says how far it
+    is)."""

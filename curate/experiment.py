@@ -31,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import evaluate as ev
 from . import train
-from .errors import ExperimentError
+from .errors import ExperimentError, ExperimentRunning
 
-__all__ = ["Config", "check", "run", "arm_rows", "arm_tag", "ARM_FORMS", "report_table", "load_report", "side_by_side"]
+__all__ = ["Config", "check", "run", "arm_rows", "arm_tag", "ARM_FORMS", "report_table", "load_report", "side_by_side",
+           "job_for", "job_status"]
 
 ARM_FORMS = "random, all, passing@TAU, accepted, qdit:ALPHA, teacher:NAME"
 _ARM = re.compile(r"^(random|all|accepted|passing@(?P<tau>[0-9.]+)|qdit:(?P<alpha>[0-9.]+)|teacher:(?P<t>.+))$")
@@ -124,19 +125,55 @@ def arm_rows(store, arm: str, budget: int, seed: int, *, name: str = "experiment
     return [r for r in pool if r["id"] in chosen]
 
 
+def _pool_size(store, arm: str) -> int:
+    """How many rows ``arm`` can draw from (its whole pool, before the budget)."""
+    if arm.startswith("qdit:"):
+        return len(store.training_pool("passing"))
+    return len(arm_rows(store, arm, 1 << 30, 0))
+
+
 def check(store, config: Config) -> None:
-    """Before a job is created: the evaluation set can be read and has references, and every arm has rows."""
+    """Before a job is created: the evaluation set can be read and has references; every arm has rows, some of
+    them left after the contamination guard; and the budget is not larger than every arm's pool."""
     es = ev.load_evalset(config.evalset, limit=config.eval_limit)
     if not es.has_references:
-        raise ExperimentError(f"the evaluation set {es.name!r} has no references; an experiment compares Rouge-L "
-                              "and exact match: use user-oriented or sni-sample")
+        raise ExperimentError(f"the evaluation set {es.name!r} has no references, so an experiment cannot compare "
+                              "Rouge-L and exact match on it: use user-oriented or sni-sample (or a file with "
+                              "references). To score a model on it, use a judge: curate evaluate --model MODEL "
+                              f"--set {es.name} --judge judge:<model>")
+    sizes = {}
     for arm in config.arms:
+        sizes[arm] = _pool_size(store, arm)
         if arm.startswith("qdit:"):
+            if not sizes[arm]:
+                raise ExperimentError(f"arm {arm} has no training rows in {store.path}: it selects from the "
+                                      "candidates passing consensus; generate and ensemble candidates first")
             continue  # the selection is made when the arm runs
-        if not arm_rows(store, arm, config.budget, 0):
+        rows = arm_rows(store, arm, config.budget, 0)
+        if not rows:
             raise ExperimentError(f"arm {arm} has no training rows in {store.path}: "
                                   + ("accept candidates in the Review tab" if arm == "accepted"
                                      else "generate and ensemble candidates first"))
+        _guard(arm, rows)
+    if config.budget > max(sizes.values()):
+        pools = ", ".join(f"{a} {n}" for a, n in sizes.items())
+        raise ExperimentError(f"a budget of {config.budget} training rows per arm is larger than the pool: no arm "
+                              f"has that many rows in {store.path} ({pools}); lower the budget (Rows per arm, "
+                              f"--budget) to at most {max(sizes.values())}")
+
+
+def _guard(arm: str, rows: list[dict]) -> tuple[list[dict], Any]:
+    """``rows`` without those that match an evaluation set (and the guard's finding); raises ExperimentError
+    naming the arm and the fix when none is left."""
+    c = ev.contamination([r["instruction"] for r in rows])
+    kept = [rows[i] for i in c.kept]
+    if not kept:
+        found = ", ".join(f"{n} in {s}" for s, n in c.counts.items())
+        raise ExperimentError(f"arm {arm}: every one of its {len(rows)} training rows matches an evaluation set "
+                              f"({found}), and evaluation rows never go into training, so nothing is left to "
+                              "train on: drop the arm, or add (generate, import, accept) candidates that are not "
+                              "evaluation instructions")
+    return kept, c
 
 
 def _evaluate(model_spec: str, es: ev.EvalSet, config: Config, ctx, phase: str) -> dict:
@@ -175,11 +212,10 @@ def run(store, config: Config, ctx) -> dict:
             else:
                 ctx.check_stop()
                 rows = arm_rows(store, arm, config.budget, seed, name=f"experiment-{ctx.job_id or out.name}")
-                c = ev.contamination([r["instruction"] for r in rows])
-                kept = [rows[i] for i in c.kept]
-                if not kept:
-                    raise ExperimentError(f"arm {arm}: no training rows left (had {len(rows)}, "
-                                          f"{len(rows) - len(kept)} match an evaluation set)")
+                if len(rows) < config.budget:
+                    ctx.warn(f"arm {arm} has only {len(rows)} of the {config.budget} rows asked for: it trains on "
+                             "those, and the report says so")
+                kept, c = _guard(arm, rows)
                 model_dir = out / "models" / tag
                 tc = train.Config(base=config.base, source="accepted", out=str(model_dir), epochs=config.epochs,
                                   max_steps=config.max_steps, learning_rate=config.learning_rate,
@@ -237,20 +273,55 @@ def report_table(base: dict, reports: dict[str, list[dict]], sizes: dict[str, in
             "notes": notes}
 
 
-def load_report(folder: str | Path) -> dict:
-    """The table an experiment wrote to ``folder/report.json``. Raises ExperimentError when there is none yet."""
+def job_for(store, folder: str | Path) -> dict | None:
+    """The latest experiment job that writes to ``folder`` (None when none of the store's recent jobs does)."""
+    want = Path(folder).expanduser().resolve()
+    for job in store.list_jobs(limit=500):
+        out = job["config"].get("out") if job["kind"] == "experiment" else None
+        if out and Path(out).expanduser().resolve() == want:
+            return job
+    return None
+
+
+def job_status(job: dict) -> str:
+    """A sentence on an experiment job that has no report yet: its state and progress, or its error."""
+    from .stage import describe
+    from .store.jobs import ACTIVE_JOB_STATES
+    view = describe(job["progress"], job["state"])
+    where = f"job {job['id']} ({job['config'].get('out')})"
+    if job["state"] in ACTIVE_JOB_STATES:
+        return (f"{where} is {job['state']}: {view.phase or 'starting'}"
+                + (f", {view.counts}" if view.counts else "") + (f", ETA {view.eta}" if view.eta != "—" else "")
+                + ". Show results again when it is done (the Run tab follows it).")
+    if job["state"] == "failed":
+        return (f"{where} failed: {job.get('error') or 'no error recorded'}. Fix that and start it again from the "
+                "Run tab: the finished arms are not redone.")
+    return (f"{where} is {job['state']}: resume it from the Run tab (or `curate experiment --resume {job['id']}`); "
+            "the finished arms are not redone.")
+
+
+def load_report(folder: str | Path, store=None) -> dict:
+    """The table an experiment wrote to ``folder/report.json``. Raises ExperimentError when there is none yet,
+    saying (when ``store`` is given and has the experiment's job) whether it is still running, failed or paused."""
+    if not str(folder).strip():
+        raise ExperimentError("no experiment folder given: type the folder of an experiment (the one its start "
+                              "named), or start one")
     path = Path(folder).expanduser() / "report.json"
     if not path.is_file():
+        job = job_for(store, folder) if store is not None else None
+        if job is not None:
+            from .store.jobs import ACTIVE_JOB_STATES
+            raise (ExperimentRunning if job["state"] in ACTIVE_JOB_STATES else ExperimentError)(job_status(job))
         raise ExperimentError(f"no experiment report in {path.parent} yet: start the experiment (or wait for it "
                               "to finish; the Run tab follows it)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def side_by_side(folder: str | Path, *, seed: int = 0, evalset: str | None = None) -> list[dict]:
-    """Per evaluation row: id, instruction, reference, the base model's prediction and each arm's (the run of
-    ``seed``), from the reports in ``folder``."""
-    folder = Path(folder).expanduser()
+    """Per evaluation row: id, instruction, input, reference, the base model's prediction and each arm's (the run
+    of ``seed``), from the reports in ``folder``."""
     table = load_report(folder)
+    folder = Path(folder).expanduser()
     es = ev.load_evalset(evalset or table["evalset"])
     rows_by_id = {r.id: r for r in es.rows}
     base = json.loads((folder / "base.json").read_text(encoding="utf-8"))
@@ -259,7 +330,7 @@ def side_by_side(folder: str | Path, *, seed: int = 0, evalset: str | None = Non
     out = []
     for i, b in enumerate(base["rows"]):
         src = rows_by_id.get(b["id"])
-        out.append({"id": b["id"], "instruction": src.instruction if src else "",
+        out.append({"id": b["id"], "instruction": src.instruction if src else "", "input": src.input if src else "",
                     "reference": " | ".join(src.references) if src else "", "base": b["prediction"],
                     **{arm: rep["rows"][i]["prediction"] for arm, rep in arms.items()}})
     return out

@@ -141,3 +141,69 @@ def test_an_experiment_killed_mid_way_resumes_without_redoing_finished_arms(tmp_
     table = json.loads((out / "report.json").read_text())
     assert [r["arm"] for r in table["rows"]] == ["base (no fine-tuning)", "random", "accepted"]
     assert all(r["seeds"] == 2 for r in table["rows"][1:])
+
+
+# -- bad input, found before the job starts (the Evaluate tab and the CLI show these messages) -------------------
+def test_a_set_without_references_is_named_and_the_judge_suggested(tmp_path, tiny, store, capsys):
+    with pytest.raises(ExperimentError, match=r"'vicuna80' has no references.*--set vicuna80 --judge judge:"):
+        jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, evalset="vicuna80"))
+    assert main(["experiment", "--db", str(store.path), "--out", str(tmp_path / "x"), "--base", tiny,
+                 "--set", "vicuna80", "--arms", "random"]) == 2
+    assert "judge" in capsys.readouterr().err
+    assert store.list_jobs() == []
+
+
+def test_a_budget_larger_than_every_pool_is_refused_naming_the_largest(tmp_path, tiny, store, capsys):
+    pool = len(store.training_pool("ensembled"))
+    with pytest.raises(ExperimentError, match=rf"budget of 500 .* larger than the pool.*random {pool}, accepted 8.*"
+                                              rf"at most {pool}"):
+        jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, budget=500, arms=["random", "accepted"]))
+    assert main(["experiment", "--db", str(store.path), "--out", str(tmp_path / "x"), "--base", tiny,
+                 "--budget", "500", "--arms", "accepted"]) == 2
+    assert "at most 8" in capsys.readouterr().err
+    assert store.list_jobs() == []
+
+
+def test_an_arm_shorter_than_the_budget_warns_as_it_runs(tmp_path, tiny, store):
+    jid = jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, budget=12, arms=["random", "accepted"], seeds=1,
+                                                   max_steps=1))
+    job = jobs.run_job(store, jid)
+    assert job["state"] == "done", job["error"]
+    assert any("arm accepted has only 8 of the 12 rows" in w for w in job["progress"]["warnings"])
+    assert not any(w.startswith("arm random") for w in job["progress"]["warnings"])
+
+
+def test_an_arm_left_empty_by_the_contamination_guard_is_refused_before_it_starts(tmp_path, tiny):
+    uo = ex.ev.load_evalset("user-oriented").rows
+    st = filled_store(tmp_path / "c.db", 12, texts={i: {"instruction": uo[i * 7].instruction} for i in range(12)})
+    for r in st.review_queue(status="pending", limit=3):
+        review.accept(st, r["id"], reviewer="ann")
+    with pytest.raises(ExperimentError, match=r"arm accepted: every one of its 3 training rows matches an "
+                                              r"evaluation set \(3 in user-oriented\).*drop the arm"):
+        jobs.start_job(st, "experiment", _cfg(tmp_path, tiny, budget=3, arms=["accepted"]))
+    assert st.list_jobs() == []  # refused up front, not after minutes of evaluating the base model
+
+
+def test_the_report_of_an_unfinished_experiment_says_where_its_job_is(tmp_path, tiny, store):
+    from curate.errors import ExperimentRunning
+    cfg = _cfg(tmp_path, tiny, arms=["random"], seeds=1, max_steps=1)
+    jid = jobs.start_job(store, "experiment", cfg)
+    with pytest.raises(ExperimentRunning, match=rf"job {jid} .* is queued.*Show results again when it is done"):
+        ex.load_report(cfg["out"], store)
+    with pytest.raises(ExperimentError, match="no experiment report"):  # without the store: as before
+        ex.load_report(cfg["out"])
+    with pytest.raises(ExperimentError, match="no experiment report in .*other"):
+        ex.load_report(tmp_path / "other", store)
+    with pytest.raises(ExperimentError, match="no experiment folder given"):
+        ex.load_report("  ", store)
+    store.update_job(jid, state="failed", error="ExperimentError: something broke")
+    with pytest.raises(ExperimentError, match=rf"job {jid} .* failed: ExperimentError: something broke\. Fix") as e:
+        ex.load_report(cfg["out"], store)
+    assert not isinstance(e.value, ExperimentRunning)
+    store.update_job(jid, state="queued")
+    assert jobs.run_job(store, jid)["state"] == "done"
+    assert [r["arm"] for r in ex.load_report(cfg["out"], store)["rows"]] == ["base (no fine-tuning)", "random"]
+    sbs = ex.side_by_side(cfg["out"])
+    rows = ex.ev.load_evalset("sni-sample", limit=3).rows
+    assert [p["input"] for p in sbs] == [r.input for r in rows] and all(p["input"] for p in sbs)
+    assert list(sbs[0]) == ["id", "instruction", "input", "reference", "base", "random"]
