@@ -10,7 +10,7 @@ import pytest
 from curate import jobs, review
 from curate.settings import load_settings
 from curate.ui import Handlers
-from curate.ui.tabs.evaluate import error_bar_svg, table_frame
+from curate.ui.tabs.evaluate import error_bar_svg, prediction_widths, table_frame
 from review_fixtures import filled_store
 from test_train import _tiny
 
@@ -57,11 +57,60 @@ def test_an_experiment_started_and_shown_from_the_tab(tmp_path):
     assert out["job_id"] == jid and out["exp_folder"] == str(tmp_path / "exp")
     cfg = st.get_job(jid)["config"]
     assert cfg["arms"] == ["random", "accepted", "passing@0.3"] and cfg["budget"] == 4 and cfg["eval_limit"] == 2
-    with pytest.raises(Exception, match="no experiment report"):
-        h.evaluate.ui_experiment_show(str(tmp_path / "exp"))
+    assert f"job {jid}" in h.evaluate.ui_experiment_show(str(tmp_path / "exp"))["exp_status"]  # queued, no report
     assert jobs.run_job(st, jid)["state"] == "done"
     shown = h.evaluate.ui_experiment_show(str(tmp_path / "exp"), "rouge_l")
     assert shown["exp_table"]["arm"].tolist() == ["base (no fine-tuning)", "random", "accepted", "passing@0.3"]
-    preds = shown["exp_predictions"]
-    assert list(preds.columns) == ["id", "instruction", "reference", "base", "random", "accepted", "passing@0.3"]
+    preds = shown["exp_predictions"]["value"]
+    assert list(preds.columns) == ["id", "instruction", "input", "reference", "base", "random", "accepted",
+                                   "passing@0.3"]
     assert len(preds) == 2 and "<svg" in shown["exp_chart"]
+    assert shown["exp_predictions"]["column_widths"] == prediction_widths(list(preds.columns))
+
+
+def test_the_mean_label_sits_right_of_the_interval_it_would_overlap():
+    svg = error_bar_svg(TABLE, "rouge_l", width=640)
+    labels = [float(x) for x in re.findall(r'<text x="([\d.]+)" y="[\d.]+" fill="#374151">[\d.]+</text>', svg)]
+    caps = sorted({float(x) for x in re.findall(r'<line x1="([\d.]+)" x2="\1"', svg)})
+    # base: mean 20 (x 268), interval up to 30 (x 312); qdit: mean 50, interval up to 60
+    assert labels == [pytest.approx(180 + 30 * 4.4 + 6), pytest.approx(180 + 60 * 4.4 + 6)]
+    assert all(lab > cap for lab, cap in zip(labels, caps[1::2]))
+
+
+def test_the_side_by_side_columns_leave_room_for_every_arm():
+    cols = ["id", "instruction", "input", "reference", "base", "random", "passing@0.01"]
+    widths = prediction_widths(cols)
+    assert widths[:3] == ["8.0%", "22.0%", "18.0%"] and len(set(widths[3:])) == 1 and widths[3] == "13.0%"
+    assert sum(float(w[:-1]) for w in widths) == pytest.approx(100)
+
+
+def test_the_tab_passes_the_generation_and_training_knobs(tmp_path):
+    db = tmp_path / "c.db"
+    st = filled_store(db, 20)
+    runner = RecordingRunner()
+    h = Handlers(load_settings(None, db=str(db), reviewer="ann"), runner)
+    h.evaluate.ui_experiment_start("smollm2-135m-instruct", "sni-sample", 8, ["random", "passing@0.01"], "", 1, 0, 4,
+                                   str(tmp_path / "exp"), 16, 2, 256, True)
+    cfg = st.get_job(runner.submitted[0])["config"]
+    assert (cfg["max_new_tokens"], cfg["batch_size"], cfg["max_length"], cfg["full"]) == (16, 2, 256, True)
+    assert cfg["max_steps"] is None and cfg["eval_limit"] == 4 and cfg["seeds"] == 1
+    h.evaluate.ui_experiment_start("smollm2-135m-instruct", "sni-sample", 8, ["random"], "", 1, 0, 0,
+                                   str(tmp_path / "exp2"), None, None, None)
+    cfg = st.get_job(runner.submitted[1])["config"]
+    assert (cfg["max_new_tokens"], cfg["batch_size"], cfg["max_length"], cfg["full"]) == (128, 4, 512, False)
+
+
+def test_show_while_the_experiment_runs_says_how_far_it_is_and_keeps_the_results(tmp_path):
+    import gradio as gr
+    db = tmp_path / "c.db"
+    filled_store(db, 20)
+    runner = RecordingRunner()
+    h = Handlers(load_settings(None, db=str(db), reviewer="ann"), runner)
+    out = h.evaluate.ui_experiment_start("smollm2-135m-instruct", "sni-sample", 8, ["random"], "", 1, 0, 4,
+                                         str(tmp_path / "exp"), 16)
+    shown = h.evaluate.ui_experiment_show(out["exp_folder"], "rouge_l")
+    assert re.match(rf"job {out['job_id']} \(.*exp\) is queued", shown["exp_status"])
+    assert all(shown[k] == gr.update() for k in ("exp_table", "exp_chart", "exp_predictions"))
+    h.store().update_job(out["job_id"], state="failed", error="TrainingError: out of memory while training")
+    with pytest.raises(gr.Error, match="failed: TrainingError: out of memory"):
+        h.evaluate.ui_experiment_show(out["exp_folder"], "rouge_l")

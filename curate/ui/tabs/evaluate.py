@@ -16,6 +16,7 @@ import pandas as pd
 
 from ... import evaluate as ev
 from ... import experiment, jobs
+from ...errors import ExperimentRunning
 from ...settings import Settings
 from ..base import TabHandlers, user_errors
 from ..wiring import UI, on, tab
@@ -49,9 +50,21 @@ def error_bar_svg(table: dict, metric: str, *, width: int = 640, bar_h: int = 26
                          'stroke-width="1.5"/>')
             parts += [f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{mid - 5:.1f}" y2="{mid + 5:.1f}" stroke="#111827" '
                       'stroke-width="1.5"/>' for x in (lo, hi)]
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 16}" fill="#374151">{m["mean"]:.1f}</text>')
+        label_x = left + w + 6
+        if m.get("ci"):  # right of the interval's upper cap, which it would overlap otherwise
+            label_x = max(label_x, left + max(0.0, min(100.0, m["ci"][1])) * scale + 6)
+        parts.append(f'<text x="{label_x:.1f}" y="{y + 16}" fill="#374151">{m["mean"]:.1f}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def prediction_widths(columns: list[str]) -> list[str]:
+    """Column widths of the side-by-side predictions: narrow id, the instruction and input wide enough to read,
+    and the reference and every model's prediction sharing the rest equally (so no arm is pushed out of view)."""
+    fixed = {"id": 8, "instruction": 22, "input": 18}
+    rest = [c for c in columns if c not in fixed]
+    share = (100 - sum(fixed[c] for c in columns if c in fixed)) / max(1, len(rest))
+    return [f"{fixed.get(c, share):.1f}%" for c in columns]
 
 
 def table_frame(table: dict) -> pd.DataFrame:
@@ -77,16 +90,20 @@ class EvaluateHandlers(TabHandlers):
     @user_errors
     def ui_experiment_start(self, base: str, evalset: str, budget: float | None, arms: list[str] | None,
                             extra_arms: str, seeds: float | None, max_steps: float | None,
-                            eval_limit: float | None, folder: str, request: gr.Request = None) -> dict:
+                            eval_limit: float | None, folder: str, max_new_tokens: float | None = None,
+                            batch_size: float | None = None, max_length: float | None = None, full: bool = False,
+                            request: gr.Request = None) -> dict:
         """Start an experiment as a background job (admins, when the app has roles); its folder is shown to read it
-        back."""
+        back. Blank numbers take the experiment's defaults (:class:`curate.experiment.Config`)."""
         self.require_admin(request, "start a job")
         arm_list = [*(arms or []), *[a.strip() for a in (extra_arms or "").split(",") if a.strip()]]
         out = (folder or "").strip() or f"data/experiments/{time.strftime('%Y%m%d-%H%M%S')}"
         config = {"base": (base or "").strip() or self.settings.student_model, "evalset": evalset or "sni-sample",
                   "budget": int(budget or 200), "arms": arm_list, "seeds": int(seeds or 2),
                   "max_steps": int(max_steps) if max_steps else None,
-                  "eval_limit": int(eval_limit) if eval_limit else None, "out": out}
+                  "eval_limit": int(eval_limit) if eval_limit else None, "out": out, "full": bool(full),
+                  **{k: int(v) for k, v in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size),
+                                            ("max_length", max_length)) if v}}
         job_id = jobs.start_job(self.store(), "experiment", config)
         self.runner.submit(job_id)
         return {"exp_status": f"job {job_id}: training and evaluating {len(arm_list)} arms × {config['seeds']} "
@@ -96,13 +113,18 @@ class EvaluateHandlers(TabHandlers):
     @user_errors
     def ui_experiment_show(self, folder: str, metric: str | None = None) -> dict:
         """The table, the chart with error bars and the predictions side by side of the experiment in ``folder``."""
-        table = experiment.load_report((folder or "").strip())
+        folder = (folder or "").strip()
+        try:
+            table = experiment.load_report(folder, self.store())
+        except ExperimentRunning as e:  # not an error: the status says how far it is, the results stay
+            return {"exp_status": str(e), **{k: gr.update() for k in EXPERIMENT if k != "exp_status"}}
         metric = metric if metric in table["metrics"] else table["metrics"][0]
-        preds = experiment.side_by_side(folder.strip())
+        preds = experiment.side_by_side(folder)
         cols = list(preds[0]) if preds else ["id"]
         notes = "; ".join(table["notes"])
         return {"exp_table": table_frame(table), "exp_chart": error_bar_svg(table, metric),
-                "exp_predictions": pd.DataFrame([[str(p[c]) for c in cols] for p in preds], columns=cols),
+                "exp_predictions": gr.update(value=pd.DataFrame([[str(p[c]) for c in cols] for p in preds],
+                                                         columns=cols), column_widths=prediction_widths(cols)),
                 "exp_status": f"{table['evalset']}, student {table['base']}, {table['budget']} rows per arm"
                               + (f" — {notes}" if notes else "")
                               + ". A curated arm that does not beat random is a finding, not a failure."}
@@ -124,10 +146,24 @@ def layout(ui: UI, settings: Settings) -> None:
                 ui.add("exp_extra", gr.Textbox(label="More arms (comma-separated: passing@TAU, qdit:ALPHA, "
                                                      "teacher:NAME)", elem_id="curate-exp-extra"))
                 with gr.Row():
-                    ui.add("exp_budget", gr.Number(200, label="Rows per arm", precision=0, minimum=1))
-                    ui.add("exp_seeds", gr.Number(2, label="Seeds", precision=0, minimum=1))
-                    ui.add("exp_steps", gr.Number(0, label="Max steps (0: one epoch)", precision=0, minimum=0))
-                    ui.add("exp_limit", gr.Number(0, label="Eval rows (0: all)", precision=0, minimum=0))
+                    ui.add("exp_budget", gr.Number(200, label="Rows per arm", precision=0, minimum=1,
+                                                  elem_id="curate-exp-budget"))
+                    ui.add("exp_seeds", gr.Number(2, label="Seeds", precision=0, minimum=1,
+                                                  elem_id="curate-exp-seeds"))
+                    ui.add("exp_steps", gr.Number(0, label="Max steps (0: one epoch)", precision=0, minimum=0,
+                                                  elem_id="curate-exp-steps"))
+                    ui.add("exp_limit", gr.Number(0, label="Eval rows (0: all)", precision=0, minimum=0,
+                                                  elem_id="curate-exp-limit"))
+                with gr.Accordion("Training and generation", open=False):
+                    with gr.Row():
+                        ui.add("exp_new_tokens", gr.Number(128, label="Max new tokens per prediction", precision=0,
+                                                           minimum=1, elem_id="curate-exp-new-tokens"))
+                        ui.add("exp_batch", gr.Number(4, label="Batch size", precision=0, minimum=1,
+                                                      elem_id="curate-exp-batch"))
+                        ui.add("exp_max_length", gr.Number(512, label="Max length (tokens per example)",
+                                                           precision=0, minimum=16, elem_id="curate-exp-max-length"))
+                    ui.add("exp_full", gr.Checkbox(False, label="Train all weights (no LoRA; needs more memory)",
+                                                   elem_id="curate-exp-full"))
                 ui.add("exp_folder", gr.Textbox(label="Experiment folder (blank: a new one under data/experiments)",
                                                 elem_id="curate-exp-folder"))
                 with gr.Row():
@@ -147,6 +183,7 @@ def layout(ui: UI, settings: Settings) -> None:
 def wire(ui: UI, h: EvaluateHandlers) -> None:
     on(ui.exp_start.click, h.ui_experiment_start,
        [ui.exp_base, ui.exp_set, ui.exp_budget, ui.exp_arms, ui.exp_extra, ui.exp_seeds, ui.exp_steps, ui.exp_limit,
-        ui.exp_folder], ["exp_status", "exp_folder", "job_id"], ui)
+        ui.exp_folder, ui.exp_new_tokens, ui.exp_batch, ui.exp_max_length, ui.exp_full],
+       ["exp_status", "exp_folder", "job_id"], ui)
     for event in (ui.exp_show.click, ui.exp_metric.input):
         on(event, h.ui_experiment_show, [ui.exp_folder, ui.exp_metric], EXPERIMENT, ui)
