@@ -234,6 +234,7 @@ def run(store, config: Config, ctx) -> dict:
             done += 1
             ctx.report(phase=f"{arm} (seed {seed}) done", done=done, total=total, unit="arm runs")
     table = report_table(base, reports, sizes, budget=config.budget, resamples=config.resamples)
+    table["evalset_spec"] = config.evalset  # what loads the set again (a file's name is only its stem)
     _write_json(out / "report.json", table)
     ctx.report(phase="done", done=total, total=total, unit="arm runs",
                result={"report": str(out / "report.json"), "arms": len(config.arms)})
@@ -322,7 +323,7 @@ def side_by_side(folder: str | Path, *, seed: int = 0, evalset: str | None = Non
     of ``seed``), from the reports in ``folder``."""
     table = load_report(folder)
     folder = Path(folder).expanduser()
-    es = ev.load_evalset(evalset or table["evalset"])
+    es = ev.load_evalset(evalset or table.get("evalset_spec") or table["evalset"])
     rows_by_id = {r.id: r for r in es.rows}
     base = json.loads((folder / "base.json").read_text(encoding="utf-8"))
     arms = {r["arm"]: json.loads((folder / f"{arm_tag(r['arm'], seed)}.json").read_text(encoding="utf-8"))

@@ -98,7 +98,8 @@ class EvaluateHandlers(TabHandlers):
         self.require_admin(request, "start a job")
         arm_list = [*(arms or []), *[a.strip() for a in (extra_arms or "").split(",") if a.strip()]]
         out = (folder or "").strip() or f"data/experiments/{time.strftime('%Y%m%d-%H%M%S')}"
-        config = {"base": (base or "").strip() or self.settings.student_model, "evalset": evalset or "sni-sample",
+        config = {"base": (base or "").strip() or self.settings.student_model,
+                  "evalset": (evalset or "").strip() or "sni-sample",
                   "budget": int(budget or 200), "arms": arm_list, "seeds": int(seeds or 2),
                   "max_steps": int(max_steps) if max_steps else None,
                   "eval_limit": int(eval_limit) if eval_limit else None, "out": out, "full": bool(full),
@@ -138,7 +139,9 @@ def layout(ui: UI, settings: Settings) -> None:
                 ui.add("exp_base", gr.Textbox(settings.student_model, label="Student (base model)",
                                               elem_id="curate-exp-base"))
                 sets = [(f"{r['name']} ({r['rows']} rows)", r["name"]) for r in ev.list_evalsets() if r["references"]]
-                ui.add("exp_set", gr.Dropdown(sets, value="sni-sample", label="Evaluation set (evaluation only)",
+                ui.add("exp_set", gr.Dropdown(sets, value="sni-sample", allow_custom_value=True,
+                                              label="Evaluation set (evaluation only): a shipped one, or the path "
+                                                    "of a JSONL file with instruction, input, reference(s)",
                                               elem_id="curate-exp-set"))
                 ui.add("exp_arms", gr.CheckboxGroup(ARM_CHOICES, value=["random", "passing@0.01", "qdit:0.7"],
                                                     label="Arms (each an equal-size training set)",
