@@ -179,13 +179,19 @@ def _guard(arm: str, rows: list[dict]) -> tuple[list[dict], Any]:
 def _evaluate(model_spec: str, es: ev.EvalSet, config: Config, ctx, phase: str) -> dict:
     from .lm.registry import load_lm
     ctx.report(phase=phase, done=0, total=len(es.rows), unit="rows")
-    lm = load_lm(model_spec)
+    import torch
     try:
-        preds = ev.predict(lm, es.rows, max_new_tokens=config.max_new_tokens, should_stop=ctx.should_stop,
-                           progress=lambda d, t: ctx.report(phase=phase, done=d, total=t, unit="rows"))
-        style = ev.prompt_style(lm)
-    finally:
-        del lm
+        lm = load_lm(model_spec)
+        try:
+            preds = ev.predict(lm, es.rows, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                               should_stop=ctx.should_stop,
+                               progress=lambda d, t: ctx.report(phase=phase, done=d, total=t, unit="rows"))
+            style = ev.prompt_style(lm)
+        finally:
+            del lm
+    except (torch.OutOfMemoryError, MemoryError) as e:  # the message names the knobs
+        raise ExperimentError(f"out of memory while {phase} ({e}): lower --batch-size ({config.batch_size}, the "
+                              f"prompts predicted at once) or --max-new-tokens ({config.max_new_tokens})") from None
     return ev.evaluate(es.rows, preds, evalset=es, model=model_spec, style=style, resamples=config.resamples,
                        settings={"experiment": True}).as_dict()
 

@@ -5,6 +5,7 @@ paused mid-way resumes without retraining the finished arms."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -207,3 +208,22 @@ def test_the_report_of_an_unfinished_experiment_says_where_its_job_is(tmp_path, 
     rows = ex.ev.load_evalset("sni-sample", limit=3).rows
     assert [p["input"] for p in sbs] == [r.input for r in rows] and all(p["input"] for p in sbs)
     assert list(sbs[0]) == ["id", "instruction", "input", "reference", "base", "random"]
+
+
+def test_running_out_of_memory_while_predicting_names_the_knobs(tmp_path, tiny, store, monkeypatch):
+    import torch
+
+    seen = []
+
+    def oom(lm, rows, **kw):
+        seen.append(kw["batch_size"])
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(ex.ev, "predict", oom)
+    jid = jobs.start_job(store, "experiment", _cfg(tmp_path, tiny, arms=["random"], seeds=1, batch_size=3))
+    job = jobs.run_job(store, jid)
+    assert job["state"] == "failed" and seen == [3]  # the batch size is the prediction batch too
+    assert re.search(r"out of memory while evaluating the base .*--batch-size \(3.*--max-new-tokens \(4\)",
+                     job["error"])
+    with pytest.raises(ExperimentError, match=r"failed: .*out of memory.*--batch-size"):
+        ex.load_report(tmp_path / "exp", store)
