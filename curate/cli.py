@@ -60,7 +60,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
     Console().print(table)
     print("Also usable: any Hugging Face id or local folder (with a network or a local copy), and "
-          "openai:<model>@<url>[,<url>] for vLLM / llama.cpp / TGI / Ollama servers.")
+          "openai:<model>@<url>[,<url>] for vLLM / llama.cpp / TGI / Ollama servers, and vllm:<model> for vLLM in "
+          "this process on a GPU (pip install 'curate[vllm]'; untested on a GPU so far).")
     return 0
 
 
@@ -641,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--type", choices=("A", "B", "both"), default="both",
                     help="task type: A needs an input, B does not; both splits N like the seeds (default)")
     sp.add_argument("--models", help="generator mixture, e.g. 'smollm2-135m-instruct:2,gemma3-270m' "
-                                     "(name[:weight]; HF ids, folders and openai:<model>@<url> work too)")
+                                     "(name[:weight]; HF ids, folders, openai:<model>@<url> and vllm:<model> work too)")
     sp.add_argument("--instance-models", help="mixture for instance generation (default: --models)")
     sp.add_argument("--assignment", choices=("weighted", "round_robin"), default="weighted",
                     help="how prompts are spread over the mixture")

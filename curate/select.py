@@ -20,7 +20,8 @@ bit for bit: both work on the embeddings rounded to integers (``_quantise``: 2^-
 similarity is an exact integer in float64 whatever order BLAS sums in, and every gain is an exact int64 sum.
 Scores are then formed by the same ``_score`` in both. Lazy greedy keeps upper bounds in a heap (submodular
 gains only shrink). Bounds come in two cheap kinds, both rigorous: a blocked float32 pass with a rounding
-margin (every candidate once at the start; later any candidate not cached), and a row cache of similarity
+margin (a torch matmul: CUDA when present, else the CPU's threads; every candidate once at the start; later any
+candidate not cached), and a row cache of similarity
 upper bounds on a 2^-14 grid in int16 (up to 1 GiB; FIFO), re-checked against the current coverage in one
 elementwise pass. Only candidates whose bound reaches the top get the exact evaluation, over just the columns
 where their cached bound exceeds the coverage (elsewhere the gain term is 0). A candidate is taken when its
@@ -163,26 +164,86 @@ def _score(gains: np.ndarray, q: np.ndarray, alpha: float, scale: float) -> np.n
 _GRID_BITS = 14  # cached rows: similarity upper bounds on a 2^-14 grid, int16
 
 
-def _bound_gains(qz: _Quantised, rows, cover_real32: np.ndarray, keep=None) -> np.ndarray:
-    """Upper bounds (cosine units, float64) of the gains of ``rows`` from a float32 pass.
+class _Device:
+    """The float32 copy of the quantised rows as a torch tensor on the device the bound passes run on (the
+    CPU with all of torch's threads, or CUDA when present): the n × n similarity blocks are torch matmuls.
+    On the CPU the tensor shares the numpy array's memory."""
+
+    def __init__(self, qz: _Quantised, device: str = "auto"):
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise SelectionError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SelectionError("device='cuda' but no CUDA GPU is visible to torch; use device='auto' or 'cpu'")
+        self.torch, self.device = torch, torch.device(device)
+        self.q32 = torch.from_numpy(qz.q32).to(self.device)
+        self.qz = qz
+
+
+def _bound_gains(dev: _Device, rows, cover_real32: np.ndarray, keep=None) -> np.ndarray:
+    """Upper bounds (cosine units, float64) of the gains of ``rows`` from a float32 pass (a torch matmul).
 
     float32 dot products of the (exactly representable) quantised rows are within γ_d of the exact value
-    (any summation order); the float32 cover and the subtraction add a few more unit roundoffs. Each term
-    gets that margin, the float64 row sum a relative one, so bound ≥ exact gain always. ``keep(rows, up)``
-    receives the rows' similarity upper bounds on the 2^-14 grid (int16) for the row cache.
+    (any summation order, so any BLAS, thread count or GPU kernel; TF32 is switched off for it); the float32
+    cover and the subtraction add a few more unit roundoffs. Each term gets that margin, the float64 row sum
+    a relative one, so bound ≥ exact gain always. ``keep(rows, up)`` receives the rows' similarity upper
+    bounds on the 2^-14 grid (int16) for the row cache.
     """
+    torch, qz = dev.torch, dev.qz
     d = qz.q32.shape[1]
     gamma = d * _U32 / (1 - d * _U32)
-    eps = np.float32(1.01 * gamma + 8 * _U32)
-    sims = qz.q32[rows] @ qz.q32.T  # ≈ integer sims · 2^(2b), float32
-    sims *= np.float32(qz.scale)  # exact power-of-two scaling (no underflow: |sims| ≥ 2^-49 or 0)
+    eps = float(np.float32(1.01 * gamma + 8 * _U32))
+    idx = torch.as_tensor(np.atleast_1d(np.arange(qz.q32.shape[0])[rows]), device=dev.device)
+    with _fp32_matmul(torch):
+        sims = dev.q32[idx] @ dev.q32.T  # ≈ integer sims · 2^(2b), float32, (rows, n)
+    sims *= float(qz.scale)  # exact power-of-two scaling (no underflow: |sims| ≥ 2^-49 or 0)
     if keep is not None:  # ceil((s + ε) · 2^14): ≥ the exact similarity on the grid
-        keep(rows, np.ceil((sims + eps) * np.float32(2 ** _GRID_BITS) + np.float32(1e-3)).astype(np.int16))
-    sims -= cover_real32[None, :]
+        up = sims + eps
+        up *= float(2 ** _GRID_BITS)
+        up += 1e-3
+        keep(rows, up.ceil_().to(torch.int16).cpu().numpy())
+        del up
+    if cover_real32.any():
+        sims -= torch.from_numpy(cover_real32).to(dev.device)[None, :]
     sims += eps
-    np.maximum(sims, 0, out=sims)
-    total = sims.sum(axis=1, dtype=np.float64)
-    return total * (1 + 1e-9) + 1e-12
+    sims.clamp_(min=0)
+    return _row_sums(torch, sims) * (1 + 1e-9) + 1e-12
+
+
+_SUM_CHUNK = 256  # float32 partial sums of this many terms, then a float64 sum of the partials
+
+
+def _row_sums(torch, x) -> np.ndarray:
+    """Upper bounds of the exact row sums of ``x`` (float32, ≥ 0), float64: chunks of 256 are summed in
+    float32 (relative error ≤ γ_255 < 1.6e-5 for non-negative terms, any order) and scaled up by that, the
+    partials summed in float64 (converting the whole block to float64 costs more than the matmul)."""
+    B, n = x.shape
+    m = n // _SUM_CHUNK * _SUM_CHUNK
+    head = x[:, :m].reshape(B, -1, _SUM_CHUNK).sum(dim=2).sum(dim=1, dtype=torch.float64)
+    gamma = (_SUM_CHUNK - 1) * _U32 / (1 - (_SUM_CHUNK - 1) * _U32)
+    total = head * (1 + gamma)
+    if m < n:
+        total += x[:, m:].sum(dim=1, dtype=torch.float64)
+    return total.cpu().numpy()
+
+
+class _fp32_matmul:
+    """Full float32 matmuls (no TF32 / bf16 shortcuts) inside the block, the setting restored after."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def __enter__(self):
+        self.before = self.torch.get_float32_matmul_precision()
+        if self.before != "highest":
+            self.torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc):
+        if self.before != "highest":
+            self.torch.set_float32_matmul_precision(self.before)
 
 
 class _RowCache:
@@ -197,14 +258,24 @@ class _RowCache:
         self.next = 0
 
     def put(self, rows, up: np.ndarray) -> None:
-        for i, row in zip(np.atleast_1d(np.arange(len(self.slot_of))[rows]), up):
-            if self.cap == 0 or self.slot_of[i] >= 0:
-                continue
-            slot = self.next
-            if self.owner[slot] >= 0:
-                self.slot_of[self.owner[slot]] = -1
-            self.rows[slot], self.owner[slot], self.slot_of[i] = row, i, slot
-            self.next = (slot + 1) % self.cap
+        """Cache the rows not cached yet (FIFO: the oldest slots are reused), in vectorised steps. Rows
+        cached when the call starts keep their slot (this call's new rows may evict them)."""
+        if self.cap == 0:
+            return
+        ids = np.atleast_1d(np.arange(len(self.slot_of))[rows])
+        new = np.flatnonzero(self.slot_of[ids] < 0)
+        start, total = self.next, new.size
+        if new.size > self.cap:  # only the last cap rows survive the FIFO, in the slots they would reach
+            start, new = (start + new.size - self.cap) % self.cap, new[-self.cap:]
+        if new.size == 0:
+            return
+        slots = (start + np.arange(new.size)) % self.cap
+        old = self.owner[slots]
+        self.slot_of[old[old >= 0]] = -1
+        self.rows[slots] = up[new]
+        self.owner[slots] = ids[new]
+        self.slot_of[ids[new]] = slots
+        self.next = int((self.next + total) % self.cap)
 
     def bounds(self, idx: list[int], cover_down: np.ndarray) -> np.ndarray:
         """Σ_v max(up[i, v] − floor(cover_v), 0) · 2^-14 ≥ the exact gains (cosine units), for cached ``idx``."""
@@ -257,16 +328,19 @@ def qdit_naive(embeddings, quality, k: int, alpha: float) -> list[int]:
 
 
 def qdit_select(embeddings, quality, k: int, alpha: float, *, batch: int = 32,
-                cache_bytes: int = 1 << 30) -> QditResult:
+                cache_bytes: int = 1 << 30, device: str = "auto") -> QditResult:
     """Greedy QDIT by lazy greedy over blocked similarities; equals :func:`qdit_select_naive` exactly.
 
     ``embeddings``: (n, d) array (rows are normalised here); ``quality``: (n,) in [0, 1] or None (zeros:
     pure diversity); ``k``: 1 … n; ``alpha`` ∈ [0, 1]. Raises SelectionError on bad input (empty pool,
     k out of range, alpha outside [0, 1], NaN or unscaled quality, non-finite or zero embeddings).
+    ``device``: where the similarity blocks are multiplied: ``"auto"`` (CUDA when present, else the CPU),
+    ``"cpu"`` or ``"cuda"``; the sequence is the same on every device.
     """
     e, q = _check(embeddings, quality, k, alpha)
     alpha = float(alpha)
     qz = _quantise(e)
+    dev = _Device(qz, device)
     (n, d), e = e.shape, None  # from here on only the integer copies are used
     rows_per_block = max(1, min(n, _BLOCK_ELEMENTS // n))
     out = QditResult()
@@ -277,13 +351,13 @@ def qdit_select(embeddings, quality, k: int, alpha: float, *, batch: int = 32,
     cache = _RowCache(n, max_bytes=cache_bytes)
     for start in range(0, n, rows_per_block):
         rows = np.arange(start, min(n, start + rows_per_block))
-        bound[rows] = _bound_gains(qz, rows, cover32, cache.put if cache.cap == n else None)
+        bound[rows] = _bound_gains(dev, rows, cover32, cache.put if cache.cap == n else None)
     out.bound_evaluations += n
     keys = _score(bound, q, alpha, 1.0)
     if 0 < cache.cap < n:  # warm the cache with the rows of the best initial bounds (cap / n of a pass)
         top = np.sort(np.argsort(-keys, kind="stable")[:cache.cap])
         for start in range(0, top.size, rows_per_block):
-            _bound_gains(qz, top[start:start + rows_per_block], cover32, cache.put)
+            _bound_gains(dev, top[start:start + rows_per_block], cover32, cache.put)
     # heap entries (−key, index); state per index: when it was computed (pick number) and whether exact
     heap = [(-float(keys[i]), i) for i in range(n)]
     heapq.heapify(heap)
@@ -291,12 +365,13 @@ def qdit_select(embeddings, quality, k: int, alpha: float, *, batch: int = 32,
 
     # small products (pool ≲ 20,000 × 384): BLAS threads only add synchronisation; large ones keep them
     with threadpool_limits(limits=1 if n * d < 8_000_000 else None, user_api="blas"):
-        _lazy_greedy(qz, q, k, alpha, batch, heap, when, out, rows_per_block, cache)
+        _lazy_greedy(dev, q, k, alpha, batch, heap, when, out, rows_per_block, cache)
     return out
 
 
-def _lazy_greedy(qz: _Quantised, q: np.ndarray, k: int, alpha: float, batch: int, heap: list, when: np.ndarray,
+def _lazy_greedy(dev: _Device, q: np.ndarray, k: int, alpha: float, batch: int, heap: list, when: np.ndarray,
                  out: QditResult, rows_per_block: int, cache: _RowCache) -> None:
+    qz = dev.qz
     n = q.shape[0]
     exact = np.zeros(n, dtype=bool)
     exact_gain = np.zeros(n, dtype=np.int64)
@@ -324,7 +399,7 @@ def _lazy_greedy(qz: _Quantised, q: np.ndarray, k: int, alpha: float, batch: int
                 hit = [i for i in stale if cache.slot_of[i] >= 0]
                 miss = [i for i in stale if cache.slot_of[i] < 0]
                 for part, b in ((hit, cache.bounds(hit, cover_down) if hit else None),
-                                (miss, _bound_gains(qz, np.array(miss), cover32, cache.put) if miss else None)):
+                                (miss, _bound_gains(dev, np.array(miss), cover32, cache.put) if miss else None)):
                     if not part:
                         continue
                     out.bound_evaluations += len(part)

@@ -344,3 +344,88 @@ def test_cli_select_embed_and_dups_end_to_end(tmp_path, capsys):
     assert "at least 1" in capsys.readouterr().err
     assert main(["select", "--k", "3", "--alpha", "2", "--db", db]) == 2
     assert "[0, 1]" in capsys.readouterr().err
+
+
+# -- the torch bound pass and the row cache ------------------------------------------------------------------
+
+def test_torch_bound_pass_is_an_upper_bound_and_a_tight_one():
+    """The float32 torch pass (chunked float32 row sums, 300 and 1,000 columns: a partial chunk too) bounds
+    the exact integer gains from above against random coverages, and by little."""
+    rng = np.random.default_rng(5)
+    for n in (3, 300, 1000):
+        e = select.normalise_rows(clustered(rng, n, 48, 7, 0.4))
+        qz = select._quantise(e)
+        dev = select._Device(qz, "cpu")
+        rows = np.arange(n)
+        for trial in range(4):
+            picked = rng.choice(n, size=min(n, trial * 5), replace=False)
+            cover = np.zeros(n, dtype=np.int64)
+            for a in picked:
+                np.maximum(cover, select._exact_sims(qz, [a])[0], out=cover)
+            exact = select._exact_gains(select._exact_sims(qz, rows), cover) * qz.scale
+            cover32 = (cover.astype(np.float64) * qz.scale).astype(np.float32)
+            bound = select._bound_gains(dev, rows, cover32)
+            assert (bound >= exact).all()
+            assert (bound - exact).max() <= 1e-3 * n
+
+
+def test_row_cache_put_equals_the_plain_fifo_loop():
+    """The vectorised put against the row-by-row FIFO it replaced, on random sequences of puts of rows not
+    cached yet (how the greedy calls it); with cached rows among them, the cache stays consistent."""
+    class PlainCache(select._RowCache):
+        def put(self, rows, up):
+            for i, row in zip(np.atleast_1d(np.arange(len(self.slot_of))[rows]), up):
+                if self.cap == 0 or self.slot_of[i] >= 0:
+                    continue
+                slot = self.next
+                if self.owner[slot] >= 0:
+                    self.slot_of[self.owner[slot]] = -1
+                self.rows[slot], self.owner[slot], self.slot_of[i] = row, i, slot
+                self.next = (slot + 1) % self.cap
+
+    rng = np.random.default_rng(11)
+    for case in range(200):
+        n = int(rng.integers(1, 40))
+        max_bytes = int(rng.integers(0, 2 * n * n + 1))
+        fast, plain = select._RowCache(n, max_bytes), PlainCache(n, max_bytes)
+        last = {}
+        for _ in range(int(rng.integers(1, 8))):
+            free = np.flatnonzero(plain.slot_of < 0)
+            if free.size == 0:
+                break
+            rows = np.sort(rng.choice(free, size=int(rng.integers(1, free.size + 1)), replace=False))
+            up = rng.integers(-5, 5, size=(rows.size, n)).astype(np.int16)
+            fast.put(rows, up)
+            plain.put(rows, up)
+            assert fast.next == plain.next, case
+            assert (fast.slot_of == plain.slot_of).all() and (fast.owner == plain.owner).all(), case
+            used = plain.owner >= 0
+            assert (fast.rows[used] == plain.rows[used]).all(), case
+        for _ in range(5):  # any rows, cached or not: slots and owners agree, rows hold what was put
+            rows = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False))
+            up = rng.integers(-5, 5, size=(rows.size, n)).astype(np.int16)
+            before = fast.slot_of.copy()
+            fast.put(rows, up)
+            for j, i in enumerate(rows):
+                if before[i] < 0:
+                    last[int(i)] = up[j]
+            for slot, owner in enumerate(fast.owner):
+                if owner >= 0:
+                    assert fast.slot_of[owner] == slot
+            for i, row in last.items():
+                if fast.slot_of[i] >= 0:
+                    assert fast.owner[fast.slot_of[i]] == i and (fast.rows[fast.slot_of[i]] == row).all(), case
+
+
+def test_device_choice():
+    rng = np.random.default_rng(2)
+    e, q = rng.standard_normal((50, 6)), rng.random(50)
+    assert qdit_select(e, q, 10, 0.5, device="cpu").indices == qdit_naive(e, q, 10, 0.5)
+    with pytest.raises(SelectionError, match="'auto', 'cpu' or 'cuda'"):
+        qdit_select(e, q, 10, 0.5, device="tpu")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(SelectionError, match="no CUDA GPU"):
+            qdit_select(e, q, 10, 0.5, device="cuda")
+    else:
+        assert qdit_select(e, q, 10, 0.5, device="cuda").indices == qdit_naive(e, q, 10, 0.5)

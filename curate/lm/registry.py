@@ -15,6 +15,7 @@ Model specs accepted by :func:`load_lm`, tried in order by a list of resolvers (
 
     scripted:<name>                   ScriptedLM (dry runs, tests)
     openai:<model>@<url>[,<url>]      OpenAI-compatible servers (vLLM, llama.cpp, TGI, Ollama)
+    vllm:<HF id or folder>            vLLM in this process (needs curate[vllm] and a CUDA GPU; UNVERIFIED)
     smollm2-135m-instruct, ...        an embedded model (see list_embedded())
     ./my-model, /x/model.gguf         a local transformers folder or GGUF file
     Qwen/Qwen2.5-0.5B-Instruct        a Hugging Face id (needs a network or a local HF cache copy)
@@ -250,8 +251,8 @@ def _unknown_message(name: str) -> str:
     return (
         f"unknown model {name!r}. Embedded models: {', '.join(EMBEDDED)} (see `curate models`). "
         "Also accepted: a Hugging Face id (e.g. Qwen/Qwen2.5-0.5B-Instruct; needs a network or a local copy), "
-        "a local transformers folder or .gguf file, or openai:<model>@<url>[,<url>] for an OpenAI-compatible "
-        "server (vLLM, llama.cpp, TGI, Ollama)."
+        "a local transformers folder or .gguf file, openai:<model>@<url>[,<url>] for an OpenAI-compatible "
+        "server (vLLM, llama.cpp, TGI, Ollama), or vllm:<model> for vLLM in this process (GPU)."
     )
 
 
@@ -536,6 +537,12 @@ def _openai(spec: str, **kwargs: Any) -> LM:
     return OpenAIBackend(model, urls, **kwargs)
 
 
+def _vllm(spec: str, **kwargs: Any) -> LM:
+    from .vllm_backend import VLLMBackend
+
+    return VLLMBackend(spec.partition(":")[2].strip(), **kwargs)
+
+
 def _is_embedded_lm(spec: str) -> bool:
     s = EMBEDDED.get(spec) or EMBEDDED.get(spec.lower())
     return s is not None and s.role == "lm"
@@ -586,6 +593,7 @@ def _hf_id(spec: str, **kwargs: Any) -> LM:
 register_resolver(lambda s: True, _hf_id, name="huggingface-id")
 register_resolver(lambda s: s.startswith("scripted:"), _scripted, name="scripted")
 register_resolver(lambda s: s.startswith("openai:"), _openai, name="openai")
+register_resolver(lambda s: s.startswith("vllm:"), _vllm, name="vllm")
 register_resolver(_is_embedded_lm, _embedded, name="embedded")
 register_resolver(_looks_like_path, _local, name="local-path")
 
