@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .errors import CurateError
 
-__all__ = ["EngineSettings", "LocalEngine", "RayEngine", "open_engine", "ordered", "RAY_MISSING"]
+__all__ = ["EngineSettings", "LocalEngine", "RayEngine", "check_engine", "open_engine", "ordered", "RAY_MISSING"]
 
 RAY_MISSING = "the Ray engine needs Ray: pip install 'curate[ray]'"
 K = TypeVar("K")
@@ -205,6 +205,15 @@ class RayEngine:
         self._actors = []
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def check_engine(engine: str = "local", address: str | None = None, actors: int | None = None) -> None:
+    """Refuse what cannot run before a job is made: the Ray engine without Ray, Ray settings on the local engine
+    (CurateError naming the fix)."""
+    if engine == "ray":
+        _import_ray()
+    elif address is not None or actors is not None:
+        raise CurateError("--address and --actors are settings of the Ray engine: add --engine ray")
 
 
 def open_engine(settings: EngineSettings, pool) -> LocalEngine | RayEngine:
