@@ -454,7 +454,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     with _store(s) as store:
         job = _run_with_bar(store, start_job(store, "embed", {
             "model": args.model or DEFAULT_EMBEDDER, "source": args.source, "tau": tau,
-            "batch_size": args.batch_size}))
+            "batch_size": args.batch_size, **_engine(args)}))
     rc = _job_exit(job, store_path=s.db)
     st = job["progress"].get("result")
     if st:
@@ -810,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "`select` also embeds what is missing)")
     pool_args(sp, "all")
     sp.add_argument("--batch-size", type=int, default=64, help="texts per embedding batch (default 64)")
+    engine_args(sp)
 
     sp = add("select", "pick a quality-diverse subset by greedy QDIT and store it as a named selection")
     sp.add_argument("--k", type=int, required=True, help="how many candidates to select")

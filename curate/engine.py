@@ -2,7 +2,8 @@
 (``ray``, the ``curate[ray]`` extra; docs/RAY.md).
 
 A stage asks its engine for *calls*: ``engine.submit(spec, "generate", prompts, params)`` (or ``"loglik"``)
-returns a handle whose ``result()`` is what ``pool.get(spec).generate(prompts, params)`` returns. A call is the
+returns a handle whose ``result()`` is what ``pool.get(spec).generate(prompts, params)`` returns;
+``engine.submit_encode(model, texts, batch_size)`` embeds texts with a sentence-transformers model (:func:`encode`). A call is the
 unit of work on both engines — the same prompts, the same params (with the same sampling seed) — so a call's
 result does not depend on where it ran, on how many actors there are or on the order they finish in; that is what
 keeps the stored rows the same as the local engine's. Everything else stays on the driver (the process that runs
@@ -55,14 +56,31 @@ class _Done:
         return self._value
 
 
+def encode(embedder, texts: list[str], batch_size: int):
+    """(n, d) float32 normalised embeddings of ``texts`` (one embedding call of either engine)."""
+    import numpy as np
+    return np.asarray(embedder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True), dtype="<f4")
+
+
+def _embedder(cache: dict, model: str):
+    """``model``'s embedder from ``cache``, loaded once (:func:`curate.lm.registry.load_embedder`)."""
+    if model not in cache:
+        from .lm.registry import load_embedder
+        cache[model] = load_embedder(model)
+    return cache[model]
+
+
 class LocalEngine:
-    """Each call runs when it is submitted, in this process: exactly what the stages did before engines."""
+    """Each call runs when it is submitted, in this process: exactly what the stages did before engines.
+    ``embedders``: ready embedders by model name (else loaded on first use)."""
 
     name = "local"
     window = 1  # batches a stage keeps in flight
 
-    def __init__(self, pool):
+    def __init__(self, pool, embedders: dict | None = None):
         self.pool = pool
+        self._embedders = dict(embedders or {})
 
     def lm(self, spec: str):
         """The driver's own copy of a model, for what only the driver does (counting prompt tokens, the
@@ -73,6 +91,12 @@ class LocalEngine:
         try:
             return _Done(getattr(self.pool.get(spec), method)(*args))
         except Exception as exc:  # raised by result(), where the stage would have seen it
+            return _Done(error=exc)
+
+    def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Done:
+        try:
+            return _Done(encode(_embedder(self._embedders, model), texts, batch_size))
+        except Exception as exc:
             return _Done(error=exc)
 
     def cancel(self) -> None:
@@ -138,9 +162,13 @@ class _LMWorker:
             import torch
             torch.set_num_threads(threads)
         self.pool = ModelPool(preloaded)
+        self.embedders: dict = {}
 
     def call(self, spec: str, method: str, *args):
         return getattr(self.pool.get(spec), method)(*args)
+
+    def encode(self, model: str, texts: list[str], batch_size: int):
+        return encode(_embedder(self.embedders, model), texts, batch_size)
 
     def pid(self) -> int:
         return os.getpid()
@@ -191,6 +219,13 @@ class RayEngine:
         self._busy[i] += 1
         self._loaded[i].add(spec)
         return _Call(self._ray, self._actors[i].call.remote(spec, method, *args), self, i)
+
+    def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Call:
+        key = f"embedder:{model}"
+        i = self._pick(key)
+        self._busy[i] += 1
+        self._loaded[i].add(key)
+        return _Call(self._ray, self._actors[i].encode.remote(model, texts, batch_size), self, i)
 
     def worker_pids(self) -> list[int]:
         return self._ray.get([a.pid.remote() for a in self._actors])

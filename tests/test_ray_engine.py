@@ -99,6 +99,7 @@ def test_scripted_pipeline_stores_the_same_rows_on_ray_as_locally(local_ray):
         assert a[t] == b[t], t
 
 
+@pytest.mark.slow
 def test_real_smollm2_instances_and_outputs_are_the_same_on_ray(local_ray):
     """The real SmolLM2 writes half the instances (sampled: temperature 0.7, seeded per call) and every ensemble
     output (greedy), locally and on 2 actors; short prompts (1 demo) and a few new tokens keep it quick."""
@@ -118,6 +119,26 @@ def test_real_smollm2_instances_and_outputs_are_the_same_on_ray(local_ray):
     assert any(r["text"] for r in a["outputs"] if r["model_id"] == real)
     for t in TABLES:
         assert a[t] == b[t], t
+
+
+@pytest.mark.slow
+def test_real_embeddings_are_the_same_on_ray(local_ray):
+    """all-MiniLM-L6-v2 embeddings of the same pool (byte for byte), locally and on a Ray actor."""
+    from curate.select import embed_pool, load_pool
+
+    def run(eng) -> list[tuple]:
+        st = Store(":memory:")
+        run_generation(st, GenerateConfig(instructions=6, instruction_models=parse_mixture("g1"),
+                                          instance_models=parse_mixture("g1"), batch_size=3), scripted_pool())
+        embed_pool(st, load_pool(st, "all", quality="none"), "all-minilm-l6-v2", batch_size=4, engine=eng)
+        return sorted((r["candidate_id"], r["text_hash"], r["vector"]) for r in st.db["embeddings"].rows)
+
+    eng = engines.RayEngine(scripted_pool(), actors=2)
+    try:
+        a, b = run(None), run(eng)
+    finally:
+        eng.close()
+    assert len(a) >= 6 and a == b
 
 
 CHILD = textwrap.dedent("""
