@@ -222,3 +222,14 @@ def test_ray_engine_settings_are_checked():
     engines.check_engine("ray")  # installed here: no error
     ctx = StageContext(pool=scripted_pool())
     assert isinstance(engines.open_engine(GenerateConfig(instructions=1), ctx.pool), engines.LocalEngine)
+
+
+def test_cli_refuses_ray_settings_without_the_ray_engine_and_ray_without_ray(tmp_path, capsys, monkeypatch):
+    from curate.cli import main
+    db = str(tmp_path / "c.db")
+    assert main(["ensemble", "--db", db, "--actors", "2"]) == 2
+    assert "add --engine ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["generate", "--db", db, "-n", "1", "--engine", "ray"]) == 2
+    assert "pip install 'curate[ray]'" in capsys.readouterr().err
+    assert Store(db).list_jobs() == []  # refused before any job row was made
