@@ -215,17 +215,16 @@ class RayEngine:
         return min(range(len(self._actors)), key=lambda i: (self._busy[i], spec not in self._loaded[i], i))
 
     def submit(self, spec: str, method: Literal["generate", "loglik"], *args) -> _Call:
-        i = self._pick(spec)
-        self._busy[i] += 1
-        self._loaded[i].add(spec)
-        return _Call(self._ray, self._actors[i].call.remote(spec, method, *args), self, i)
+        return self._send(spec, "call", spec, method, *args)
 
     def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Call:
-        key = f"embedder:{model}"
+        return self._send(f"embedder:{model}", "encode", model, texts, batch_size)
+
+    def _send(self, key: str, actor_method: str, *args) -> _Call:
         i = self._pick(key)
         self._busy[i] += 1
         self._loaded[i].add(key)
-        return _Call(self._ray, self._actors[i].encode.remote(model, texts, batch_size), self, i)
+        return _Call(self._ray, getattr(self._actors[i], actor_method).remote(*args), self, i)
 
     def worker_pids(self) -> list[int]:
         return self._ray.get([a.pid.remote() for a in self._actors])

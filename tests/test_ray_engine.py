@@ -36,10 +36,15 @@ VOLATILE = {"job_id", "created_at", "seconds"}  # when and in which job a row wa
 
 @pytest.fixture(scope="module")
 def local_ray():
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])  # workers: this curate
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), saved or ""])  # the workers import this curate
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+    if saved is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved
 
 
 _SYL = "ka lo mi ren tus vex bor qua zin pel dro fa gui hob jet nuv".split()
