@@ -32,6 +32,15 @@ def _settings(args: argparse.Namespace, **extra: Any):
     return load_settings(getattr(args, "config", None), db=getattr(args, "db", None), **extra)
 
 
+def _engine(args: argparse.Namespace) -> dict:
+    """The engine fields of an LM stage's Config from ``--engine`` / ``--address`` / ``--actors``; refuses
+    ``--engine ray`` at once where Ray is not installed (CurateError naming the extra)."""
+    from .engine import check_engine
+    fields = {"engine": args.engine, "address": args.address, "actors": args.actors}
+    check_engine(**fields)
+    return fields
+
+
 def _store(settings):
     from .store import Store
     return Store(settings.db)
@@ -98,7 +107,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         instruction_models=parse_mixture(args.models or s.instruction_models),
         instance_models=parse_mixture(args.instance_models or args.models or s.instance_models),
         assignment=args.assignment, seed=s.seed, batch_size=s.batch_size,
-        similarity_threshold=s.similarity_threshold,
+        similarity_threshold=s.similarity_threshold, **_engine(args),
         **sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.instance_max_new_tokens))
     with _store(s) as store:
         job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"))
@@ -141,7 +150,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     s = _settings(args, consensus_threshold=args.threshold, batch_size=args.batch_size)
     config = EnsembleConfig(models=args.models.split(",") if args.models else s.ensemble_models,
                             prompt_style=args.style or s.ensemble_prompt_style, threshold=s.consensus_threshold,
-                            batch_size=s.batch_size, consensus_only=args.no_generate, workers=args.workers)
+                            batch_size=s.batch_size, consensus_only=args.no_generate, workers=args.workers,
+                            **_engine(args))
     with _store(s) as store:
         job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"))
         job = _run_with_bar(store, job_id)
@@ -401,7 +411,7 @@ def cmd_teachers(args: argparse.Namespace) -> int:
             from .jobs import start_job
             job = _run_with_bar(store, start_job(store, "teachers", {
                 "student": s.student_model, "scorer": s.quality_scorer, "limit": args.limit,
-                "batch_size": args.batch_size}))
+                "batch_size": args.batch_size, **_engine(args)}))
             if job["state"] != "done":
                 return _job_exit(job, store_path=s.db)
             done = job["progress"]["result"]
@@ -445,7 +455,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     with _store(s) as store:
         job = _run_with_bar(store, start_job(store, "embed", {
             "model": args.model or DEFAULT_EMBEDDER, "source": args.source, "tau": tau,
-            "batch_size": args.batch_size}))
+            "batch_size": args.batch_size, **_engine(args)}))
     rc = _job_exit(job, store_path=s.db)
     st = job["progress"].get("result")
     if st:
@@ -628,6 +638,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="settings TOML file (default: $CURATE_CONFIG or ./curate.toml)")
         return sp
 
+    def engine_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where the model calls run: this process (local, default) or a Ray cluster (ray; "
+                             "pip install 'curate[ray]'; docs/RAY.md). The stored rows are the same")
+        sp.add_argument("--address", help="with --engine ray: the cluster, auto (the one `ray start` started) or "
+                                          "ray://host:port (default: start Ray on this machine)")
+        sp.add_argument("--actors", type=int, metavar="N",
+                        help="with --engine ray: model-holding actors (default: one per CPU, at most 8)")
+
     sp = add("models", "list the embedded offline models, or assemble and verify them (setup)")
     sp.add_argument("action", nargs="?", choices=("list", "setup"), default="list",
                     help="list (default) or setup: assemble every embedded model into the cache and check sha256")
@@ -657,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--instance-max-new-tokens", type=int, metavar="N",
                     help="new tokens per instance completion (default 512)")
     sp.add_argument("--no-instances", action="store_true", help="stop after the instruction stage")
+    engine_args(sp)
     sp.add_argument("--resume", metavar="JOB", help="continue this job id instead of starting a new one")
 
     sp = add("ensemble", "add zero-shot outputs from the ensembling models and compute consensus")
@@ -670,6 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-generate", action="store_true",
                     help="run no model: only (re)compute consensus over the stored outputs (e.g. imported with "
                          "`curate import --as-outputs`)")
+    engine_args(sp)
     sp.add_argument("--workers", type=int, metavar="N",
                     help="processes for the consensus rule when at least 5,000 candidates need it (default: one "
                          "per CPU; 1: none besides curate's own)")
@@ -773,6 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="a deterministic sample of N candidates (default: all)")
     sp.add_argument("--batch-size", type=int, default=8, help="outputs per student loglik call (default 8)")
     sp.add_argument("--stored", action="store_true", help="rank from stored numbers only; compute nothing")
+    engine_args(sp)
     sp.add_argument("--json", action="store_true", help="print the ranking as JSON")
 
     from .select import QUALITY_HELP
@@ -789,6 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "`select` also embeds what is missing)")
     pool_args(sp, "all")
     sp.add_argument("--batch-size", type=int, default=64, help="texts per embedding batch (default 64)")
+    engine_args(sp)
 
     sp = add("select", "pick a quality-diverse subset by greedy QDIT and store it as a named selection")
     sp.add_argument("--k", type=int, required=True, help="how many candidates to select")

@@ -6,16 +6,18 @@ Select tab run it as a job.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from .engine import EngineSettings, open_engine
 from .select import embed_pool, load_pool
 from .stage import StageContext
 
 __all__ = ["Config", "check", "run"]
 
 
-class Config(BaseModel):
-    """Embedding a selection pool into the store's cache as a background job."""
+class Config(EngineSettings):
+    """Embedding a selection pool into the store's cache as a background job; the engine fields
+    (:class:`~curate.engine.EngineSettings`) say where the embedding calls run."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,7 +45,12 @@ def run(store, config: Config, ctx: StageContext) -> dict:
         ctx.report(phase=phase, done=cached + done, total=len(candidates.ids), unit="candidates")
         ctx.check_stop()
 
-    _, stats = embed_pool(store, candidates, config.model, batch_size=config.batch_size, progress=progress)
+    engine = open_engine(config, ctx.pool)
+    try:
+        _, stats = embed_pool(store, candidates, config.model, batch_size=config.batch_size, progress=progress,
+                              engine=engine)
+    finally:
+        engine.close()
     n = len(candidates.ids)
     ctx.report(phase="done", done=n, total=n, unit="candidates", result=stats)
     return stats

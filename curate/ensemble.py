@@ -25,9 +25,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from .consensus import consensus_many
+from .engine import EngineSettings, open_engine, ordered
 from .errors import Stopped
 from .lm.base import GenParams
 from .mixture import ModelPool
@@ -39,7 +40,10 @@ from .store.consensus import consensus_values
 DEFAULT_ENSEMBLE_MODELS = ("smollm2-135m-instruct", "qwen2.5-0.5b-instruct")
 
 
-class EnsembleConfig(BaseModel):
+class EnsembleConfig(EngineSettings):
+    """An ensembling run; the engine fields (:class:`~curate.engine.EngineSettings`) say where the model calls
+    run (the stored rows are the same on every engine)."""
+
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE_MODELS), min_length=1)
@@ -102,32 +106,12 @@ def _report(ctx: StageContext, prog: EnsembleStats, done: int, total: int, unit:
 def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> EnsembleStats:
     prog = EnsembleStats(total=store.count_candidates("ok"))
     if not config.consensus_only:
-        for position, spec in enumerate(config.models, start=1):
-            lm = ctx.pool.get(spec)
-            style = _style_for(lm, config.styles.get(spec, config.prompt_style))
-            if style != config.styles.get(spec, config.prompt_style):
-                prog.warnings.append(f"{spec} has no chat template: using the reference prompt")
-            params = GenParams(temperature=0.0, max_new_tokens=config.max_new_tokens,
-                               style="chat" if style == "chat" else "completion")
-            prog.stage = f"outputs {spec}"
-            missing = len(store.candidates_missing_output(spec, style, limit=-1))
-            after = 0
-            while True:
-                todo = store.candidates_missing_output(spec, style, limit=config.batch_size, after_seq=after)
-                _report(ctx, prog, prog.outputs[spec], missing, "outputs")
-                if not todo:
-                    break
-                ctx.check_stop()
-                after = todo[-1]["seq"]
-                t0 = time.perf_counter()
-                outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
-                prog.gen_seconds += time.perf_counter() - t0
-                prog.tokens += sum(o.completion_tokens for o in outs)
-                store.add_outputs([{"candidate_id": r["id"], "position": position, "model_id": spec,
-                                    "params": params.as_record(), "prompt_style": style, "text": o.text,
-                                    "finish_reason": o.finish_reason, "completion_tokens": o.completion_tokens,
-                                    "job_id": ctx.job_id} for r, o in zip(todo, outs)])
-                prog.outputs[spec] += len(todo)
+        engine = open_engine(config, ctx.pool)
+        try:
+            for position, spec in enumerate(config.models, start=1):
+                _outputs(store, config, ctx, engine, prog, position, spec)
+        finally:
+            engine.close()
     prog.stage = "consensus"
     _report(ctx, prog, 0, prog.total, "candidates")
     with store.bulk_writes():
@@ -143,6 +127,42 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
     done = sum(prog.consensus.values())
     _report(ctx, prog, done, done, "consensus rows")
     return prog
+
+
+def _outputs(store: Store, config: EnsembleConfig, ctx: StageContext, engine, prog: EnsembleStats, position: int,
+             spec: str) -> None:
+    """Model ``spec``'s missing outputs, batch by batch in seq order (several in flight on an engine with a
+    window), each batch stored when it comes back."""
+    lm = engine.lm(spec)
+    style = _style_for(lm, config.styles.get(spec, config.prompt_style))
+    if style != config.styles.get(spec, config.prompt_style):
+        prog.warnings.append(f"{spec} has no chat template: using the reference prompt")
+    params = GenParams(temperature=0.0, max_new_tokens=config.max_new_tokens,
+                       style="chat" if style == "chat" else "completion")
+    prog.stage = f"outputs {spec}"
+    missing = len(store.candidates_missing_output(spec, style, limit=-1))
+    cursor = {"after": 0}
+
+    def next_job(in_flight: int):
+        _report(ctx, prog, prog.outputs[spec], missing, "outputs")
+        todo = store.candidates_missing_output(spec, style, limit=config.batch_size, after_seq=cursor["after"])
+        if not todo:
+            return None
+        ctx.check_stop()
+        cursor["after"] = todo[-1]["seq"]
+        prompts = [reference_prompt(r["instruction"], r["input"]) for r in todo]
+        return todo, lambda: (time.perf_counter(), engine.submit(spec, "generate", prompts, params))
+
+    for todo, (t0, call) in ordered(engine, next_job):
+        outs = call.result()
+        prog.gen_seconds += time.perf_counter() - t0
+        prog.tokens += sum(o.completion_tokens for o in outs)
+        store.add_outputs([{"candidate_id": r["id"], "position": position, "model_id": spec,
+                            "params": params.as_record(), "prompt_style": style, "text": o.text,
+                            "finish_reason": o.finish_reason, "completion_tokens": o.completion_tokens,
+                            "job_id": ctx.job_id} for r, o in zip(todo, outs)])
+        prog.outputs[spec] += len(todo)
+    _report(ctx, prog, prog.outputs[spec], missing, "outputs")
 
 
 #: candidates to do from which consensus runs on several processes (below it, starting them costs more)

@@ -43,6 +43,7 @@ from typing import Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import filters, parse, prompts
+from .engine import EngineSettings, LocalEngine, RayEngine, open_engine, ordered
 from .errors import BackendError, CurateError
 from .lm.base import Completion, GenParams
 from .mixture import Mixture, MixtureEntry, ModelPool
@@ -83,8 +84,9 @@ def sampling(temperature: float | None = None, top_k: int | None = None, top_p: 
             "instance_params": one(INSTANCE_PARAMS, instance_max_tokens)}
 
 
-class GenerateConfig(BaseModel):
-    """Everything a generation run needs; stored with the job for provenance."""
+class GenerateConfig(EngineSettings):
+    """Everything a generation run needs; stored with the job for provenance. The engine fields
+    (:class:`~curate.engine.EngineSettings`) say where the model calls run; they do not change the rows."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +132,8 @@ class GenerationStats:
     unparseable: Counter = field(default_factory=Counter)
     tokens: int = 0
     gen_seconds: float = 0.0
+    filter_seconds: float = 0.0               # the driver's novelty filter (and the other filters), in total
+    filter_checks: int = 0                    # instructions it judged
     trimmed: dict = field(default_factory=dict)  # "stage model" -> {"prompts", "fewest", "requested", "context"}
     warnings: list[str] = field(default_factory=list)
 
@@ -163,6 +167,7 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "target": self.target, **self.counts(),
+                "filter_seconds": round(self.filter_seconds, 4), "filter_checks": self.filter_checks,
                 "trimmed": {k: dict(v) for k, v in self.trimmed.items()}, "tok_s": round(self.tok_s, 2),
                 "warnings": self.all_warnings()}
 
@@ -208,9 +213,11 @@ class Generator:
     the seeds do not have.
     """
 
-    def __init__(self, store: Store, config: GenerateConfig, ctx: StageContext):
+    def __init__(self, store: Store, config: GenerateConfig, ctx: StageContext,
+                 engine: LocalEngine | RayEngine | None = None):
         self.store, self.cfg, self.ctx = store, config, ctx
         self.pool, self.job_id = ctx.pool, ctx.job_id
+        self._engine = engine
         self.progress = GenerationStats()
         self._instances_total: int | None = None
         self._instances_done = 0
@@ -230,7 +237,7 @@ class Generator:
         return zlib.crc32(":".join(map(str, (self.cfg.seed, *key))).encode())
 
     def _context(self, spec: str) -> tuple[int | None, Callable[[str], int] | None]:
-        lm = self.pool.get(spec)
+        lm = self.engine.lm(spec)
         return getattr(lm, "context_length", None), getattr(lm, "count_tokens", None)
 
     def _fits(self, spec: str, params: GenParams) -> prompts.Fits | None:
@@ -246,18 +253,30 @@ class Generator:
                 "lower max_new_tokens")
 
     def _generate(self, items: list[_Item], params: GenParams, call_key: tuple) -> None:
-        """Fill ``item.completion`` for every item, one ``generate`` call per model (raw completion style).
+        """Fill ``item.completion`` for every item, one ``generate`` call per model (raw completion style)."""
+        self._collect(self._submit(items, params, call_key))
+
+    def _submit(self, items: list[_Item], params: GenParams, call_key: tuple) -> list[tuple]:
+        """Hand the engine one ``generate`` call per model of the batch (the calls run side by side on Ray)."""
+        by_spec: dict[str, list[_Item]] = {}
+        for it in items:
+            by_spec.setdefault(it.spec, []).append(it)
+        pending = []
+        for spec, group in by_spec.items():
+            p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
+            t0 = time.perf_counter()
+            pending.append((spec, group, p, t0, self.engine.submit(spec, "generate",
+                                                                   [it.prompt.text for it in group], p)))
+        return pending
+
+    def _collect(self, pending: list[tuple]) -> None:
+        """Wait for the calls of :meth:`_submit` and fill their items.
 
         Raises BackendError when a backend answers with the wrong number of completions; whatever the
         backend raises propagates (nothing of the batch has been written yet).
         """
-        by_spec: dict[str, list[_Item]] = {}
-        for it in items:
-            by_spec.setdefault(it.spec, []).append(it)
-        for spec, group in by_spec.items():
-            p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
-            t0 = time.perf_counter()
-            outs = self.pool.get(spec).generate([it.prompt.text for it in group], p)
+        for spec, group, p, t0, call in pending:
+            outs = call.result()
             dt = time.perf_counter() - t0
             if not isinstance(outs, list) or len(outs) != len(group):
                 got = len(outs) if isinstance(outs, list) else type(outs).__name__
@@ -307,11 +326,30 @@ class Generator:
         self.ctx.report(phase=g.stage, done=done, total=total, unit=unit, tok_s=round(g.tok_s, 2),
                         warnings=g.all_warnings(), **g.counts())
 
+    def _verdict(self, text: str) -> filters.Verdict:
+        """The instruction filters (the novelty one against every kept instruction): on the driver, one
+        instruction at a time, timed (``filter_seconds``), since it bounds what more workers can add."""
+        t0 = time.perf_counter()
+        v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
+        self.progress.filter_seconds += time.perf_counter() - t0
+        self.progress.filter_checks += 1
+        return v
+
     def _count_kept(self) -> int:
         return sum(self.store.count_kept_instructions(t, origin=FROM_PROMPT) for t in self.targets)
 
     # -- 1. setup ---------------------------------------------------------------------------------------
     def run(self) -> GenerationStats:
+        """The whole run (on the config's engine, closed at the end)."""
+        own = self._engine is None
+        self.engine = self._engine or open_engine(self.cfg, self.pool)
+        try:
+            return self._run()
+        finally:
+            if own:
+                self.engine.close()
+
+    def _run(self) -> GenerationStats:
         if self.cfg.task_type == "both" and not self.by_type["B"]:
             self.progress.warn("the seed set has no type-B tasks: generating type A only")
         for t in self.targets:
@@ -406,7 +444,7 @@ class Generator:
             if cut_off and not closed and pos == len(pieces) - 1:
                 v = filters.Verdict(False, "truncated", {"finish_reason": it.completion.finish_reason})
             else:
-                v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
+                v = self._verdict(text)
             status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
             if v.keep and kept >= target:
                 status, reason, detail = "filtered", "surplus", {"target": target}
@@ -425,30 +463,44 @@ class Generator:
 
     # -- 3. instance stage ------------------------------------------------------------------------------
     def _instances(self, types: list[str]) -> None:
+        """Every kept instruction gets its instance completion, batch by batch in seq order. The batches are
+        independent (a batch's prompts depend on its rows and its number only), so an engine with a window
+        keeps several in flight; each is written in order, in one transaction, when it comes back."""
         st, cfg = self.store, self.cfg
         self.progress.stage = "instances"
-        done: set[str] = set()
         self._instances_total = sum(len(st.instructions_without_instances(t, limit=-1)) for t in types)
-        while True:
-            todo = [r for t in types for r in st.instructions_without_instances(t, limit=cfg.batch_size)]
-            todo = sorted(todo, key=lambda r: r["seq"])[: cfg.batch_size]
+        cursor = {"after": 0, "pending": 0}  # the last seq handed out; rows handed out and not written yet
+
+        def todo_after(after: int) -> list[dict]:
+            rows = [r for t in types for r in st.instructions_without_instances(t, limit=cfg.batch_size,
+                                                                                after_seq=after)]
+            return sorted(rows, key=lambda r: r["seq"])[: cfg.batch_size]
+
+        def next_job(in_flight: int):
             self._report()
+            todo = todo_after(cursor["after"])
             if not todo:
-                break
-            if any(r["id"] in done for r in todo):  # a write that did not stick: never loop on it
-                raise CurateError("an instance completion was not recorded; the store may be read-only or full")
-            done.update(r["id"] for r in todo)
-            self._instances_done = len(done) - len(todo)
+                if not in_flight and todo_after(0):  # a write that did not stick: never loop on it
+                    raise CurateError("an instance completion was not recorded; the store may be read-only or "
+                                      "full")
+                return None
             self._check_stop()
-            step = st.count_completions("instance")
+            step = st.count_completions("instance") + cursor["pending"]
             items, too_long = self._instance_batch(todo, step)
-            self._generate(items, cfg.instance_params, ("inst", step))
+            cursor["after"], cursor["pending"] = todo[-1]["seq"], cursor["pending"] + len(todo)
+            return (todo, items, too_long), lambda: self._submit(items, cfg.instance_params, ("inst", step))
+
+        for (todo, items, too_long), pending in ordered(self.engine, next_job):
+            self._collect(pending)
             with st.atomic():
                 for it in too_long:
                     cid = self._add_completion(it, "instance", it.row["task_type"], it.row["id"])
                     self._unparseable(cid, "prompt_too_long")
                 for it in items:
                     self._store_instance_completion(it)
+            cursor["pending"] -= len(todo)
+            self._instances_done += len(todo)
+        self._report()
         if self.progress.completions and not self.progress.candidates and self.progress.candidates_rejected:
             self.progress.warn("no usable instance came out of this run's instance completions "
                                f"({dict(self.progress.candidates_rejected)}): check the instance models")
@@ -494,7 +546,7 @@ class Generator:
     def _store_extra_candidate(self, it: _Item, cid: str, pos: int, item: parse.ParsedInstance) -> str | None:
         """An instruction found in an instance completion: the instruction filters, then it needs a valid instance.
         Returns its id when kept (its instance is stored next), else None (the block stays in the raw text)."""
-        v = filters.instruction_verdict(item.instruction, self.index, self.cfg.similarity_threshold)
+        v = self._verdict(item.instruction)
         status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
         if v.keep and not item.ok:
             status, reason, detail = "filtered", "no_instance", {"instance_reason": item.reason}

@@ -92,11 +92,13 @@ class Mixture:
 class ModelPool:
     """Loads each model spec once (lazily) through ``loader`` (default: the registry's ``load_lm``).
 
-    ``preloaded`` maps specs to ready LM objects (tests pass scripted models this way).
+    ``preloaded`` maps specs to ready LM objects (tests pass scripted models this way); the Ray engine gives each
+    of its actors a copy of them (:mod:`curate.engine`), so they must pickle.
     """
 
     def __init__(self, preloaded: Mapping[str, LM] | None = None, loader: Callable[[str], LM] | None = None):
-        self._cache: dict[str, LM] = dict(preloaded or {})
+        self.preloaded: dict[str, LM] = dict(preloaded or {})
+        self._cache: dict[str, LM] = dict(self.preloaded)
         self._loader = loader
 
     def get(self, spec: str) -> LM:

@@ -694,11 +694,12 @@ def _text_hash(text: str) -> str:
 
 
 def embed_pool(store, pool: Pool, model: str | None = None, *, embedder=None, compute: bool = True,
-               batch_size: int = 64, progress=None) -> tuple[np.ndarray, dict]:
+               batch_size: int = 64, progress=None, engine=None) -> tuple[np.ndarray, dict]:
     """(n, d) float32 normalised embeddings of the pool's texts, from the store's cache; the missing ones
     (new candidates, or edited since they were embedded) are computed with ``embedder`` (default: loaded
     with :func:`curate.lm.registry.load_embedder`) and cached. ``compute=False`` raises SelectionError
-    instead of computing. ``progress(done, total)`` is called after each stored chunk.
+    instead of computing. ``progress(done, total)`` is called after each stored chunk. ``engine``
+    (:mod:`curate.engine`; default: this process) runs the embedding calls, several chunks in flight on Ray.
     Returns (embeddings, {"cached": …, "computed": …, "model": key})."""
     from .lm.registry import DEFAULT_EMBEDDER
     key = embedder_key(model or DEFAULT_EMBEDDER)
@@ -710,14 +711,22 @@ def embed_pool(store, pool: Pool, model: str | None = None, *, embedder=None, co
                              f"current text: run `curate embed --model {model or DEFAULT_EMBEDDER} "
                              f"--from {pool.source}` first.")
     if missing:
-        if embedder is None:
-            from .lm.registry import load_embedder
-            embedder = load_embedder(model or DEFAULT_EMBEDDER)
+        from .engine import LocalEngine, ordered
+        name = model or DEFAULT_EMBEDDER
+        if engine is None:
+            engine = LocalEngine(None, embedders={name: embedder} if embedder is not None else None)
         chunk = max(batch_size, 512)
-        for start in range(0, len(missing), chunk):
+        starts = iter(range(0, len(missing), chunk))
+
+        def next_job(in_flight: int):
+            start = next(starts, None)
+            if start is None:
+                return None
             part = missing[start:start + chunk]
-            vecs = np.asarray(embedder.encode([pool.texts[i] for i in part], batch_size=batch_size,
-                                              normalize_embeddings=True, convert_to_numpy=True), dtype="<f4")
+            return (start, part), lambda: engine.submit_encode(name, [pool.texts[i] for i in part], batch_size)
+
+        for (start, part), call in ordered(engine, next_job):
+            vecs = call.result()
             store.save_embeddings(key, [{"candidate_id": pool.ids[i], "text_hash": hashes[i],
                                          "dim": vecs.shape[1], "vector": vecs[j].tobytes()}
                                         for j, i in enumerate(part)])

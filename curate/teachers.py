@@ -27,8 +27,9 @@ import math
 import time
 from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from .engine import EngineSettings, LocalEngine, open_engine, ordered
 from .errors import BackendError, ScorerError, Stopped
 from .mixture import MixtureEntry
 from .prompts import reference_prompt
@@ -81,7 +82,7 @@ def student_prompt(lm: Any, instruction: str, input: str) -> tuple[str, str]:
 def compute_teacher_stats(store, student: Any, scorer: Scorer | str, *, limit: int | None = None,
                           batch_size: int = 8, student_name: str | None = None,
                           progress: Progress | None = None,
-                          should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+                          should_stop: Callable[[], bool] | None = None, engine: Any = None) -> dict[str, Any]:
     """Compute what CAR needs and is not stored yet, over the sample of ``limit`` instances (None: all):
 
     1. the student's per-token NLL of every sampled output given its instruction prompt (``student.loglik``,
@@ -89,6 +90,8 @@ def compute_teacher_stats(store, student: Any, scorer: Scorer | str, *, limit: i
     2. the reward of every sampled output by ``scorer`` (a Scorer or its spec; :func:`curate.quality.score_outputs`).
 
     Each batch is stored as it is done, so a stopped run resumes and a repeated run computes nothing.
+    ``engine`` (:mod:`curate.engine`; default: this process) runs the loglik calls, under ``student_name``'s spec
+    (several batches in flight on Ray); the driver builds the prompts with ``student`` and writes.
     Returns {"outputs", "nll_computed", "rewards_computed", "unscored", "seconds"}.
     Raises ScorerError when the store has no outputs, ``limit`` < 1, or the student cannot score
     log-likelihoods.
@@ -106,14 +109,25 @@ def compute_teacher_stats(store, student: Any, scorer: Scorer | str, *, limit: i
         scorer = load_scorer(scorer, store=store)
     name = nll_scorer_name(student_name or student)
     todo = store.sample_outputs(limit, missing=name, missing_names=("nll",))
-    computed = 0
-    for start in range(0, len(todo), batch_size):
-        if should_stop is not None and should_stop():
-            break
+    spec = student_name or student_key(student)
+    if engine is None:
+        from .mixture import ModelPool
+        engine = LocalEngine(ModelPool({spec: student}))
+    computed, cursor = 0, {"start": 0}
+
+    def next_job(in_flight: int):
+        start = cursor["start"]
+        if start >= len(todo) or (should_stop is not None and should_stop()):
+            return None
         rows = todo[start:start + batch_size]
+        cursor["start"] = start + len(rows)
         prompts = [student_prompt(student, r["instruction"], r["input"]) for r in rows]
+        return (start, rows, prompts), lambda: engine.submit(spec, "loglik", [p for p, _ in prompts],
+                                                             [r["text"] for r in rows])
+
+    for (start, rows, prompts), call in ordered(engine, next_job):
         try:
-            nlls = student.loglik([p for p, _ in prompts], [r["text"] for r in rows])
+            nlls = call.result()
         except BackendError as exc:
             raise ScorerError(
                 f"the student {student_key(student)} cannot score log-likelihoods: {exc}. Use a transformers model "
@@ -193,8 +207,10 @@ def format_mixture(entries: Sequence[MixtureEntry], digits: int = 4) -> str:
 
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
-class Config(BaseModel):
-    """A teacher-compatibility run (:func:`compute_teacher_stats`) as a background job."""
+class Config(EngineSettings):
+    """A teacher-compatibility run (:func:`compute_teacher_stats`) as a background job; the engine fields
+    (:class:`~curate.engine.EngineSettings`) say where the student's loglik calls run (the rewards are the
+    scorer's, in this process)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -219,10 +235,14 @@ def run(store, config: Config, ctx: StageContext) -> dict:
     ctx.report(phase=f"loading the student {config.student}")
     student = ctx.pool.get(config.student)
     scorer = load_scorer(config.scorer, store=store, batch_size=config.batch_size)
-    result = compute_teacher_stats(
-        store, student, scorer, limit=config.limit, batch_size=config.batch_size, student_name=config.student,
-        progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"),
-        should_stop=ctx.should_stop)
+    engine = open_engine(config, ctx.pool)
+    try:
+        result = compute_teacher_stats(
+            store, student, scorer, limit=config.limit, batch_size=config.batch_size, student_name=config.student,
+            progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"),
+            should_stop=ctx.should_stop, engine=engine)
+    finally:
+        engine.close()
     if ctx.should_stop():
         raise Stopped()
     result = {**result, "label": scorer.label}

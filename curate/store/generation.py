@@ -97,14 +97,17 @@ class GenerationQueries(StoreBase):
             sql += " AND task_type = :t"; p["t"] = task_type
         return self._one(sql, p)
 
-    def instructions_without_instances(self, task_type: str | None = None, limit: int = 1000) -> list[dict]:
-        """Kept instructions that no instance completion has been stored for yet (resume point)."""
+    def instructions_without_instances(self, task_type: str | None = None, limit: int = 1000,
+                                       after_seq: int = 0) -> list[dict]:
+        """Kept instructions that no instance completion has been stored for yet (resume point), after
+        ``after_seq`` in seq order (a cursor: batches handed out and not written yet are not read again)."""
         sql = ("SELECT i.* FROM instructions i WHERE i.status = 'kept' AND i.origin = 'instruction_prompt'"
+               " AND i.seq > :after"
                " AND NOT EXISTS (SELECT 1 FROM completions c WHERE c.stage = 'instance'"
                " AND c.instruction_id = i.id)")
         if task_type:
             sql += " AND i.task_type = :t"
-        return self._rows(sql + " ORDER BY i.seq LIMIT :n", {"t": task_type, "n": limit})
+        return self._rows(sql + " ORDER BY i.seq LIMIT :n", {"t": task_type, "n": limit, "after": after_seq})
 
     def get_instruction(self, instruction_id: str) -> dict:
         rows = self._rows("SELECT * FROM instructions WHERE id = :id", {"id": instruction_id})
