@@ -30,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .consensus import consensus_many
 from .errors import Stopped
 from .lm.base import GenParams
-from .mixture import ModelPool
+from .lm.base import generate as generate_with
+from .mixture import ModelPool, check_models
 from .prompts import reference_prompt
-from .stage import Progress, StageContext
+from .stage import Progress, StageContext, live_tokens
 from .store import Store
 from .store.consensus import consensus_values
 
@@ -120,7 +121,8 @@ def _ensemble(store: Store, config: EnsembleConfig, ctx: StageContext) -> Ensemb
                 ctx.check_stop()
                 after = todo[-1]["seq"]
                 t0 = time.perf_counter()
-                outs = lm.generate([reference_prompt(r["instruction"], r["input"]) for r in todo], params)
+                outs = generate_with(lm, [reference_prompt(r["instruction"], r["input"]) for r in todo], params,
+                                   progress=ctx.generation_hook(live_tokens(prog.tokens, prog.gen_seconds, t0)))
                 prog.gen_seconds += time.perf_counter() - t0
                 prog.tokens += sum(o.completion_tokens for o in outs)
                 store.add_outputs([{"candidate_id": r["id"], "position": position, "model_id": spec,
@@ -238,6 +240,13 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
 Config = EnsembleConfig
+
+
+def check(store: Store, config: EnsembleConfig) -> None:
+    """The preflight: every ensembling model resolves (without loading it), unless only consensus runs.
+    Raises ModelNotFoundError naming the model."""
+    if not config.consensus_only:
+        check_models([("ensembling models", m) for m in config.models])
 
 
 def run(store: Store, config: EnsembleConfig, ctx: StageContext) -> None:

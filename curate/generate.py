@@ -45,10 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import filters, parse, prompts
 from .errors import BackendError, CurateError
 from .lm.base import Completion, GenParams
-from .mixture import Mixture, MixtureEntry, ModelPool
+from .lm.base import generate as generate_with
+from .mixture import Mixture, MixtureEntry, ModelPool, check_models
 from .rouge import NoveltyIndex
 from .seeds import SeedTask, load_seeds, split_by_type
-from .stage import Progress, StageContext
+from .stage import Progress, StageContext, live_tokens
 from .store import Store
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
@@ -256,8 +257,10 @@ class Generator:
             by_spec.setdefault(it.spec, []).append(it)
         for spec, group in by_spec.items():
             p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
+            lm = self.pool.get(spec)
             t0 = time.perf_counter()
-            outs = self.pool.get(spec).generate([it.prompt.text for it in group], p)
+            outs = generate_with(lm, [it.prompt.text for it in group], p, progress=self.ctx.generation_hook(
+                live_tokens(self.progress.tokens, self.progress.gen_seconds, t0)))
             dt = time.perf_counter() - t0
             if not isinstance(outs, list) or len(outs) != len(group):
                 got = len(outs) if isinstance(outs, list) else type(outs).__name__
@@ -439,6 +442,8 @@ class Generator:
                 raise CurateError("an instance completion was not recorded; the store may be read-only or full")
             done.update(r["id"] for r in todo)
             self._instances_done = len(done) - len(todo)
+            # instructions found in instance completions join the queue: the total grows, never below the work
+            self._instances_total = max(self._instances_total or 0, len(done))
             self._check_stop()
             step = st.count_completions("instance")
             items, too_long = self._instance_batch(todo, step)
@@ -543,6 +548,15 @@ def run_generation(store: Store, config: GenerateConfig, pool: ModelPool | None 
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
 Config = GenerateConfig
+
+
+def check(store: Store, config: GenerateConfig) -> None:
+    """The preflight (before a job row exists): every model of both mixtures resolves (without loading it) and
+    the seed file has tasks of the requested type. Raises ModelNotFoundError naming the mixture and the model,
+    or CurateError naming the fix."""
+    check_models([("instruction mixture", e.model) for e in config.instruction_models]
+                 + ([("instance mixture", e.model) for e in config.instance_models] if config.instances else []))
+    split_targets(config.instructions, config.task_type, split_by_type(load_seeds(config.seeds)))
 
 
 def run(store: Store, config: GenerateConfig, ctx: StageContext) -> None:
