@@ -51,6 +51,7 @@ from .rouge import NoveltyIndex
 from .seeds import SeedTask, load_seeds, split_by_type
 from .stage import Progress, StageContext, live_tokens
 from .store import Store
+from .store.reports import SURPLUS
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 INSTRUCTION_PARAMS = GenParams(temperature=0.7, top_k=50, top_p=1.0, max_new_tokens=256, min_new_tokens=15,
@@ -124,6 +125,7 @@ class GenerationStats:
     target: int = 0
     kept: int = 0
     filtered: Counter = field(default_factory=Counter)
+    surplus: int = 0                          # instructions past the target in the last batch (not filtered)
     candidates: int = 0                       # candidates stored (status ok)
     candidates_rejected: Counter = field(default_factory=Counter)  # auto-filtered by the instance parser
     extra_candidates: int = 0
@@ -158,7 +160,8 @@ class GenerationStats:
 
     def counts(self) -> dict:
         """The figures reported as the stage's progress counts."""
-        return {"kept": self.kept, "candidates": self.candidates, "extra_candidates": self.extra_candidates,
+        return {"kept": self.kept, "surplus": self.surplus, "candidates": self.candidates,
+                "extra_candidates": self.extra_candidates,
                 "completions": self.completions, "tokens": self.tokens, "filtered": dict(self.filtered),
                 "candidates_rejected": dict(self.candidates_rejected), "unparseable": dict(self.unparseable)}
 
@@ -412,7 +415,7 @@ class Generator:
                 v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
             status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
             if v.keep and kept >= target:
-                status, reason, detail = "filtered", "surplus", {"target": target}
+                status, reason, detail = "filtered", SURPLUS, {"target": target}
             _, new = self.store.add_instruction({
                 "text": text, "task_type": task_type, "origin": FROM_PROMPT, "status": status,
                 "reason": reason, "detail": detail, **self._provenance(it, cid, pos)})
@@ -422,6 +425,8 @@ class Generator:
             if status == "kept":
                 self.index.add(text)
                 kept += 1
+            elif reason == SURPLUS:  # set aside past the target, not filtered: counted apart
+                self.progress.surplus += 1
             else:
                 self.progress.filtered[reason] += 1
         return kept

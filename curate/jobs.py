@@ -210,12 +210,17 @@ class JobRunner:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self._again: set[str] = set()
 
-    def submit(self, job_id: str) -> None:
-        """Start (or resume) ``job_id`` on a worker thread."""
+    def submit(self, job_id: str, *, again: bool = False) -> None:
+        """Start (or resume) ``job_id`` on a worker thread. When its worker is still alive, nothing happens,
+        or with ``again`` the worker runs the job once more when it is through (a Resume that came while the
+        worker was finishing a pause)."""
         with self._lock:
             t = self._threads.get(job_id)
             if t is not None and t.is_alive():
+                if again:
+                    self._again.add(job_id)
                 return
             t = threading.Thread(target=self._work, args=(job_id,), name=f"curate-job-{job_id}", daemon=True)
             self._threads[job_id] = t
@@ -223,7 +228,12 @@ class JobRunner:
 
     def _work(self, job_id: str) -> None:
         with self._run_lock, Store(self.db_path) as store:  # one job computes at a time
-            run_job(store, job_id, self.pool)
+            while True:
+                run_job(store, job_id, self.pool)
+                with self._lock:
+                    if job_id not in self._again:
+                        return
+                    self._again.discard(job_id)
 
     def running(self) -> list[str]:
         return [j for j, t in self._threads.items() if t.is_alive()]

@@ -130,13 +130,15 @@ class StageContext:
         if self.should_stop():
             raise Stopped()
 
-    def generation_hook(self, live: Callable[[int], dict] | None = None, *, report_every_s: float = REPORT_EVERY_S,
-                        stop_every_s: float = STOP_EVERY_S) -> Callable[[int], None]:
+    def generation_hook(self, live: Callable[[int], dict] | None = None, *, report_every_s: float | None = None,
+                        stop_every_s: float | None = None) -> Callable[[int], None]:
         """A backend ``progress`` hook (curate.lm.base) for one ``generate`` call: it checks the stop flag
         (raising Stopped, which the backend lets propagate) at most every ``stop_every_s`` and reports
         ``live(tokens)`` (keyword arguments of :meth:`report`, e.g. the tokens so far and the live rate) at
         most every ``report_every_s``, so a batch that takes minutes still moves the counters and the ETA.
         The hook's tokens are the call's own (cumulative within the call)."""
+        report_every_s = REPORT_EVERY_S if report_every_s is None else report_every_s
+        stop_every_s = STOP_EVERY_S if stop_every_s is None else stop_every_s
         last = {"stop": self._clock(), "report": self._clock()}
 
         def hook(tokens: int) -> None:
