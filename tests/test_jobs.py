@@ -21,7 +21,8 @@ def _unique_instruction(prompt: str) -> str:
 
 
 def _config(n=4, **kw):
-    return {"instructions": n, "instruction_models": [{"model": "scripted:fake"}], "instance_models": [{"model": "scripted:fake"}],
+    return {"instructions": n, "instruction_models": [{"model": "scripted:fake"}],
+            "instance_models": [{"model": "scripted:fake"}],
             "batch_size": 2, **kw}
 
 
