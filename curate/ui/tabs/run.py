@@ -147,12 +147,10 @@ class RunHandlers(TabHandlers):
             if job_id not in self.runner.running() and st.job_state(job_id) == "running":
                 self.runner.submit(job_id)  # its worker was gone (a pause requested from another process)
             return self.job_status(job_id)
-        if job["state"] in ("running", "queued") and job_id in self.runner.running():
-            return self.job_status(job_id)  # nothing to resume: it runs (or waits for the worker)
-        if job_id in self.runner.running():  # its worker is finishing the pause: it runs the job again after
-            self.runner.submit(job_id, again=True)
-            return self.job_status(job_id)
-        self.runner.submit(job_id)
+        if job["state"] in ("running", "queued"):
+            return self.job_status(job_id)  # nothing to resume: it runs (or waits for its worker)
+        # paused, interrupted or failed; a worker still finishing the pause runs it again when it is through
+        self.runner.submit(job_id, again=job_id in self.runner.running())
         return self.job_status(job_id)
 
     def cancel_job(self, job_id: str) -> dict:
