@@ -4,8 +4,11 @@ backend), for a generation job and an ensembling job run by the app's JobRunner.
 Each request is made in the middle of a model call (after the job's live token count has moved twice since its
 last finished step), and the clock runs until the job row reads ``paused`` / ``cancelled``. Before the backend
 progress hook, the stop waited for the whole batch (tens of seconds on 2 cores); the goal is <= 5 s.
-Prints ``BENCH pause_to_stopped_s=…`` and ``BENCH cancel_to_stopped_s=…`` per stage (``generate_…`` /
-``ensemble_…``) and, for scale, ``BENCH stop_batch_s=…``: how long one model call of the same job took.
+Prints ``BENCH <stage>_pause_to_stopped_s=…`` and ``BENCH <stage>_cancel_to_stopped_s=…`` for ``generate`` and
+``ensemble``, as each is measured; for the load, the reference from the same run: ``BENCH <stage>_decode_step_s``
+(the median time between two decode steps of the job) and each stop time in steps (``…_stopped_steps``: the
+design bound is one step plus the 0.2 s between two checks of the flag), and ``BENCH <stage>_tok_s`` (the job's
+own rate).
 ``python bench/stop.py [--model smollm2-135m-instruct] [--batch-size 8]``
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curate import jobs  # noqa: E402
 from curate.mixture import ModelPool  # noqa: E402
+from curate.stage import StageContext  # noqa: E402
 from curate.store import Store  # noqa: E402
 
 TOPICS = ("photosynthesis", "the French revolution", "binary search", "volcanoes", "compound interest",
@@ -67,6 +72,31 @@ def _mid_call(store: Store, job_id: str) -> None:
     _wait(store, job_id, lambda j: _tokens(j) > _tokens(first))
 
 
+#: The time of every call of a backend's progress hook (one per decode step), recorded by :func:`_record_steps`.
+STEPS: list[float] = []
+
+
+def _record_steps() -> None:
+    """Wrap StageContext.generation_hook so every call of the hook (a decode step) is timed: the reference a
+    stop is measured against, in the same process and under the same load."""
+    real = StageContext.generation_hook
+
+    def generation_hook(self, *args, **kwargs):
+        hook = real(self, *args, **kwargs)
+
+        def timed(tokens: int) -> None:
+            STEPS.append(time.monotonic())
+            hook(tokens)
+        return timed
+    StageContext.generation_hook = generation_hook
+
+
+def _step_s(since: float) -> float:
+    """The median time between two decode steps after ``since``."""
+    gaps = [b - a for a, b in zip(STEPS, STEPS[1:]) if a >= since]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
 def _stop_time(store: Store, job_id: str, request, final: str) -> float:
     _mid_call(store, job_id)
     t0 = time.monotonic()
@@ -78,25 +108,24 @@ def _stop_time(store: Store, job_id: str, request, final: str) -> float:
     return dt
 
 
-def _measure(runner: jobs.JobRunner, store: Store, kind: str, config: dict) -> dict[str, float]:
+def _measure(runner: jobs.JobRunner, store: Store, kind: str, config: dict) -> None:
+    """Pause mid-call, resume, cancel mid-call; prints the two times (and the job's tokens/s, for the load)."""
     job_id = jobs.start_job(store, kind, config)
+    t_start = time.monotonic()
     runner.submit(job_id)
     pause_s = _stop_time(store, job_id, jobs.pause, "paused")
+    step_s = _step_s(t_start)
+    print(f"BENCH {kind}_pause_to_stopped_s={pause_s:.2f}", flush=True)
+    print(f"BENCH {kind}_decode_step_s={step_s:.2f}", flush=True)
+    print(f"BENCH {kind}_pause_to_stopped_steps={pause_s / step_s:.2f}", flush=True)
     runner.join(60)
+    t_resume = time.monotonic()
     runner.submit(job_id)  # resume: it continues from what is stored
     cancel_s = _stop_time(store, job_id, jobs.cancel, "cancelled")
+    print(f"BENCH {kind}_cancel_to_stopped_s={cancel_s:.2f}", flush=True)
+    print(f"BENCH {kind}_cancel_to_stopped_steps={cancel_s / _step_s(t_resume):.2f}", flush=True)
+    print(f"BENCH {kind}_tok_s={store.get_job(job_id)['progress'].get('tok_s') or 0:.2f}", flush=True)
     runner.join(60)
-    return {"pause": pause_s, "cancel": cancel_s}
-
-
-def _batch_seconds(pool: ModelPool, model: str, batch_size: int) -> float:
-    """One model call of ``batch_size`` instance-style prompts, for scale (what a stop used to wait for)."""
-    from curate.generate import INSTANCE_PARAMS
-    lm = pool.get(model)
-    t0 = time.perf_counter()
-    lm.generate([f"Write a detailed explanation of {t} for a curious student." for t in TOPICS[:batch_size]],
-                INSTANCE_PARAMS.model_copy(update={"max_new_tokens": 128, "min_new_tokens": 128, "seed": 0}))
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -104,25 +133,18 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
+    _record_steps()
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "stop.db")
         pool = ModelPool()
         pool.get(args.model)  # loaded once, before the clock (as in the app after its first job)
         runner = jobs.JobRunner(db, pool)
         with Store(db) as store:
-            gen = _measure(runner, store, "generate", {
+            _measure(runner, store, "generate", {
                 "instructions": 200, "instruction_models": [{"model": args.model}],
                 "instance_models": [{"model": args.model}], "batch_size": args.batch_size})
             _candidates(store, args.model)
-            ens = _measure(runner, store, "ensemble", {"models": [args.model], "batch_size": args.batch_size})
-        batch_s = _batch_seconds(pool, args.model, args.batch_size)
-    print(f"BENCH generate_pause_to_stopped_s={gen['pause']:.2f}")
-    print(f"BENCH generate_cancel_to_stopped_s={gen['cancel']:.2f}")
-    print(f"BENCH ensemble_pause_to_stopped_s={ens['pause']:.2f}")
-    print(f"BENCH ensemble_cancel_to_stopped_s={ens['cancel']:.2f}")
-    print(f"BENCH pause_to_stopped_s={max(gen['pause'], ens['pause']):.2f}")
-    print(f"BENCH cancel_to_stopped_s={max(gen['cancel'], ens['cancel']):.2f}")
-    print(f"BENCH stop_batch_s={batch_s:.2f}")
+            _measure(runner, store, "ensemble", {"models": [args.model], "batch_size": args.batch_size})
 
 
 if __name__ == "__main__":

@@ -38,7 +38,14 @@ def app(tmp_path_factory):
     filled_store(db, 10).close()
     s = load_settings(None, db=str(db), port=free_port(), reviewer="ann")
     runner = jobs.JobRunner(str(db), scripted_pool(delay=0.12))
-    demo = launch(s, runner, prevent_thread_lock=True, quiet=True)
+    for attempt in range(3):  # Gradio gives up when its first HEAD takes over 3 s (a loaded machine): again
+        try:
+            demo = launch(s, runner, prevent_thread_lock=True, quiet=True)
+            break
+        except ValueError as e:
+            if "localhost is not accessible" not in str(e) or attempt == 2:
+                raise
+            s = load_settings(None, db=str(db), port=free_port(), reviewer="ann")
     yield db, demo.local_url
     with Store(db) as st:
         for j in st.active_jobs():
