@@ -110,7 +110,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         similarity_threshold=s.similarity_threshold, **_engine(args),
         **sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.instance_max_new_tokens))
     with _store(s) as store:
-        job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"))
+        job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"),
+                                           allow_concurrent=args.allow_concurrent)
         _console().print(f"job {job_id} → {s.db}  (Ctrl-C stops; run the same command, or "
                          f"`curate jobs --resume {job_id}`, to continue)")
         job = _run_with_bar(store, job_id)
@@ -153,7 +154,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                             batch_size=s.batch_size, consensus_only=args.no_generate, workers=args.workers,
                             **_engine(args))
     with _store(s) as store:
-        job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"))
+        job_id = args.resume or start_job(store, "ensemble", config.model_dump(mode="json"),
+                                           allow_concurrent=args.allow_concurrent)
         job = _run_with_bar(store, job_id)
         rc = _job_exit(job, store_path=s.db)
         counts = store.count_passing(s.consensus_threshold)
@@ -678,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-instances", action="store_true", help="stop after the instruction stage")
     engine_args(sp)
     sp.add_argument("--resume", metavar="JOB", help="continue this job id instead of starting a new one")
+    sp.add_argument("--allow-concurrent", action="store_true",
+                    help="start even while another job of this kind is active on the store (refused otherwise)")
 
     sp = add("ensemble", "add zero-shot outputs from the ensembling models and compute consensus")
     sp.add_argument("--models", help="comma-separated ensembling models "
@@ -695,6 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="processes for the consensus rule when at least 5,000 candidates need it (default: one "
                          "per CPU; 1: none besides curate's own)")
     sp.add_argument("--resume", metavar="JOB", help="continue this job id")
+    sp.add_argument("--allow-concurrent", action="store_true",
+                    help="start even while another job of this kind is active on the store (refused otherwise)")
 
     sp = add("consensus", "apply the consensus rule to a JSONL file (instruction, input, outputs)")
     sp.add_argument("--in", dest="input", required=True, help="input JSONL: instruction, input, outputs[]")

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from .errors import CurateError
+from .lm.base import generate as generate_with
 
 __all__ = ["EngineSettings", "LocalEngine", "RayEngine", "check_engine", "open_engine", "ordered", "RAY_MISSING"]
 
@@ -87,9 +88,15 @@ class LocalEngine:
         chat template, whether it has one)."""
         return self.pool.get(spec)
 
-    def submit(self, spec: str, method: Literal["generate", "loglik"], *args) -> _Done:
+    def submit(self, spec: str, method: Literal["generate", "loglik"], *args,
+               progress: Callable[[int], None] | None = None) -> _Done:
+        """Run the call now. ``progress``: a generate call's backend hook (curate.lm.base), which reports
+        tokens within the call and may raise Stopped from inside it."""
         try:
-            return _Done(getattr(self.pool.get(spec), method)(*args))
+            lm = self.pool.get(spec)
+            if method == "generate" and progress is not None:
+                return _Done(generate_with(lm, *args, progress=progress))
+            return _Done(getattr(lm, method)(*args))
         except Exception as exc:  # raised by result(), where the stage would have seen it
             return _Done(error=exc)
 
@@ -214,7 +221,10 @@ class RayEngine:
         """The least busy actor, preferring one that has ``spec`` loaded already (fewer model loads)."""
         return min(range(len(self._actors)), key=lambda i: (self._busy[i], spec not in self._loaded[i], i))
 
-    def submit(self, spec: str, method: Literal["generate", "loglik"], *args) -> _Call:
+    def submit(self, spec: str, method: Literal["generate", "loglik"], *args,
+               progress: Callable[[int], None] | None = None) -> _Call:
+        """``progress`` is not sent to the actor (a hook can't cross processes): on Ray a stage sees a batch's
+        tokens when it comes back and stops between batches (``cancel`` kills the calls in flight)."""
         return self._send(spec, "call", spec, method, *args)
 
     def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Call:

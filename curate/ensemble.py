@@ -31,9 +31,9 @@ from .consensus import consensus_many
 from .engine import EngineSettings, open_engine, ordered
 from .errors import Stopped
 from .lm.base import GenParams
-from .mixture import ModelPool
+from .mixture import ModelPool, check_models
 from .prompts import reference_prompt
-from .stage import Progress, StageContext
+from .stage import Progress, StageContext, live_tokens
 from .store import Store
 from .store.consensus import consensus_values
 
@@ -151,7 +151,12 @@ def _outputs(store: Store, config: EnsembleConfig, ctx: StageContext, engine, pr
         ctx.check_stop()
         cursor["after"] = todo[-1]["seq"]
         prompts = [reference_prompt(r["instruction"], r["input"]) for r in todo]
-        return todo, lambda: (time.perf_counter(), engine.submit(spec, "generate", prompts, params))
+
+        def submit():
+            t0 = time.perf_counter()
+            hook = ctx.generation_hook(live_tokens(prog.tokens, prog.gen_seconds, t0))
+            return t0, engine.submit(spec, "generate", prompts, params, progress=hook)
+        return todo, submit
 
     for todo, (t0, call) in ordered(engine, next_job):
         outs = call.result()
@@ -258,6 +263,13 @@ def compute_consensus(store: Store, threshold: float = 0.01, *, progress: Ensemb
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
 Config = EnsembleConfig
+
+
+def check(store: Store, config: EnsembleConfig) -> None:
+    """The preflight: every ensembling model resolves (without loading it), unless only consensus runs.
+    Raises ModelNotFoundError naming the model."""
+    if not config.consensus_only:
+        check_models([("ensembling models", m) for m in config.models])
 
 
 def run(store: Store, config: EnsembleConfig, ctx: StageContext) -> None:

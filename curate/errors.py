@@ -45,6 +45,15 @@ class ConflictError(StoreError):
     """A write based on a stale version of a row (someone else changed it first)."""
 
 
+class JobRunningError(StoreError):
+    """A job of the same kind is already active on this store (``job_id``); the message names it, how to
+    follow, pause or cancel it, and how to start another one alongside it on purpose."""
+
+    def __init__(self, message: str, job_id: str):
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class StoreBusyError(StoreError):
     """Another process held the store's write lock for longer than the bounded wait; nothing was written."""
 

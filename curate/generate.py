@@ -46,11 +46,12 @@ from . import filters, parse, prompts
 from .engine import EngineSettings, LocalEngine, RayEngine, open_engine, ordered
 from .errors import BackendError, CurateError
 from .lm.base import Completion, GenParams
-from .mixture import Mixture, MixtureEntry, ModelPool
+from .mixture import Mixture, MixtureEntry, ModelPool, check_models
 from .rouge import NoveltyIndex
 from .seeds import SeedTask, load_seeds, split_by_type
-from .stage import Progress, StageContext
+from .stage import Progress, StageContext, live_tokens
 from .store import Store
+from .store.reports import SURPLUS
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 INSTRUCTION_PARAMS = GenParams(temperature=0.7, top_k=50, top_p=1.0, max_new_tokens=256, min_new_tokens=15,
@@ -125,6 +126,7 @@ class GenerationStats:
     target: int = 0
     kept: int = 0
     filtered: Counter = field(default_factory=Counter)
+    surplus: int = 0                          # instructions past the target in the last batch (not filtered)
     candidates: int = 0                       # candidates stored (status ok)
     candidates_rejected: Counter = field(default_factory=Counter)  # auto-filtered by the instance parser
     extra_candidates: int = 0
@@ -161,7 +163,8 @@ class GenerationStats:
 
     def counts(self) -> dict:
         """The figures reported as the stage's progress counts."""
-        return {"kept": self.kept, "candidates": self.candidates, "extra_candidates": self.extra_candidates,
+        return {"kept": self.kept, "surplus": self.surplus, "candidates": self.candidates,
+                "extra_candidates": self.extra_candidates,
                 "completions": self.completions, "tokens": self.tokens, "filtered": dict(self.filtered),
                 "candidates_rejected": dict(self.candidates_rejected), "unparseable": dict(self.unparseable)}
 
@@ -265,8 +268,10 @@ class Generator:
         for spec, group in by_spec.items():
             p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
             t0 = time.perf_counter()
+            hook = self.ctx.generation_hook(live_tokens(self.progress.tokens, self.progress.gen_seconds, t0))
             pending.append((spec, group, p, t0, self.engine.submit(spec, "generate",
-                                                                   [it.prompt.text for it in group], p)))
+                                                                   [it.prompt.text for it in group], p,
+                                                                   progress=hook)))
         return pending
 
     def _collect(self, pending: list[tuple]) -> None:
@@ -447,7 +452,7 @@ class Generator:
                 v = self._verdict(text)
             status, reason, detail = ("kept", None, None) if v.keep else ("filtered", v.reason, v.detail)
             if v.keep and kept >= target:
-                status, reason, detail = "filtered", "surplus", {"target": target}
+                status, reason, detail = "filtered", SURPLUS, {"target": target}
             _, new = self.store.add_instruction({
                 "text": text, "task_type": task_type, "origin": FROM_PROMPT, "status": status,
                 "reason": reason, "detail": detail, **self._provenance(it, cid, pos)})
@@ -457,6 +462,8 @@ class Generator:
             if status == "kept":
                 self.index.add(text)
                 kept += 1
+            elif reason == SURPLUS:  # set aside past the target, not filtered: counted apart
+                self.progress.surplus += 1
             else:
                 self.progress.filtered[reason] += 1
         return kept
@@ -484,6 +491,9 @@ class Generator:
                     raise CurateError("an instance completion was not recorded; the store may be read-only or "
                                       "full")
                 return None
+            # instructions found in instance completions join the queue: the total grows, never below the work
+            self._instances_total = max(self._instances_total or 0,
+                                        self._instances_done + cursor["pending"] + len(todo))
             self._check_stop()
             step = st.count_completions("instance") + cursor["pending"]
             items, too_long = self._instance_batch(todo, step)
@@ -595,6 +605,15 @@ def run_generation(store: Store, config: GenerateConfig, pool: ModelPool | None 
 
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
 Config = GenerateConfig
+
+
+def check(store: Store, config: GenerateConfig) -> None:
+    """The preflight (before a job row exists): every model of both mixtures resolves (without loading it) and
+    the seed file has tasks of the requested type. Raises ModelNotFoundError naming the mixture and the model,
+    or CurateError naming the fix."""
+    check_models([("instruction mixture", e.model) for e in config.instruction_models]
+                 + ([("instance mixture", e.model) for e in config.instance_models] if config.instances else []))
+    split_targets(config.instructions, config.task_type, split_by_type(load_seeds(config.seeds)))
 
 
 def run(store: Store, config: GenerateConfig, ctx: StageContext) -> None:

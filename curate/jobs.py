@@ -6,7 +6,9 @@ Stage contract of :mod:`curate.stage`); this module knows nothing about any one 
 resumable by construction (it continues from stored rows), so *resume* is simply running the job again.
 
 States: queued → running → done | failed | paused | cancelled | interrupted. Pause and cancel are
-requests (``pausing`` / ``cancelling``) that the worker honours between steps. A job left active by a
+requests (``pausing`` / ``cancelling``) that the worker honours at its next step, a model call included (the
+backend's progress hook checks them between decode steps). Resume while a job is still pausing withdraws the
+pause. One job of a kind is active per store unless asked otherwise (:func:`start_job`). A job left active by a
 process that died (a server killed mid-run) is marked ``interrupted`` when a store is next opened by
 :func:`recover`, and can be resumed.
 
@@ -28,7 +30,8 @@ from .stage import Progress, Stage, StageContext
 from .store import Store
 from .store.jobs import ACTIVE_JOB_STATES, JOB_STATES, RUNNABLE_JOB_STATES, STOP_REQUESTED
 
-__all__ = ["STAGES", "register_stage", "stage", "recover", "run_job", "start_job", "pause", "cancel", "JobRunner",
+__all__ = ["STAGES", "register_stage", "stage", "recover", "run_job", "start_job", "pause", "withdraw_pause",
+           "cancel", "JobRunner",
            "JOB_STATES", "ACTIVE_JOB_STATES", "RUNNABLE_JOB_STATES"]
 
 
@@ -120,13 +123,26 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
     def should_stop() -> bool:
         return store.job_state(job_id) in STOP_REQUESTED
 
-    ctx = StageContext(job_id=job_id, pool=pool or ModelPool(), on_progress=progress, should_stop=should_stop)
+    pool = pool or ModelPool()
+    while True:
+        ctx = StageContext(job_id=job_id, pool=pool, on_progress=progress, should_stop=should_stop)
+        if not _run_stage(store, job_id, st, job["config"], ctx):
+            return store.get_job(job_id)
+        # the pause was withdrawn (Resume while pausing) after the stage had stopped: run it again
+
+
+def _run_stage(store: Store, job_id: str, st: Stage, config: dict, ctx: StageContext) -> bool:
+    """Run the stage once and record how it ended. Returns True when it stopped for a pause that was withdrawn
+    meanwhile (the job is 'running' again), so the caller runs it again."""
     try:
-        result = st.run(store, st.Config(**job["config"]), ctx)
+        result = st.run(store, st.Config(**config), ctx)
         if result is not None and ctx.progress.result is None:
             ctx.report(result=result)
     except Stopped:
-        store.update_job(job_id, state="paused" if store.job_state(job_id) == "pausing" else "cancelled")
+        # the request is honoured atomically: pausing → paused, cancelling → cancelled
+        if not (store.request_job_state(job_id, "paused", only_from=("pausing",))
+                or store.request_job_state(job_id, "cancelled", only_from=("cancelling",))):
+            return store.job_state(job_id) == "running"
     except KeyboardInterrupt:
         store.update_job(job_id, state="interrupted", error="interrupted by the user (Ctrl-C)")
         raise
@@ -136,26 +152,44 @@ def run_job(store: Store, job_id: str, pool: ModelPool | None = None,
         store.update_job(job_id, state="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
     else:
         store.update_job(job_id, state="done")
-    return store.get_job(job_id)
+    return False
 
 
-def start_job(store: Store, kind: str, config: dict) -> str:
+def start_job(store: Store, kind: str, config: dict, *, allow_concurrent: bool = False) -> str:
     """Create a job row with its config validated by the stage's ``Config`` (defaults filled in) and return
     its id; run it with :func:`run_job` or :class:`JobRunner`. A stage with a ``check(store, config)`` gets
-    to refuse first (e.g. nothing to score yet). Raises StoreError for an unknown kind, pydantic's
-    ValidationError (a ValueError) for a bad config and the stage's CurateError from ``check``."""
+    to refuse first (e.g. nothing to score yet, a model spec that names no model). One active job of a kind
+    per store: unless ``allow_concurrent``, a queued or running job of ``kind`` refuses the new one
+    (checked and inserted under one write lock, so two processes cannot both start one). Raises StoreError
+    for an unknown kind, pydantic's ValidationError (a ValueError) for a bad config, the stage's CurateError
+    from ``check`` and JobRunningError (naming the running job) for a second job of the kind."""
     st = stage(kind)
     cfg = st.Config(**config)
     check = getattr(st, "check", None)
     if check is not None:  # the stage's own preflight: refuse now rather than fail in the background
         check(store, cfg)
-    return store.create_job(kind, cfg.model_dump(mode="json"))
+    return store.create_job(kind, cfg.model_dump(mode="json"), allow_concurrent=allow_concurrent,
+                            alive=_may_be_working)
+
+
+def _may_be_working(job: dict) -> bool:
+    """For the one-job-per-kind check: whether an active job may still have a worker. A job without a pid waits
+    for one (queued), a job of this process may run on any thread; another process's counts while it lives."""
+    pid = job.get("pid")
+    return not pid or pid == os.getpid() or _alive(job)
 
 
 def pause(store: Store, job_id: str) -> bool:
-    """Ask a queued or running job to pause; its worker stops after the current step. Returns whether the
-    request was recorded (False: the job is in no state that can pause)."""
+    """Ask a queued or running job to pause; its worker stops at its next generation step (a model call checks
+    the request between decode steps). Returns whether the request was recorded (False: the job is in no
+    state that can pause)."""
     return store.request_job_state(job_id, "pausing", only_from=("queued", "running"))
+
+
+def withdraw_pause(store: Store, job_id: str) -> bool:
+    """Resume a job that is still pausing: the request is withdrawn (pausing → running) and its worker goes
+    on; one that stopped meanwhile runs again (:func:`run_job`). Returns whether the job was pausing."""
+    return store.request_job_state(job_id, "running", only_from=("pausing",))
 
 
 def cancel(store: Store, job_id: str) -> bool:
@@ -176,12 +210,17 @@ class JobRunner:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        self._again: set[str] = set()
 
-    def submit(self, job_id: str) -> None:
-        """Start (or resume) ``job_id`` on a worker thread."""
+    def submit(self, job_id: str, *, again: bool = False) -> None:
+        """Start (or resume) ``job_id`` on a worker thread. When its worker is still alive, nothing happens,
+        or with ``again`` the worker runs the job once more when it is through (a Resume that came while the
+        worker was finishing a pause)."""
         with self._lock:
             t = self._threads.get(job_id)
             if t is not None and t.is_alive():
+                if again:
+                    self._again.add(job_id)
                 return
             t = threading.Thread(target=self._work, args=(job_id,), name=f"curate-job-{job_id}", daemon=True)
             self._threads[job_id] = t
@@ -189,7 +228,12 @@ class JobRunner:
 
     def _work(self, job_id: str) -> None:
         with self._run_lock, Store(self.db_path) as store:  # one job computes at a time
-            run_job(store, job_id, self.pool)
+            while True:
+                run_job(store, job_id, self.pool)
+                with self._lock:
+                    if job_id not in self._again:
+                        return
+                    self._again.discard(job_id)
 
     def running(self) -> list[str]:
         return [j for j, t in self._threads.items() if t.is_alive()]

@@ -9,6 +9,7 @@ from typing import Callable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import ModelNotFoundError
 from .lm.base import LM
 
 
@@ -111,3 +112,15 @@ class ModelPool:
 
     def loaded(self) -> list[str]:
         return list(self._cache)
+
+
+def check_models(where_specs: Sequence[tuple[str, str]]) -> None:
+    """Resolve every ``(where, spec)`` with the registry, without loading a model (a job's preflight). Raises
+    ModelNotFoundError for the first spec that names no model, prefixed with where it was given."""
+    from .lm.registry import check_lm_spec
+
+    for where, spec in where_specs:
+        try:
+            check_lm_spec(spec)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"{where}: {exc}") from None

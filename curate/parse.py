@@ -12,7 +12,9 @@ colon (``Output :``) and simple Markdown emphasis (``**Output:**``). A field run
 multi-line fields are kept whole (the reference parser kept only the first line). ``|EoS|`` ends an example:
 text after it counts only if it opens a new block with its own ``instruction:`` line; such a block of more
 than 5 words becomes an extra candidate (the caller runs it through the instruction filters). A marker cut
-off at the very end by ``max_new_tokens`` (``"|EoS"``, ``"|Eo"``, ``"|E"``) is removed too.
+off at the very end by ``max_new_tokens`` (``"|EoS"``, ``"|Eo"``, ``"|E"``) is removed too, and so is a
+marker fragment the model wrote instead of the marker (``"EoS|"``, seen as an output ``"3\nEoS|"``) or an
+end-of-text token written out as text (``"<|endoftext|"``).
 
 Reasons an instance is not usable: ``empty`` (blank completion), ``no_fields`` (no label at all),
 ``no_output``, ``empty_output``, for type A ``no_input``, ``empty_input``, and ``truncated`` (the
@@ -37,10 +39,22 @@ MIN_EXTRA_INSTRUCTION_WORDS = 6  # "more than 5 words"
 REASONS = ("empty", "no_fields", "no_output", "empty_output", "no_input", "empty_input", "truncated")
 
 
+# A fragment of an end marker ending a completion: ``EoS|`` / ``EoS`` with its leading pipe lost (the model
+# wrote "3\nEoS|"), ``| EoS |``, or an end-of-text token written out as text, whole or cut off
+# (``<|endoftext|``, ``<|im_end``, ``<end_of_turn``). A bare ``EoS`` (spelled so) counts only as a word of its own.
+_END_FRAGMENT = re.compile(
+    r"(?:\|?[ \t]?EoS[ \t]?\||(?<![A-Za-z0-9])\|?EoS"
+    r"|(?i:<\|(?:endoftext|im_end|eot_id|end_of_text|end)(?:\|>?)?|<end_of_turn>?))$")
+
+
 def _partial_eos_at_end(text: str) -> int:
-    """Length of a cut-off end marker (``"|EoS"``, ``"|Eo"``, ``"|E"``) ending ``text`` (after trailing
-    whitespace), else 0. A lone ``"|"`` does not count (a table row ends so)."""
+    """Length of an end-marker fragment ending ``text`` (after trailing whitespace), else 0: a cut-off
+    ``"|EoS"``, ``"|Eo"``, ``"|E"``, or a fragment of :data:`_END_FRAGMENT` (``"EoS|"``, ``"<|endoftext|"``).
+    A lone ``"|"`` does not count (a table row ends so)."""
     body = text.rstrip()
+    m = _END_FRAGMENT.search(body)
+    if m:
+        return len(body) - m.start()
     return next((k for k in range(len(EOS) - 1, 1, -1) if body.endswith(EOS[:k])), 0)
 
 

@@ -25,6 +25,7 @@ from . import checks
 from .consensus import EXACT_REASONS, normalise, passes
 from .errors import ConflictError, StoreError
 from .store import Candidate, Output, Store
+from .store.reports import SURPLUS
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "generator_choices", "candidate", "explain_consensus", "accept", "edit",
            "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate",
@@ -497,7 +498,8 @@ def overview(store: Store, tau: float, *, members: list[str] | None = None, quor
         ("seed tasks", sum(st["seeds"].values())),
         ("raw completions", sum(r["completions"] for r in st["completions"])),
         ("instructions kept", instr.get("kept", 0)),
-        ("instructions filtered", sum(n for r, n in instr.items() if r != "kept")),
+        ("instructions filtered", sum(n for r, n in instr.items() if r not in ("kept", SURPLUS))),
+        ("instructions surplus (past the target, set aside)", instr.get(SURPLUS, 0)),
         ("candidates", inst.get("ok", 0)),
         ("candidates auto-filtered", sum(n for r, n in inst.items() if r != "ok")),
         ("ensembled (consensus computed)", passing["scored"]),
@@ -508,18 +510,22 @@ def overview(store: Store, tau: float, *, members: list[str] | None = None, quor
         ("disagreements (an admin decides)", reviews.get("disputed", 0)),
         ("pending review", reviews.get("pending", 0)),
     ]
-    reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r != "kept"]
+    reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r not in ("kept", SURPLUS)]
                + [{"stage": "candidate", "reason": r, "n": n} for r, n in inst.items() if r != "ok"]
                + [{"stage": "completion", "reason": r, "n": n} for r, n in st["unparseable"].items()]
                + ([{"stage": "consensus", "reason": f"below τ={tau:g}", "n": passing["scored"] - passing["passing"]}]
                   if passing["scored"] else []))
     models = store.model_contribution(tau)
-    for m in models:
+    for m in models:  # the keep rate is over what the filters judged: surplus instructions are not in it
         made = m["instructions_kept"] + m["instructions_filtered"]
         m["instruction_keep_rate"] = round(m["instructions_kept"] / made, 3) if made else None
         m["pass_rate"] = round(m["passing"] / m["candidates_ok"], 3) if m["candidates_ok"] else None
         m["chosen_rate"] = round(m["chosen"] / passing["scored"], 3) if passing["scored"] else None
-    return {"tau": tau, "stages": [{"stage": s, "n": n} for s, n in stages], "reasons": reasons,
+    surplus = instr.get(SURPLUS, 0)
+    notes = ([f"{surplus:,} instruction{'s' if surplus != 1 else ''} surplus: a batch's instructions that passed "
+              "the filters after the target was reached. They stay stored with that reason (no later run uses them), "
+              "are not counted as filtered and are left out of the keep rates."] if surplus else [])
+    return {"tau": tau, "stages": [{"stage": s, "n": n} for s, n in stages], "reasons": reasons, "notes": notes,
             "models": models, "reviewers": store.reviewer_progress(), "reviews": reviews,
             "progress": team_progress(store, members or [], quorum), "agreement": agreement_of(store)}
 

@@ -7,7 +7,9 @@ A stage is a module exposing
   job is created and stored with the job for provenance;
 * ``run(store, config, ctx) -> dict | None``: does the work, resumable by construction (it continues from
   the rows already stored), reports through ``ctx.report(...)``, checks ``ctx.should_stop()`` between steps
-  and raises :class:`~curate.errors.Stopped` when asked to stop; it may return a small JSON-able summary
+  and raises :class:`~curate.errors.Stopped` when asked to stop (within a model call too: it passes
+  ``ctx.generation_hook(...)`` as the backend's ``progress``, which reports the tokens so far and checks the
+  stop flag between decode steps); it may return a small JSON-able summary
   (kept as ``progress.result``);
 * optionally ``check(store, config)``: a preflight that raises a :class:`~curate.errors.CurateError` naming
   the fix (nothing to score yet, an empty pool, …), called before a job is created, so a request that
@@ -28,7 +30,12 @@ from pydantic import BaseModel
 
 from .errors import Stopped
 
-__all__ = ["Stage", "Progress", "StageContext", "describe", "ProgressView"]
+__all__ = ["Stage", "Progress", "StageContext", "describe", "ProgressView", "live_tokens"]
+
+#: Seconds between two progress reports from inside a model call (each is a small write to the job row).
+REPORT_EVERY_S = 0.5
+#: Seconds between two checks of the stop flag from inside a model call (each is a small read).
+STOP_EVERY_S = 0.2
 
 
 class Stage(Protocol):
@@ -123,13 +130,36 @@ class StageContext:
         if self.should_stop():
             raise Stopped()
 
+    def generation_hook(self, live: Callable[[int], dict] | None = None, *, report_every_s: float | None = None,
+                        stop_every_s: float | None = None) -> Callable[[int], None]:
+        """A backend ``progress`` hook (curate.lm.base) for one ``generate`` call: it checks the stop flag
+        (raising Stopped, which the backend lets propagate) at most every ``stop_every_s`` and reports
+        ``live(tokens)`` (keyword arguments of :meth:`report`, e.g. the tokens so far and the live rate) at
+        most every ``report_every_s``, so a batch that takes minutes still moves the counters and the ETA.
+        The hook's tokens are the call's own (cumulative within the call)."""
+        report_every_s = REPORT_EVERY_S if report_every_s is None else report_every_s
+        stop_every_s = STOP_EVERY_S if stop_every_s is None else stop_every_s
+        last = {"stop": self._clock(), "report": self._clock()}
+
+        def hook(tokens: int) -> None:
+            now = self._clock()
+            if now - last["stop"] >= stop_every_s:
+                last["stop"] = now
+                self.check_stop()
+            if live is not None and now - last["report"] >= report_every_s:
+                last["report"] = now
+                self.report(**live(int(tokens)), remeasure=True)
+        return hook
+
     def warn(self, text: str) -> None:
         if text not in self.progress.warnings:
             self.progress.warnings.append(text)
 
     def report(self, *, done: int | None = None, total: int | None = None, phase: str | None = None,
                unit: str | None = None, tok_s: float | None = None, warnings: list[str] | None = None,
-               result: dict | None = None, **counts: Any) -> Progress:
+               result: dict | None = None, remeasure: bool = False, **counts: Any) -> Progress:
+        """Update the progress and hand it on. ``remeasure``: a report from inside a step (``done`` did not
+        move): the rate and the ETA are measured again, so they account for the time the step takes."""
         p = self.progress
         if phase is not None and phase != p.phase:
             p.phase, self._phase_start = phase, None
@@ -143,6 +173,7 @@ class StageContext:
         p.counts.update(_plain(counts))
         if done is not None:
             p.done = done
+        if done is not None or (remeasure and p.done is not None):
             self._measure()
         self._on_progress(p)
         return p
@@ -157,10 +188,21 @@ class StageContext:
             p.rate = moved / elapsed if elapsed > 0 and moved > 0 else None
         if p.total is not None and p.done is not None and p.done >= p.total:
             p.eta_s = 0.0
-        elif p.rate and p.total is not None:
-            p.eta_s = (p.total - p.done) / p.rate
-        else:
+        elif p.rate and p.total is not None:  # work is left: never "0 s"
+            p.eta_s = max(1.0, (p.total - p.done) / p.rate)
+        else:  # nothing measured yet in this phase: "estimating"
             p.eta_s = None
+
+
+def live_tokens(tokens_before: int, seconds_before: float, t0: float,
+                clock: Callable[[], float] = time.perf_counter) -> Callable[[int], dict]:
+    """The ``live`` argument of :meth:`StageContext.generation_hook` for a stage that counts ``tokens`` and
+    ``tok_s``: ``tokens_before`` / ``seconds_before`` are the run's figures before the call started at ``t0``."""
+    def live(tokens: int) -> dict:
+        seconds = seconds_before + clock() - t0
+        total = tokens_before + tokens
+        return {"tokens": total, "tok_s": round(total / seconds, 2) if seconds > 0 else None}
+    return live
 
 
 @dataclass

@@ -21,12 +21,13 @@ def _unique_instruction(prompt: str) -> str:
 
 
 def _config(n=4, **kw):
-    return {"instructions": n, "instruction_models": [{"model": "fake"}], "instance_models": [{"model": "fake"}],
+    return {"instructions": n, "instruction_models": [{"model": "scripted:fake"}],
+            "instance_models": [{"model": "scripted:fake"}],
             "batch_size": 2, **kw}
 
 
 def _pool():
-    return ModelPool({"fake": ScriptedLM("fake", _unique_instruction)})
+    return ModelPool({"scripted:fake": ScriptedLM("fake", _unique_instruction)})
 
 
 def test_run_job_to_done_with_progress_recorded(tmp_path):
@@ -51,7 +52,7 @@ def test_pause_then_resume_reaches_the_target(tmp_path):
             jobs.pause(st, jid)  # a reviewer presses Pause while a batch is running
         return _unique_instruction(prompt)
 
-    job = jobs.run_job(st, jid, ModelPool({"fake": ScriptedLM("fake", pausing_lm)}))
+    job = jobs.run_job(st, jid, ModelPool({"scripted:fake": ScriptedLM("fake", pausing_lm)}))
     assert job["state"] == "paused"
     assert 0 < st.count_kept_instructions() < 6
     job = jobs.run_job(st, jid, _pool())
@@ -62,7 +63,7 @@ def test_pause_then_resume_reaches_the_target(tmp_path):
 def test_backend_failure_is_recorded_not_lost(tmp_path):
     st = Store(tmp_path / "c.db")
     jid = jobs.start_job(st, "generate", _config())
-    job = jobs.run_job(st, jid, ModelPool({"fake": ScriptedLM("fake", [], default=None)}))
+    job = jobs.run_job(st, jid, ModelPool({"scripted:fake": ScriptedLM("fake", [], default=None)}))
     assert job["state"] == "failed"
     assert "ran out of scripted completions" in job["error"]
 
@@ -127,7 +128,7 @@ def test_cancel_of_a_running_job_stops_after_its_step(tmp_path):
             assert st.get_job(jid)["state"] == "cancelling"
         return _unique_instruction(prompt)
 
-    job = jobs.run_job(st, jid, ModelPool({"fake": ScriptedLM("fake", cancelling_lm)}))
+    job = jobs.run_job(st, jid, ModelPool({"scripted:fake": ScriptedLM("fake", cancelling_lm)}))
     assert job["state"] == "cancelled"
     assert st.count_kept_instructions() < 6
 

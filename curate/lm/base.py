@@ -2,7 +2,11 @@
 
 A backend is an object with a ``model_id`` and two methods:
 
-* ``generate(prompts, params) -> list[Completion]`` — one completion per prompt, in order.
+* ``generate(prompts, params, progress=None) -> list[Completion]`` — one completion per prompt, in order.
+  ``progress`` (a :data:`ProgressHook`, optional) is called with the cumulative number of new tokens this
+  call has generated so far: at least once per decode step (per finished request for a server backend) and
+  once at the end. It may raise :class:`curate.errors.Stopped` (the job was asked to pause or cancel); the
+  backend lets it propagate and returns nothing for the unfinished call.
 * ``loglik(prompts, continuations) -> list[list[float]]`` — for each pair, the per-token negative
   log-likelihood (natural log) of ``continuation`` given ``prompt``; CAR needs it.
 
@@ -11,12 +15,15 @@ Backends register a factory in :mod:`curate.lm.registry`; nothing branches on mo
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Style = Literal["completion", "chat"]
+#: ``progress(tokens)``: the cumulative new tokens of one ``generate`` call (see the module docstring).
+ProgressHook = Callable[[int], None]
 FinishReason = Literal["stop", "length", "eos", "repetition", "error"]
 
 
@@ -77,7 +84,8 @@ class LM(Protocol):
     model_id: str
     supports_chat: bool
 
-    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]: ...
+    def generate(self, prompts: Sequence[str], params: GenParams,
+                 progress: ProgressHook | None = None) -> list[Completion]: ...
 
     def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]: ...
 
@@ -112,3 +120,25 @@ def has_degenerate_repetition_reference(token_ids: Sequence[int], ngram: int = 8
         return False
     tail = list(token_ids[-span:])
     return any((tail[:p] * (span // p + 1))[:span] == tail for p in range(1, ngram + 1))
+
+
+def generate(lm: LM, prompts: Sequence[str], params: GenParams,
+             progress: ProgressHook | None = None) -> list[Completion]:
+    """``lm.generate(prompts, params, progress=progress)``; a backend written before the ``progress`` keyword
+    (a plugin's) is called without it and ``progress`` gets the call's tokens once at the end."""
+    if progress is None:
+        return lm.generate(prompts, params)
+    if _takes_progress(lm):
+        return lm.generate(prompts, params, progress=progress)
+    out = lm.generate(prompts, params)
+    if isinstance(out, list):
+        progress(sum(getattr(c, "completion_tokens", 0) or 0 for c in out))
+    return out
+
+
+def _takes_progress(lm: LM) -> bool:
+    try:
+        params = inspect.signature(lm.generate).parameters
+    except (TypeError, ValueError):
+        return False
+    return "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

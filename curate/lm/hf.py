@@ -3,6 +3,8 @@
 fp32 on CPU (bf16 halves batched throughput there), bf16/fp16 with ``device_map="auto"`` on CUDA.
 ``generate`` runs prompts in batches of ``batch_size`` with left padding; each row stops on its own at
 EOS, at one of its stop strings or when it starts looping (the repetition guard), and reports which.
+``progress`` (optional) gets the call's cumulative new tokens after every decode step (from the stopping
+criterion) and once at the end; a Stopped it raises ends the call at that step.
 ``loglik`` scores continuations by per-token negative log-likelihood (natural log).
 """
 
@@ -19,7 +21,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from ..errors import BackendError, ModelNotFoundError
-from .base import Completion, GenParams, apply_stops, has_degenerate_repetition
+from .base import Completion, GenParams, ProgressHook, apply_stops, has_degenerate_repetition
 
 __all__ = ["HFBackend", "convert_gguf", "transformers_version"]
 
@@ -89,9 +91,12 @@ class HFBackend:
 
     # -- generate -------------------------------------------------------------------------------------
 
-    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]:
-        """One Completion per prompt, in order. Raises BackendError for a chat request to a model
-        without a chat template, or a prompt that does not fit the context."""
+    def generate(self, prompts: Sequence[str], params: GenParams,
+                 progress: ProgressHook | None = None) -> list[Completion]:
+        """One Completion per prompt, in order. ``progress(tokens)`` is called after every decode step with
+        the new tokens of this call so far, and once at the end; what it raises (Stopped) propagates.
+        Raises BackendError for a chat request to a model without a chat template, or a prompt that does
+        not fit the context."""
         encoded = [self._encode_prompt(p, params.style) for p in prompts]
         out: list[Completion | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths batch together
@@ -99,10 +104,15 @@ class HFBackend:
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
+            done_tokens = 0  # tokens of the finished batches of this call
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, c in zip(chunk, self._generate_batch([encoded[i] for i in chunk], params)):
+                hook = None if progress is None else (lambda n, base=done_tokens: progress(base + n))
+                for i, c in zip(chunk, self._generate_batch([encoded[i] for i in chunk], params, hook)):
                     out[i] = c
+                    done_tokens += c.completion_tokens
+        if progress is not None:
+            progress(done_tokens)
         return out  # type: ignore[return-value]
 
     def _encode_prompt(self, prompt: str, style: str) -> list[int]:
@@ -127,7 +137,8 @@ class HFBackend:
             )
         return ids
 
-    def _generate_batch(self, rows: list[list[int]], params: GenParams) -> list[Completion]:
+    def _generate_batch(self, rows: list[list[int]], params: GenParams,
+                        progress: ProgressHook | None = None) -> list[Completion]:
         B, T = len(rows), max(len(r) for r in rows)
         input_ids = torch.full((B, T), self._pad_id, dtype=torch.long)
         attention = torch.zeros((B, T), dtype=torch.long)
@@ -137,7 +148,7 @@ class HFBackend:
         max_new = params.max_new_tokens
         if self.context_length:
             max_new = max(1, min(max_new, self.context_length - T))
-        stopper = _RowStopper(self.tokenizer, T, params.stop, self._eos_ids, params.repetition_guard)
+        stopper = _RowStopper(self.tokenizer, T, params.stop, self._eos_ids, params.repetition_guard, progress)
         config = GenerationConfig(
             max_new_tokens=max_new,
             min_new_tokens=min(params.min_new_tokens, max_new) or None,
@@ -238,15 +249,19 @@ class _RowStopper(StoppingCriteria):
     """Finishes each row on its own and remembers why: ``finished[row] = (tokens generated, reason)``.
 
     Reasons: ``eos`` (its last token is an EOS id), ``stop`` (its decoded text contains a stop string),
-    ``repetition`` (its tail is a loop, see :func:`has_degenerate_repetition`).
+    ``repetition`` (its tail is a loop, see :func:`has_degenerate_repetition`). ``progress`` gets the batch's
+    new tokens so far (finished rows count their own length) at every step; what it raises propagates out
+    of ``model.generate``.
     """
 
-    def __init__(self, tokenizer, prompt_width: int, stops: Sequence[str], eos_ids: Sequence[int], guard: bool):
+    def __init__(self, tokenizer, prompt_width: int, stops: Sequence[str], eos_ids: Sequence[int], guard: bool,
+                 progress: ProgressHook | None = None):
         self.tokenizer = tokenizer
         self.start = prompt_width
         self.stops = tuple(stops)
         self.eos = set(eos_ids)
         self.guard = guard
+        self.progress = progress
         self.finished: dict[int, tuple[int, str]] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
@@ -254,6 +269,9 @@ class _RowStopper(StoppingCriteria):
         for row, ids in enumerate(generated):
             if row not in self.finished and (reason := self._reason(ids)):
                 self.finished[row] = (len(ids), reason)
+        if self.progress is not None:
+            step = input_ids.shape[1] - self.start
+            self.progress(sum(self.finished[r][0] if r in self.finished else step for r in range(len(generated))))
         return torch.tensor([row in self.finished for row in range(len(generated))], device=input_ids.device)
 
     def _reason(self, ids: list[int]) -> str | None:

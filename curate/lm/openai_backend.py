@@ -37,13 +37,13 @@ import random
 import re
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence, TypeVar
 
 import httpx
 
 from ..errors import BackendError
-from .base import Completion, FinishReason, GenParams, apply_stops, has_degenerate_repetition
+from .base import Completion, FinishReason, GenParams, ProgressHook, apply_stops, has_degenerate_repetition
 
 __all__ = ["OpenAIBackend", "parse_openai_spec", "normalize_base_url"]
 
@@ -196,8 +196,11 @@ class OpenAIBackend:
 
     # -- the protocol -------------------------------------------------------------------------------
 
-    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]:
-        """One :class:`Completion` per prompt, in order. Raises ``BackendError`` (see the class)."""
+    def generate(self, prompts: Sequence[str], params: GenParams,
+                 progress: ProgressHook | None = None) -> list[Completion]:
+        """One :class:`Completion` per prompt, in order. ``progress(tokens)`` is called (in this thread)
+        after each finished request with the completion tokens so far, and once at the end; what it raises
+        (Stopped) cancels the requests not yet sent and propagates. Raises ``BackendError`` (see the class)."""
         if isinstance(prompts, str):
             raise TypeError("generate takes a sequence of prompts, not one string")
         if params.style == "chat" and not self.supports_chat:
@@ -211,7 +214,9 @@ class OpenAIBackend:
             data, base = self._call("POST", path, self._body(prompt, params))
             return self._completion(data, params, base + path)
 
-        return self._map(one, prompts)
+        if progress is None:
+            return self._map(one, prompts)
+        return self._map(one, prompts, on_done=lambda done: progress(sum(c.completion_tokens for c in done)))
 
     def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
         """``out[i][j]`` = -log p(token j of ``continuations[i]`` | ``prompts[i]`` and the tokens before it).
@@ -293,14 +298,30 @@ class OpenAIBackend:
             body["min_tokens"] = params.min_new_tokens
         return body
 
-    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``[fn(x) for x in items]`` on the shared pool; on the first error, cancel the rest and raise it."""
+    def _map(self, fn: Callable[[T], R], items: Sequence[T],
+             on_done: Callable[[list[R]], None] | None = None) -> list[R]:
+        """``[fn(x) for x in items]`` on the shared pool; on the first error, cancel the rest and raise it.
+        ``on_done(results so far)`` runs in this thread after each finished item and once at the end; what it
+        raises cancels the rest and propagates."""
         items = list(items)
         if not items:
+            if on_done is not None:
+                on_done([])
             return []
         pool = self._executor()
         futures: list[Future[R]] = [pool.submit(fn, x) for x in items]
-        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        pending: set = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED if on_done else FIRST_EXCEPTION)
+                if any(f.exception() is not None for f in finished):
+                    break
+                if on_done is not None:
+                    on_done([f.result() for f in futures if f.done() and f not in pending])
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
         for f in pending:
             f.cancel()
         for f in futures:

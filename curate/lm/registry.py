@@ -47,6 +47,7 @@ __all__ = [
     "ensure_model_file",
     "list_embedded",
     "load_embedder",
+    "check_lm_spec",
     "load_lm",
     "model_status",
     "register_resolver",
@@ -496,18 +497,40 @@ def setup_models(names: Sequence[str] | None = None, progress: Callable[[str], N
 
 Predicate = Callable[[str], bool]
 Factory = Callable[..., LM]
+Check = Callable[[str], None]
 _RESOLVERS: list[tuple[str, Predicate, Factory]] = []
+_CHECKS: dict[str, Check] = {}  # resolver name -> a cheap check that the spec can load (raises ModelNotFoundError)
 
 
-def register_resolver(predicate: Predicate, factory: Factory, *, name: str = "", first: bool = False) -> None:
+def register_resolver(predicate: Predicate, factory: Factory, *, name: str = "", first: bool = False,
+                      check: Check | None = None) -> None:
     """Teach :func:`load_lm` a new kind of spec: ``factory(spec, **kwargs)`` builds the LM for every spec
     where ``predicate(spec)`` is true. Resolvers are tried in order; a new one goes before the catch-all
-    Hugging Face id resolver (or before all others with ``first=True``)."""
+    Hugging Face id resolver (or before all others with ``first=True``). ``check(spec)`` (optional) says
+    cheaply, without loading anything, whether the spec can load: it raises ModelNotFoundError naming the
+    spec and the fix (:func:`check_lm_spec`)."""
     entry = (name or getattr(factory, "__name__", "resolver"), predicate, factory)
     if first:
         _RESOLVERS.insert(0, entry)
     else:
         _RESOLVERS.insert(max(len(_RESOLVERS) - 1, 0), entry)
+    if check is not None:
+        _CHECKS[entry[0]] = check
+
+
+def check_lm_spec(spec: str) -> None:
+    """Check, without loading a model, that ``spec`` names one :func:`load_lm` can load: the resolver that
+    takes it runs its check (an unknown name, a missing path, a malformed ``openai:`` spec, a Hugging Face id
+    not in the local cache while offline). Raises ModelNotFoundError naming the spec and the accepted forms."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelNotFoundError("an empty model name: " + _unknown_message("").split(". ", 1)[1])
+    for name, predicate, _factory in _RESOLVERS:
+        if predicate(spec):
+            check = _CHECKS.get(name)
+            if check is not None:
+                check(spec)
+            return
 
 
 def load_lm(spec: str, **kwargs: Any) -> LM:
@@ -590,12 +613,43 @@ def _hf_id(spec: str, **kwargs: Any) -> LM:
         raise ModelNotFoundError(f"{exc} Embedded models (no download needed): {', '.join(EMBEDDED)}.") from None
 
 
-register_resolver(lambda s: True, _hf_id, name="huggingface-id")
+def _check_openai(spec: str) -> None:
+    from .openai_backend import parse_openai_spec
+
+    try:
+        parse_openai_spec(spec.partition(":")[2])
+    except ValueError as exc:
+        raise ModelNotFoundError(f"model {spec!r}: {exc}") from None
+
+
+def _check_local(spec: str) -> None:
+    if not Path(spec).expanduser().exists():
+        raise ModelNotFoundError(f"model {spec!r}: no such model file or folder. "
+                                 + _unknown_message(spec).split(". ", 1)[1])
+
+
+def _check_hf_id(spec: str) -> None:
+    """A well-formed id; offline, one whose files are in the local Hugging Face cache."""
+    if not _HF_ID.match(spec):
+        raise ModelNotFoundError(_unknown_message(spec))
+    if not _offline():
+        return
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(spec, local_files_only=True)
+    except Exception:  # not in the cache (LocalEntryNotFoundError), or an id the hub would refuse
+        raise ModelNotFoundError(
+            f"model {spec!r} is not an embedded model and is not in the local Hugging Face cache, and this "
+            "machine is offline (HF_HUB_OFFLINE is set). " + _unknown_message(spec).split(". ", 1)[1]) from None
+
+
+register_resolver(lambda s: True, _hf_id, name="huggingface-id", check=_check_hf_id)
 register_resolver(lambda s: s.startswith("scripted:"), _scripted, name="scripted")
-register_resolver(lambda s: s.startswith("openai:"), _openai, name="openai")
+register_resolver(lambda s: s.startswith("openai:"), _openai, name="openai", check=_check_openai)
 register_resolver(lambda s: s.startswith("vllm:"), _vllm, name="vllm")
 register_resolver(_is_embedded_lm, _embedded, name="embedded")
-register_resolver(_looks_like_path, _local, name="local-path")
+register_resolver(_looks_like_path, _local, name="local-path", check=_check_local)
 
 
 # -- embeddings -------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections import deque
 from typing import Callable, Iterable, Sequence
 
 from ..errors import BackendError
-from .base import Completion, GenParams, apply_stops
+from .base import Completion, GenParams, ProgressHook, apply_stops
 
 
 class ScriptedLM:
@@ -60,9 +60,13 @@ class ScriptedLM:
             raise BackendError(f"ScriptedLM {self.model_id!r} ran out of scripted completions")
         return self._default
 
-    def generate(self, prompts: Sequence[str], params: GenParams) -> list[Completion]:
+    def generate(self, prompts: Sequence[str], params: GenParams,
+                 progress: ProgressHook | None = None) -> list[Completion]:
+        """One completion per prompt; ``progress`` gets the cumulative tokens after each prompt (a scripted
+        "decode step") and may raise Stopped, which propagates."""
         self.calls.append((list(prompts), params))
-        out = []
+        out: list[Completion] = []
+        tokens = 0
         for p in prompts:
             raw = self._next(p)
             text, stopped = apply_stops(raw, params.stop)
@@ -81,6 +85,11 @@ class ScriptedLM:
                     style=params.style,
                 )
             )
+            tokens += out[-1].completion_tokens
+            if progress is not None:
+                progress(tokens)
+        if progress is not None and not prompts:
+            progress(0)
         return out
 
     def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:

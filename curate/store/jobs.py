@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Callable, Sequence
 
-from ..errors import StoreError
+from ..errors import JobRunningError, StoreError
 from .base import StoreBase, _json, now
 
 #: Every job state; the one home of these names (curate.jobs and the app import them from here).
@@ -31,12 +31,33 @@ class JobQueries(StoreBase):
     """Jobs: create, read, update, and the state transitions workers and the app request."""
 
     # -- jobs -------------------------------------------------------------------------------------------
-    def create_job(self, kind: str, config: dict, *, job_id: str | None = None) -> str:
+    def create_job(self, kind: str, config: dict, *, job_id: str | None = None, allow_concurrent: bool = True,
+                   alive: Callable[[dict], bool] | None = None) -> str:
+        """Insert a queued job and return its id. With ``allow_concurrent=False`` the check and the insert
+        happen under one write lock (two processes cannot both start one): an active job of ``kind``
+        (queued, running, pausing, cancelling) whose worker is ``alive(job)`` (default: every one) refuses it
+        with JobRunningError naming that job; one whose worker is gone is marked 'interrupted' first."""
         jid = job_id or uuid.uuid4().hex[:12]
-        t = now()
-        self.db["jobs"].insert({"id": jid, "kind": kind, "config": _json(config), "state": "queued",
-                                "progress": "{}", "created_at": t, "updated_at": t, "heartbeat": t})
+        with self.atomic():
+            if not allow_concurrent:
+                for job in self._rows(f"SELECT * FROM jobs WHERE kind = :kind AND state IN "
+                                      f"({_states_sql(ACTIVE_JOB_STATES)}) ORDER BY created_at, rowid",
+                                      {"kind": kind}):
+                    if alive is None or alive(job):
+                        raise JobRunningError(_running_message(job), job["id"])
+                    self.db.execute("UPDATE jobs SET state = 'interrupted', updated_at = :t WHERE id = :id",
+                                    {"t": now(), "id": job["id"]})
+            t = now()
+            self.db.execute("INSERT INTO jobs (id, kind, config, state, progress, created_at, updated_at, heartbeat)"
+                            " VALUES (:id, :kind, :config, 'queued', '{}', :t, :t, :t)",
+                            {"id": jid, "kind": kind, "config": _json(config), "t": t})
         return jid
+
+    def active_jobs(self, kind: str | None = None) -> list[dict]:
+        """Jobs in an active state (queued, running, pausing, cancelling), oldest first; of ``kind`` if given."""
+        rows = self._rows(f"SELECT * FROM jobs WHERE state IN ({_states_sql(ACTIVE_JOB_STATES)})"
+                          + (" AND kind = :kind" if kind else "") + " ORDER BY created_at, rowid", {"kind": kind})
+        return [self._decode_job(r) for r in rows]
 
     def get_job(self, job_id: str) -> dict:
         """Raises StoreError for an unknown job id."""
@@ -89,3 +110,11 @@ class JobQueries(StoreBase):
             {"s": state, "t": now(), "id": job_id})
         self.db.conn.commit()
         return cur.rowcount > 0
+
+
+def _running_message(job: dict) -> str:
+    jid, kind, state = job["id"], job["kind"], job["state"]
+    return (f"a {kind} job is already {state} on this store: job {jid}. Follow it in the Run tab (click it in the "
+            f"job list) or with `curate jobs`; pause or cancel it there (`curate jobs --cancel {jid}`) before "
+            f"starting another {kind} job, or start this one alongside it on purpose (tick \"Run alongside the "
+            "running job\" in the Run tab, or pass --allow-concurrent).")

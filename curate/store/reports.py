@@ -9,6 +9,10 @@ from ..errors import StoreError
 from .base import StoreBase
 from .sql import CHOSEN_OUTPUT_ID, PASSING_SQL
 
+#: The reason of an instruction made past the target in the last batch (curate.generate): set aside, stored,
+#: not filtered, so it counts apart from the filter reasons.
+SURPLUS = "surplus"
+
 
 class ReportQueries(StoreBase):
     """Stats, export reads, model contribution and reviewer progress."""
@@ -141,18 +145,19 @@ class ReportQueries(StoreBase):
 
     # -- contribution and progress (app overview) ----------------------------------------------------
     def model_contribution(self, tau: float) -> list[dict]:
-        """Per model: kept / filtered instructions it generated, OK / rejected candidates, candidates passing
-        consensus at ``tau``, accepted+edited / rejected reviews, ensemble outputs and how often consensus
-        chose its output."""
+        """Per model: kept / filtered / surplus instructions it generated (surplus: made past the target in the
+        last batch and set aside, not filtered), OK / rejected candidates, candidates passing consensus at
+        ``tau``, accepted+edited / rejected reviews, ensemble outputs and how often consensus chose its output."""
         rows: dict[str, dict] = {}
 
         def row(m: str) -> dict:
             return rows.setdefault(m, {"model": m, "instructions_kept": 0, "instructions_filtered": 0,
-                                       "candidates_ok": 0, "candidates_rejected": 0, "passing": 0,
-                                       "accepted": 0, "rejected": 0, "outputs": 0, "chosen": 0})
-        for r in self._rows("SELECT generator_model AS m, SUM(status = 'kept') AS k, SUM(status != 'kept') AS f"
-                            " FROM instructions GROUP BY m"):
-            row(r["m"]).update(instructions_kept=r["k"], instructions_filtered=r["f"])
+                                       "instructions_surplus": 0, "candidates_ok": 0, "candidates_rejected": 0,
+                                       "passing": 0, "accepted": 0, "rejected": 0, "outputs": 0, "chosen": 0})
+        for r in self._rows("SELECT generator_model AS m, SUM(status = 'kept') AS k,"
+                            f" SUM(status != 'kept' AND COALESCE(reason, '') != '{SURPLUS}') AS f,"
+                            f" SUM(status != 'kept' AND reason = '{SURPLUS}') AS s FROM instructions GROUP BY m"):
+            row(r["m"]).update(instructions_kept=r["k"], instructions_filtered=r["f"], instructions_surplus=r["s"])
         for r in self._rows(
                 "SELECT x.generator_model AS m, SUM(x.status = 'ok') AS ok, SUM(x.status != 'ok') AS bad,"
                 " SUM(x.status = 'ok' AND x.review_status IN ('accepted', 'edited')) AS acc,"

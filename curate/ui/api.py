@@ -39,14 +39,17 @@ class ApiHandlers(TabHandlers):
                   ensemble_models: str = "", seed: int = 0, batch_size: int = 8,
                   temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                   max_new_tokens: int | None = None, instance_max_new_tokens: int | None = None,
-                  request: gr.Request = None) -> dict:
+                  allow_concurrent: bool = False, request: gr.Request = None) -> dict:
         """Start a generation or ensembling job on the server (admins); returns the job (poll /job_status).
-        Mixtures are "model[:weight],…"; empty means the settings' default. Sampling values (generation
-        only) left null keep the defaults: temperature 0.7, top_k 50, top_p 1.0, 256 / 512 new tokens."""
+        Mixtures are "model[:weight],…"; empty means the settings' default; every model is resolved before the
+        job is created. Sampling values (generation only) left null keep the defaults: temperature 0.7, top_k
+        50, top_p 1.0, 256 / 512 new tokens. A job of the same kind already active on the store refuses the
+        request (the error names it) unless ``allow_concurrent``."""
         self.require_admin(request, "start a job")
         return self._run.job_status(self._run.start_job(
             kind, instructions, task_type, instances, instruction_models, instance_models, ensemble_models, seed,
-            batch_size, temperature, top_k, top_p, max_new_tokens, instance_max_new_tokens))
+            batch_size, temperature, top_k, top_p, max_new_tokens, instance_max_new_tokens,
+            allow_concurrent=bool(allow_concurrent)))
 
     @user_errors
     def job_status(self, job_id: str) -> dict:

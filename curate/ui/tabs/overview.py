@@ -13,7 +13,8 @@ from ...settings import Settings
 from ..base import TabHandlers, _num, _when, user_errors
 from ..wiring import UI, on, tab
 
-OVERVIEW = ["ov_stages", "ov_reasons_plot", "ov_models_plot", "ov_reviewers_plot", "ov_models", "ov_reviewers",
+OVERVIEW = ["ov_notes", "ov_stages", "ov_reasons_plot", "ov_models_plot", "ov_reviewers_plot", "ov_models",
+            "ov_reviewers",
             "ov_progress", "ov_agreement_text", "ov_agreement", "ov_kappa_map"]
 PAIR_HEADERS = ["reviewer", "with", "shared", "agree", "observed", "Cohen's κ", "in words"]
 
@@ -35,10 +36,12 @@ class OverviewHandlers(TabHandlers):
             [{"reviewer": r["reviewer"], "action": a, "n": r[a]} for r in ov["reviewers"]
              for a in ("accept", "edit", "reject", "reset") if r[a]], columns=["reviewer", "action", "n"])
         models = pd.DataFrame([[m["model"], str(m["instructions_kept"]), str(m["instructions_filtered"]),
+                                str(m["instructions_surplus"]),
                                 _num(m["instruction_keep_rate"], "{:.0%}"), str(m["candidates_ok"]),
                                 str(m["passing"]), _num(m["pass_rate"], "{:.0%}"), str(m["accepted"]),
                                 str(m["rejected"]), str(m["outputs"]), str(m["chosen"])] for m in ov["models"]],
-                              columns=["model", "instr. kept", "instr. filtered", "keep rate", "candidates",
+                              columns=["model", "instr. kept", "instr. filtered", "instr. surplus", "keep rate",
+                                       "candidates",
                                        f"pass τ={ov['tau']:.2f}", "pass rate", "accepted", "rejected",
                                        "ensemble outputs", "chosen"])
         people = pd.DataFrame([[r["reviewer"], str(r["actions"]), str(r["candidates"]), str(r["accept"]),
@@ -48,8 +51,9 @@ class OverviewHandlers(TabHandlers):
                                        "last"])
         return {"ov_stages": pd.DataFrame([[s["stage"], f"{s['n']:,}"] for s in ov["stages"]],
                                           columns=["stage", "count"]),
-                "ov_reasons_plot": reasons, "ov_models_plot": contrib, "ov_reviewers_plot": reviewers,
-                "ov_models": models, "ov_reviewers": people, **self._team_frames(ov)}
+                "ov_reasons_plot": reasons, "ov_models_plot": gr.BarPlot(contrib, y_lim=stacked_lim(contrib)),
+                "ov_reviewers_plot": reviewers, "ov_models": models, "ov_reviewers": people,
+                "ov_notes": "\n".join(ov["notes"]), **self._team_frames(ov)}
 
     def _team_frames(self, ov: dict) -> dict:
         """Progress against each reviewer's share, and the agreement: the pairs table, Fleiss' κ in words and
@@ -76,6 +80,8 @@ class OverviewHandlers(TabHandlers):
 def layout(ui: UI, settings: Settings) -> None:
     with tab(ui, "Overview", "overview"):
         ui.add("overview_refresh", gr.Button("Refresh", size="sm", elem_id="curate-overview-refresh"))
+        ui.add("ov_notes", gr.Textbox(label="Notes", interactive=False, lines=1, elem_id="curate-ov-notes",
+                                      placeholder="surplus instructions and other counts that need a word"))
         with gr.Row():
             ui.add("ov_stages", gr.Dataframe(headers=["stage", "count"], datatype=["str", "str"], interactive=False,
                                              label="Counts per stage", max_height=560, elem_id="curate-ov-stages"))
@@ -108,6 +114,13 @@ def layout(ui: UI, settings: Settings) -> None:
 def wire(ui: UI, h: OverviewHandlers) -> None:
     on(ui.overview_tab.select, h.ui_overview, [ui.tau], OVERVIEW, ui)
     on(ui.overview_refresh.click, h.ui_overview, [ui.tau], OVERVIEW, ui, api="ui_overview")
+
+
+def stacked_lim(df: pd.DataFrame, x: str = "model", y: str = "n") -> list[float]:
+    """The y range of a stacked bar plot: up to the tallest stack (the sum over its colours) plus a margin, so
+    every bar stays inside its axis."""
+    top = float(df.groupby(x)[y].sum().max()) if len(df) else 0.0
+    return [0.0, max(1.0, top * 1.05)]
 
 
 def kappa_map(ag: dict):

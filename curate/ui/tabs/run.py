@@ -15,15 +15,19 @@ import pandas as pd
 
 from ... import jobs
 from ...ensemble import EnsembleConfig
-from ...errors import CurateError
+from ...errors import CurateError, InputError, JobRunningError
 from ...generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS, GenerateConfig, sampling
 from ...mixture import parse_mixture
 from ...settings import Settings
 from ...stage import describe
-from ..base import TabHandlers, _when, as_gr_error, info, safe, user_errors
+from ..base import TabHandlers, _when, as_gr_error, info, safe, user_errors, warn
 from ..wiring import UI, on, tab
 
 JOB_HEADERS = ["job", "kind", "state", "stage", "created", "error"]
+#: The form's fields of one kind of job only (the other kind's are hidden).
+GENERATE_FIELDS = ["job_instructions", "job_task_type", "job_instances", "job_instruction_models",
+                   "job_instance_models", "job_sampling"]
+ENSEMBLE_FIELDS = ["job_ensemble_models"]
 JOB = ["job_state", "job_stage", "job_rate", "job_eta", "job_counts", "job_reasons", "job_error", "jobs"]
 
 
@@ -34,13 +38,14 @@ class RunHandlers(TabHandlers):
                   instruction_models: str = "", instance_models: str = "", ensemble_models: str = "",
                   seed: int = 0, batch_size: int = 8, temperature: float | None = None,
                   top_k: int | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
-                  instance_max_new_tokens: int | None = None) -> str:
+                  instance_max_new_tokens: int | None = None, *, allow_concurrent: bool = False) -> str:
         """Create a job from the Run tab's values and start it on the runner. Returns its id. Sampling
-        values left None keep the reference defaults."""
+        values left None keep the reference defaults. The stage's preflight resolves every model first;
+        a job of the same kind already active refuses it (JobRunningError) unless ``allow_concurrent``."""
         s = self.settings
         if kind == "generate":
             config = GenerateConfig(
-                instructions=int(instructions), task_type=task_type, instances=bool(instances),
+                instructions=target(instructions), task_type=task_type, instances=bool(instances),
                 seeds=str(s.seeds) if s.seeds else None,
                 instruction_models=parse_mixture(instruction_models or s.instruction_models),
                 instance_models=parse_mixture(instance_models or s.instance_models),
@@ -55,28 +60,44 @@ class RunHandlers(TabHandlers):
                                     batch_size=int(batch_size or s.batch_size)).model_dump(mode="json")
         else:
             raise gr.Error(safe(f"unknown job kind {kind!r}: generate or ensemble"))
-        job_id = jobs.start_job(self.store(), kind, config)
+        job_id = jobs.start_job(self.store(), kind, config, allow_concurrent=allow_concurrent)
         self.runner.submit(job_id)
         return job_id
 
     @user_errors
-    def ui_start_job(self, kind: str, instructions: float, task_type: str, instances: bool,
+    def ui_start_job(self, kind: str, instructions: float | None, task_type: str, instances: bool,
                      instruction_models: str, instance_models: str, ensemble_models: str, seed: float,
                      batch_size: float, temperature: float | None = None, top_k: float | None = None,
                      top_p: float | None = None, max_new_tokens: float | None = None,
-                     instance_max_new_tokens: float | None = None, request: gr.Request = None) -> dict:
+                     instance_max_new_tokens: float | None = None, alongside: bool = False,
+                     request: gr.Request = None) -> dict:
+        """Start button. A form that cannot work (no target, a model that does not resolve) is refused with
+        the field to fix; a job of the same kind already active is named in a warning and stays in view (its
+        progress fills the panel) unless "Run alongside" is ticked."""
         self.require_admin(request, "start a job")
 
         def opt_int(v):
             return None if v is None else int(v)
-        job_id = self.start_job(kind, int(instructions or 1), task_type, instances, instruction_models,
-                                instance_models, ensemble_models, int(seed or 0), int(batch_size or 1),
-                                temperature, opt_int(top_k), top_p, opt_int(max_new_tokens),
-                                opt_int(instance_max_new_tokens))
+        try:
+            job_id = self.start_job(kind, instructions, task_type, instances, instruction_models,
+                                    instance_models, ensemble_models, int(seed or 0), int(batch_size or 1),
+                                    temperature, opt_int(top_k), top_p, opt_int(max_new_tokens),
+                                    opt_int(instance_max_new_tokens), allow_concurrent=bool(alongside))
+        except JobRunningError as e:
+            warn(str(e))
+            out = self.ui_job_status(e.job_id)
+            out["job_id"] = e.job_id
+            return out
         info(f"Job {job_id} started: it runs on the server, closing this tab does not stop it.")
         out = self.ui_job_status(job_id)
         out["job_id"] = job_id
         return out
+
+    def ui_job_kind(self, kind: str) -> dict:
+        """The form shows the chosen kind's fields only (the ensemble form has no generation fields)."""
+        gen = kind != "ensemble"
+        return {name: gr.update(visible=gen) for name in GENERATE_FIELDS} | {
+            name: gr.update(visible=not gen) for name in ENSEMBLE_FIELDS}
 
     def job_status(self, job_id: str) -> dict:
         """The job row with its progress, plus ``running`` (whether a worker of this server runs it)."""
@@ -115,14 +136,21 @@ class RunHandlers(TabHandlers):
         return self.job_status(job_id)
 
     def resume_job(self, job_id: str) -> dict:
-        """Run a paused, interrupted or failed job again: it continues from what is stored."""
+        """Run a paused, interrupted or failed job again: it continues from what is stored. A job still
+        pausing goes on (the pause is withdrawn; a worker that stopped meanwhile runs it again); a running or
+        queued one is left as it is."""
         st = self.store()
         job = st.get_job(job_id)
         if job["state"] in ("done", "cancelled", "cancelling"):
             raise gr.Error(f"job {job_id} is {job['state']}: start a new job instead")
-        if job["id"] in self.runner.running():
-            raise gr.Error(f"job {job_id} is already running")
-        self.runner.submit(job_id)
+        if jobs.withdraw_pause(st, job_id):
+            if job_id not in self.runner.running() and st.job_state(job_id) == "running":
+                self.runner.submit(job_id)  # its worker was gone (a pause requested from another process)
+            return self.job_status(job_id)
+        if job["state"] in ("running", "queued"):
+            return self.job_status(job_id)  # nothing to resume: it runs (or waits for its worker)
+        # paused, interrupted or failed; a worker still finishing the pause runs it again when it is through
+        self.runner.submit(job_id, again=job_id in self.runner.running())
         return self.job_status(job_id)
 
     def cancel_job(self, job_id: str) -> dict:
@@ -161,10 +189,33 @@ class RunHandlers(TabHandlers):
         return out
 
 
+#: What a state reads as in the Run tab, where the bare name would not say enough.
+STATE_TEXT = {"pausing": "pausing… (it stops at its next generation step; Resume keeps it running)",
+              "cancelling": "cancelling… (it stops at its next generation step)",
+              "paused": "paused (no worker: resume it)", "interrupted": "interrupted (no worker: resume it)",
+              "queued": "queued (waits for the job before it)"}
+
+
+def target(value: float | str | None) -> int:
+    """The Run form's target of kept instructions: a whole number ≥ 1. Raises InputError naming the field."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("Kept instructions (target in the store): enter a number of at least 1; the field is "
+                         "empty")
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"Kept instructions (target in the store): {value!r} is not a number; enter a whole "
+                         "number of at least 1") from None
+    if n < 1 or n != int(n):
+        raise InputError(f"Kept instructions (target in the store): enter a whole number of at least 1 "
+                         f"(got {value:g})")
+    return int(n)
+
+
 def job_view(job: dict) -> dict:
     """A job row → the Run tab's progress fields, the same way for every stage (:func:`curate.stage.describe`)."""
     v = describe(job.get("progress"), job["state"])
-    state = job["state"] + (" (no worker: resume it)" if job["state"] in ("paused", "interrupted") else "")
+    state = STATE_TEXT.get(job["state"], job["state"])
     err = (job.get("error") or "").strip()
     return {"job_state": state, "job_stage": v.phase, "job_rate": v.rate, "job_eta": v.eta, "job_counts": v.counts,
             "job_reasons": pd.DataFrame(v.rows, columns=["filtered / outcome", "n"]),
@@ -202,12 +253,13 @@ def _job_form(ui: UI, settings: Settings) -> None:
                                              label="Instance mixture (model[:weight], …)",
                                              elem_id="curate-job-xmodels"))
     ui.add("job_ensemble_models", gr.Textbox(",".join(settings.ensemble_models),
-                                             label="Ensembling models (comma-separated)",
+                                             label="Ensembling models (comma-separated)", visible=False,
                                              elem_id="curate-job-emodels"))
     with gr.Row():
         ui.add("job_seed", gr.Number(settings.seed, label="Sampling seed", precision=0))
         ui.add("job_batch", gr.Number(settings.batch_size, label="Batch size", precision=0, minimum=1))
-    with gr.Accordion("Sampling (generation jobs)", open=False, elem_id="curate-job-sampling"):
+    with ui.add("job_sampling", gr.Accordion("Sampling (generation jobs)", open=False,
+                                              elem_id="curate-job-sampling")):
         with gr.Row():
             ui.add("job_temperature", gr.Number(INSTRUCTION_PARAMS.temperature, minimum=0, maximum=5,
                                                 step=0.05, label="Temperature (0 = greedy)",
@@ -223,6 +275,9 @@ def _job_form(ui: UI, settings: Settings) -> None:
             ui.add("job_instance_max_tokens", gr.Number(
                 INSTANCE_PARAMS.max_new_tokens, precision=0, minimum=1,
                 label="Max new tokens per instance completion", elem_id="curate-job-instance-max-tokens"))
+    ui.add("job_alongside", gr.Checkbox(False, label="Run alongside the running job of this kind",
+                                        info="off: a second job of a kind is refused while one is active",
+                                        elem_id="curate-job-alongside"))
     ui.add("job_start", gr.Button("Start job", variant="primary", elem_id="curate-job-start"))
 
 
@@ -251,8 +306,10 @@ def _job_progress(ui: UI) -> None:
 def wire(ui: UI, h: RunHandlers) -> None:
     job_inputs = [ui.job_kind, ui.job_instructions, ui.job_task_type, ui.job_instances, ui.job_instruction_models,
                   ui.job_instance_models, ui.job_ensemble_models, ui.job_seed, ui.job_batch, ui.job_temperature,
-                  ui.job_top_k, ui.job_top_p, ui.job_max_tokens, ui.job_instance_max_tokens]
+                  ui.job_top_k, ui.job_top_p, ui.job_max_tokens, ui.job_instance_max_tokens, ui.job_alongside]
     on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job")
+    on(ui.job_kind.change, h.ui_job_kind, [ui.job_kind], [*GENERATE_FIELDS, *ENSEMBLE_FIELDS], ui,
+       progress="hidden")
     on(ui.timer.tick, h.ui_job_status, [ui.job_id], JOB, ui, progress="hidden")
     on(ui.job_id.submit, h.ui_job_status, [ui.job_id], JOB, ui)
     on(ui.job_pause.click, h.ui_pause, [ui.job_id], JOB, ui)
