@@ -216,6 +216,11 @@ def test_guidelines_come_from_the_settings_admins_edit_them_and_they_render_sani
     assert h.review.ui_guidelines(req("ann"))["guidelines"] == md  # everyone sees the latest
 
 
+def test_a_name_in_markdown_is_literal():
+    from curate.ui.base import md_literal
+    assert md_literal("[x](https://e.org) *b* <i>") == "\\[x\\]\\(https://e\\.org\\) \\*b\\* &lt;i&gt;"
+
+
 def test_safe_markdown_keeps_formatting_and_plain_links():
     assert safe_markdown("**b** [x](https://example.com) a < b") == "**b** [x](https://example.com) a &lt; b"
 

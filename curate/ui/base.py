@@ -41,6 +41,15 @@ def safe_markdown(text: object) -> str:
     return _UNSAFE_SCHEME.sub(r"blocked-\1:", safe(text))
 
 
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_literal(text: object) -> str:
+    """Plain text (a reviewer's name) to put inside Markdown: HTML escaped and every Markdown punctuation mark
+    backslash-escaped, so it shows as the text it is (no link, no emphasis)."""
+    return _MD_PUNCT.sub(r"\\\1", safe(text))
+
+
 def warn(message: str) -> None:
     gr.Warning(safe(message))
 

@@ -21,7 +21,7 @@ from ... import checks, review
 from ...errors import ConflictError, CurateError
 from ...settings import Settings
 from ...store import Candidate
-from ..base import TabHandlers, _num, _when, as_gr_error, info, safe, safe_markdown, user_errors, warn
+from ..base import TabHandlers, _num, _when, as_gr_error, info, md_literal, safe_markdown, user_errors, warn
 from ..wiring import UI, filter_inputs, on, tab, with_filter
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
@@ -411,7 +411,7 @@ class ReviewHandlers(TabHandlers):
         """The guidelines panel (sanitised Markdown) and, for admins, its editor filled with the source."""
         g = review.guidelines(self.store(), self.settings.review_guidelines)
         admin = self.role(request) == "admin"
-        by = f"\n\n*Guidelines saved by {safe(g['author'])} at {_when(g['at'])}.*" if g["author"] else ""
+        by = f"\n\n*Guidelines saved by {md_literal(g['author'])} at {_when(g['at'])}.*" if g["author"] else ""
         return {"guidelines": safe_markdown(g["text"]) + by if g["text"] else GUIDELINES_NONE,
                 "guidelines_admin": gr.update(visible=admin), "guidelines_edit": g["text"]}
 
