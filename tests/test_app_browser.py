@@ -360,19 +360,24 @@ def test_teachers_and_selection_are_visible_and_tunable(app, page):
     expect(box(page, "curate-job-imodels")).to_have_value(re.compile(r"^[\w.\-]+:0\.\d+"))
     # Select: embed the pool in the background, select, then move α
     page.get_by_role("tab", name="Select").click()
-    page.locator("#curate-sel-embed").click()  # the default pool: candidates passing τ
-    _wait_job(db, "embed")
     k = page.locator("#curate-sel-k input[type=number]")
     k.fill("8")
     k.press("Tab")
     expect(k).to_have_value("8")
+    page.locator("#curate-sel-run").click()  # before embedding: said once, with the button that starts the job
+    expect(box(page, "curate-sel-status")).to_have_value(re.compile(r"have no .* embedding .*Embed them now"),
+                                                         timeout=30_000)
+    assert "curate embed" not in box(page, "curate-sel-status").input_value()
+    page.locator("#curate-sel-embed-offer").click()  # the default pool: candidates passing τ
+    expect(page.locator("#curate-sel-embed-offer")).to_be_hidden()
+    _wait_job(db, "embed")
     page.locator("#curate-sel-run").click()
     status = box(page, "curate-sel-status")
     expect(status).to_have_value(re.compile(r"^Selected 8 of \d+ \(passing pool\) with α = 0\.7"), timeout=30_000)
     expect(page.locator("#curate-sel-report")).to_contain_text("quality-only")
     expect(page.locator("#curate-sel-map canvas, #curate-sel-map svg").first).to_be_visible()
     _drag(page, "#curate-sel-alpha", 0.1)
-    expect(status).not_to_have_value(re.compile(r"α = 0\.7;"))
+    expect(status).not_to_have_value(re.compile(r"α = 0\.7;"), timeout=30_000)
     with Store(db) as st:
         picks = st.get_selection("qdit")
     assert len(picks) == 8 and picks[0]["params"]["alpha"] < 0.5
