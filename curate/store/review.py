@@ -302,7 +302,7 @@ class ReviewQueries(StoreBase):
             raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
         if "quality" in sort and not filters.get("quality_scorer"):
             raise StoreError("sorting by quality needs a quality scorer: pick one (scores from `curate score`)")
-        where, p = self._queue_where(**filters)
+        where, p = self._queue_where(**self._without_idle_skips(filters))
         if "quality" in sort:
             p["qs"] = filters["quality_scorer"]
         p.update(n=limit, o=offset, s=snippet)
@@ -315,8 +315,15 @@ class ReviewQueries(StoreBase):
             f" CASE WHEN c.candidate_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
             f"{self._QUEUE_FROM} WHERE {where} ORDER BY {self.QUEUE_SORTS[sort]} LIMIT :n OFFSET :o", p)
 
+    def _without_idle_skips(self, filters: dict) -> dict:
+        """``hide_skipped`` dropped while nobody has skipped anything (the counts keep their fast path)."""
+        if filters.get("hide_skipped") and self._one("SELECT 1 FROM review_skips LIMIT 1") is None:
+            return {**filters, "hide_skipped": None}
+        return filters
+
     def count_queue(self, **filters: Any) -> int:
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
+        filters = self._without_idle_skips(filters)
         status, consensus = filters.get("status"), filters.get("consensus")
         if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
                 and not any(filters.get(k) is not None and filters.get(k) != "" for k in self._EXTRA_FILTERS)):
@@ -332,7 +339,7 @@ class ReviewQueries(StoreBase):
     def next_in_queue(self, after_seq: int | None = None, **filters: Any) -> str | None:
         """Id of the first candidate matching the filters after ``after_seq`` in queue order (``seq``),
         wrapping round to the start; None when nothing matches."""
-        where, p = self._queue_where(**filters)
+        where, p = self._queue_where(**self._without_idle_skips(filters))
         sql = f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq > :after ORDER BY x.seq LIMIT 1"
         found = self._one(sql, {**p, "after": after_seq if after_seq is not None else -1})
         if found is None and after_seq is not None:
