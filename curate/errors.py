@@ -70,6 +70,15 @@ class SelectionError(CurateError):
     """QDIT selection or near-duplicate finding got bad input (k, alpha, quality, embeddings, empty pool)."""
 
 
+class NotEmbedded(SelectionError):
+    """The pool has candidates without a cached embedding of their current text (``missing`` of ``total``, for
+    embedder ``model`` and pool ``source``): embed them first (the embed stage; the app offers its button)."""
+
+    def __init__(self, message: str, *, missing: int, total: int, model: str, source: str):
+        super().__init__(message)
+        self.missing, self.total, self.model, self.source = missing, total, model, source
+
+
 class ExportError(CurateError):
     """An export cannot be written (bad format or option, nothing to export, unwritable or occupied path,
     text that is not valid UTF-8); nothing was written."""

@@ -15,8 +15,10 @@ actions are votes; the rules that turn votes into a decision are :mod:`curate.de
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,15 +31,16 @@ from .store.reports import SURPLUS
 
 __all__ = ["QueueFilter", "PAGE_SIZE", "queue_page", "generator_choices", "candidate", "explain_consensus", "accept", "edit",
            "reject", "reset", "undo", "adjudicate", "bulk_review", "form_token", "check_form", "next_candidate",
+           "previous_candidate",
            "threshold_summary", "threshold_view", "accept_all_passing", "overview",
            "reject_duplicates", "quality_summary", "agreement_of", "team_progress", "disagreements",
-           "STATUS_OF_ACTION"]
+           "STATUS_OF_ACTION", "skip", "unskip", "comment", "guidelines", "set_guidelines", "word_diff"]
 
 PAGE_SIZE = 50
 HISTOGRAM_BINS = 100  # 0.01 wide: the τ slider's step, so τ always falls on a bin edge
 STATUS_OF_ACTION = {"accept": "accepted", "edit": "edited", "reject": "rejected", "reset": "pending"}
 
-Status = Literal["pending", "accepted", "edited", "rejected", "disputed", "auto-filtered"]
+Status = Literal["pending", "accepted", "edited", "rejected", "disputed", "auto-filtered", "skipped"]
 Sort = Literal["seq", "-seq", "min_pairwise", "-min_pairwise", "agreement", "-agreement", "quality", "-quality",
                "reviewed"]
 Source = Literal["instruction_prompt", "instance_completion"]
@@ -68,6 +71,10 @@ class QueueFilter(BaseModel):
     rouge_max: float | None = Field(None, description="the minimum pairwise Rouge-L is at most this")
     needs_review_by: str | None = Field(None, description="team review: only candidates this reviewer has not "
                                                           "voted on (set by the app from the login)")
+    hide_skipped: bool = Field(False, description="leave out the candidates skipped_by set aside (skip: not now, "
+                                                  "still pending); anyone's skips when skipped_by is None")
+    skipped_by: str | None = Field(None, description="whose skips hide_skipped and the status 'skipped' mean "
+                                                     "(None: anyone's)")
 
     @field_validator("tau", mode="before")
     @classmethod
@@ -91,13 +98,19 @@ class QueueFilter(BaseModel):
                 "quality_max": self.quality_max if self.quality_on else None,
                 "source": self.source, "reviewer": self.reviewer or None,
                 "needs_review_by": self.needs_review_by or None,
-                "rouge_min": self.rouge_min, "rouge_max": self.rouge_max}
+                "rouge_min": self.rouge_min, "rouge_max": self.rouge_max,
+                "hide_skipped": True if self.hide_skipped else None, "skipped_by": self.skipped_by or None}
 
     def for_reviewer(self, reviewer: str | None, quorum: int) -> "QueueFilter":
-        """With overlap (``quorum`` ≥ 2) a reviewer's pending queue leaves out what they have voted on."""
+        """A reviewer's queue: pending leaves out what they skipped (without a login, ``reviewer`` None: what
+        anyone skipped, as the app cannot tell people apart), and "skipped" shows their skips; with overlap
+        (``quorum`` ≥ 2) pending also leaves out what they have voted on."""
+        update: dict[str, Any] = {}
+        if self.status in ("pending", "skipped"):
+            update.update(hide_skipped=self.status == "pending", skipped_by=reviewer or None)
         if quorum > 1 and reviewer and self.status == "pending":
-            return self.model_copy(update={"needs_review_by": reviewer})
-        return self
+            update["needs_review_by"] = reviewer
+        return self.model_copy(update=update) if update else self
 
 
 # -- the queue -----------------------------------------------------------------------------------------------
@@ -128,6 +141,15 @@ def next_candidate(store: Store, f: QueueFilter, after_seq: int | None = None, *
     return store.next_in_queue(after_seq, **f.store_filters())
 
 
+def previous_candidate(store: Store, f: QueueFilter, before_seq: int | None) -> str | None:
+    """The candidate before ``before_seq`` in generation order under the filter's conditions other than the
+    review status (so the one just reviewed is one step back), wrapping round; None when there is none."""
+    if before_seq is None:
+        return None
+    f = f.model_copy(update={"status": None, "hide_skipped": False, "needs_review_by": None})
+    return store.prev_in_queue(before_seq, **f.store_filters())
+
+
 # -- one candidate -------------------------------------------------------------------------------------------
 def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
     """Everything the review pane shows about one candidate. Raises StoreError for an unknown id.
@@ -145,6 +167,7 @@ def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
                 "chosen": bool(cons) and cons["chosen_index"] == i} for i, o in enumerate(outs)]
     log = store.review_log(candidate_id)
     final = x.reviewed.as_dict() if x.reviewed else None
+    original = {"instruction": x.instruction, "input": x.input, "output": _chosen_text(outs, cons, x.output)}
     decision, votes = store.decision_of(candidate_id), store.votes_of(candidate_id)
     reject_reason = None
     if x.review_status == "rejected":
@@ -162,10 +185,19 @@ def candidate(store: Store, candidate_id: str, tau: float = 0.01) -> dict:
             "task_type": x.task_type, "generator_model": x.generator_model,
             "instruction": x.instruction, "input": x.input, "output": x.output, "final": final,
             "reject_reason": reject_reason, "reviewed_by": x.reviewed_by, "reviewed_at": x.reviewed_at,
+            "original": original, "comments": store.comments(candidate_id),
+            "skipped_by": store.skipped_by(candidate_id),
             "outputs": outputs, "consensus": consensus_view, "source": _source(store, candidate_id),
             "decision": _review_dict(decision) if decision else None, "votes": [_review_dict(v) for v in votes],
             "log": [{"id": r.id, "reviewer": r.reviewer, "at": r.at, "action": r.action, "version": r.version,
                      "reason": r.reason, "undoes": r.undoes, "scope": r.scope} for r in log]}
+
+
+def _chosen_text(outs: list[Output], cons: dict | None, fallback: str) -> str:
+    """The output a review starts from: the consensus choice, else the generator's."""
+    if cons and cons["chosen_index"] is not None and cons["chosen_index"] < len(outs):
+        return outs[cons["chosen_index"]].text
+    return fallback
 
 
 def _review_dict(r) -> dict:
@@ -277,6 +309,59 @@ def undo(store: Store, candidate_id: str, *, reviewer: str, version: int | None 
     (stale ``version``, or the latest decision is someone else's) and StoreError (nothing to undo).
     """
     return store.undo_review(candidate_id, reviewer=reviewer, expected_version=version, quorum=quorum)
+
+
+# -- the reviewer's day: skip, comments, guidelines, the diff of an edit -------------------------------------
+def skip(store: Store, candidate_id: str, *, reviewer: str) -> bool:
+    """Set a pending candidate aside for ``reviewer`` ("not now"): no review is logged and nothing is decided —
+    it stays pending (for everyone else too) and leaves only ``reviewer``'s pending queue, until they review it
+    or :func:`unskip` it (the queue's status "skipped" lists them). Counted apart
+    (:meth:`Store.skip_counts`). Returns False when it was skipped already. Raises StoreError when it is not
+    pending."""
+    return store.skip(candidate_id, reviewer=reviewer)
+
+
+def unskip(store: Store, candidate_id: str, *, reviewer: str) -> bool:
+    """Put a skipped candidate back in ``reviewer``'s pending queue (undoing a skip)."""
+    return store.unskip(candidate_id, reviewer=reviewer)
+
+
+def comment(store: Store, candidate_id: str, *, author: str, text: str) -> int:
+    """Add a comment to a candidate (any reviewer, any number; kept as written, shown as text). Raises
+    StoreError for an empty or over-long one."""
+    return store.add_comment(candidate_id, author=author, text=text)
+
+
+def guidelines(store: Store, default: str = "") -> dict:
+    """The review guidelines to show: the latest an admin saved in the app, else ``default`` (the
+    ``review_guidelines`` setting). {text, author, at} (author and at None for the default)."""
+    g = store.guidelines()
+    return g if g else {"text": default or "", "author": None, "at": None}
+
+
+def set_guidelines(store: Store, text: str, *, author: str) -> int:
+    """Save a new version of the guidelines (Markdown; every version is kept). Admins only: the app checks."""
+    return store.set_guidelines(text, author=author)
+
+
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+def word_diff(before: str, after: str) -> list[tuple[str, str | None]]:
+    """A word-level diff of ``after`` against ``before``: (text, "-" removed / "+" added / None kept) pieces,
+    whitespace kept, so joining the pieces that are not "+" gives ``before`` and those that are not "-" give
+    ``after``. The pieces are plain text (shown with gr.HighlightedText: never markup)."""
+    a, b = _WORDS.findall(before or ""), _WORDS.findall(after or "")
+    out: list[tuple[str, str | None]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("".join(a[i1:i2]), None))
+            continue
+        if i2 > i1:
+            out.append(("".join(a[i1:i2]), "-"))
+        if j2 > j1:
+            out.append(("".join(b[j1:j2]), "+"))
+    return out
 
 
 def adjudicate(store: Store, candidate_id: str, *, reviewer: str, decision: str, version: int | None = None,
@@ -411,6 +496,7 @@ def threshold_view(store: Store, f: QueueFilter, page: int = 1, page_size: int =
     queue's count is shared with the summary when the filter is "pending and passing")."""
     s = threshold_summary(store, f.tau)
     plain = not (f.task_type or f.model or f.search or f.quality_on or f.source or f.reviewer or f.needs_review_by
+                 or (f.hide_skipped and store.skip_counts()["skipped"])
                  or f.rouge_min is not None or f.rouge_max is not None)
     total = s["pending_passing"] if plain and f.status == "pending" and f.consensus == "pass" else None
     return {**s, "queue": queue_page(store, f, page, page_size, total)}
@@ -509,6 +595,7 @@ def overview(store: Store, tau: float, *, members: list[str] | None = None, quor
         ("rejected", reviews.get("rejected", 0)),
         ("disagreements (an admin decides)", reviews.get("disputed", 0)),
         ("pending review", reviews.get("pending", 0)),
+        ("  of them skipped for now (still pending)", store.skip_counts()["skipped"]),
     ]
     reasons = ([{"stage": "instruction", "reason": r, "n": n} for r, n in instr.items() if r not in ("kept", SURPLUS)]
                + [{"stage": "candidate", "reason": r, "n": n} for r, n in inst.items() if r != "ok"]

@@ -41,7 +41,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import checks
-from .errors import InputError, SelectionError
+from .errors import InputError, NotEmbedded, SelectionError
 
 __all__ = ["embedding_text", "QditResult", "DuplicateGroup", "qdit", "qdit_naive", "qdit_select", "qdit_select_naive",
            "minmax_scale", "normalise_rows", "facility_location", "selection_report", "pca_2d",
@@ -707,9 +707,10 @@ def embed_pool(store, pool: Pool, model: str | None = None, *, embedder=None, co
     cached = store.embeddings_for(key, list(zip(pool.ids, hashes)))
     missing = [i for i, cid in enumerate(pool.ids) if cid not in cached]
     if missing and not compute:
-        raise SelectionError(f"{len(missing)} of {len(pool.ids)} candidates have no '{key}' embedding of their "
-                             f"current text: run `curate embed --model {model or DEFAULT_EMBEDDER} "
-                             f"--from {pool.source}` first.")
+        raise NotEmbedded(f"{len(missing)} of {len(pool.ids)} candidates have no '{key}' embedding of their "
+                          f"current text: run `curate embed --model {model or DEFAULT_EMBEDDER} "
+                          f"--from {pool.source}` first.", missing=len(missing), total=len(pool.ids),
+                          model=model or DEFAULT_EMBEDDER, source=pool.source)
     if missing:
         from .engine import LocalEngine, ordered
         name = model or DEFAULT_EMBEDDER

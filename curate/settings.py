@@ -58,6 +58,9 @@ class Settings(BaseSettings):
                                description="the student whose loss on each teacher's responses CAR uses")
     quality_scorer: str = Field("proxy:consensus", min_length=1,
                                 description="rm:<model>, judge:<model spec> or proxy:consensus")
+    review_guidelines: str = Field("", max_length=50_000,
+                                   description="Markdown shown to reviewers in the Review tab's guidelines panel "
+                                               "until an admin saves other guidelines in the app")
     seed: int = 0
     reviewer: str = Field(default_factory=lambda: os.environ.get("USER") or "reviewer")
 

@@ -118,7 +118,7 @@ def test_review_a_candidate_in_the_browser(app, page):
     edit.press("Tab")  # leave the field, as a person does before clicking Save
     expect(edit).to_have_value("A better answer.")
     page.locator("#curate-save-edit").click()
-    expect(header(page)).to_have_value(re.compile(r"^#4 · "))
+    expect(header(page)).to_have_value(re.compile(r"^#3 · .* edited .*saved as version", re.S))  # it stays open
     with Store(db) as st:
         rows = {r["seq"]: r for r in st.review_queue(status=None, limit=3)}
         assert (rows[1]["review_status"], rows[1]["reviewed_by"]) == ("accepted", "ann")
@@ -360,19 +360,24 @@ def test_teachers_and_selection_are_visible_and_tunable(app, page):
     expect(box(page, "curate-job-imodels")).to_have_value(re.compile(r"^[\w.\-]+:0\.\d+"))
     # Select: embed the pool in the background, select, then move α
     page.get_by_role("tab", name="Select").click()
-    page.locator("#curate-sel-embed").click()  # the default pool: candidates passing τ
-    _wait_job(db, "embed")
     k = page.locator("#curate-sel-k input[type=number]")
     k.fill("8")
     k.press("Tab")
     expect(k).to_have_value("8")
+    page.locator("#curate-sel-run").click()  # before embedding: said once, with the button that starts the job
+    expect(box(page, "curate-sel-status")).to_have_value(re.compile(r"have no .* embedding .*Embed them now"),
+                                                         timeout=30_000)
+    assert "curate embed" not in box(page, "curate-sel-status").input_value()
+    page.locator("#curate-sel-embed-offer").click()  # the default pool: candidates passing τ
+    expect(page.locator("#curate-sel-embed-offer")).to_be_hidden()
+    _wait_job(db, "embed")
     page.locator("#curate-sel-run").click()
     status = box(page, "curate-sel-status")
     expect(status).to_have_value(re.compile(r"^Selected 8 of \d+ \(passing pool\) with α = 0\.7"), timeout=30_000)
     expect(page.locator("#curate-sel-report")).to_contain_text("quality-only")
     expect(page.locator("#curate-sel-map canvas, #curate-sel-map svg").first).to_be_visible()
     _drag(page, "#curate-sel-alpha", 0.1)
-    expect(status).not_to_have_value(re.compile(r"α = 0\.7;"))
+    expect(status).not_to_have_value(re.compile(r"α = 0\.7;"), timeout=30_000)
     with Store(db) as st:
         picks = st.get_selection("qdit")
     assert len(picks) == 8 and picks[0]["params"]["alpha"] < 0.5
@@ -623,4 +628,75 @@ def test_an_admin_rejects_the_rows_ticked_in_the_queue(tmp_path, browser):
         expect(picks.get_by_text("#2", exact=True)).to_have_count(0)  # the box shows the refreshed page
         page.close()
     finally:
+        demo.close()
+
+
+def test_the_edit_flow_save_stays_with_a_diff_ctrl_enter_saves_and_p_goes_back(browser, tmp_path):
+    """Issue 16, item 11: Save edit stays on the candidate and shows the saved version (the reviewed
+    instruction in the main panel, the output and a word diff against the original, as text); Ctrl+Enter
+    saves from inside the edit form but not from another text box; p opens the previous candidate, and is
+    text inside a text box."""
+    db = tmp_path / "edit.db"
+    filled_store(db, 8, texts={0: {"instruction": "Name a colour.", "outputs": ["Red is one.", "red is one",
+                                                                               "Blue."]}}).close()
+    demo = serve(db)
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1400})
+    page = ctx.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(demo.local_url)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · "), timeout=30_000)
+        expect(page.locator("#curate-saved-output")).to_be_hidden()
+        page.locator("#curate-edit-box").get_by_text("Edit (saved").click()
+        out, instr = box(page, "curate-edit-output"), box(page, "curate-edit-instruction")
+        expect(out).to_have_value("Red is one.")
+        # Save with the button: stays on #1, shows the saved version and the diff
+        out.fill("Red is <b>one</b> colour.")
+        out.press("Tab")
+        page.locator("#curate-save-edit").click()
+        expect(header(page)).to_have_value(re.compile(r"^#1 · .* edited .*saved as version 1", re.S))
+        expect(page.locator("#curate-saved-output")).to_be_visible()
+        expect(box(page, "curate-saved-output")).to_have_value("Red is <b>one</b> colour.")
+        diff = page.locator("#curate-diff")
+        expect(diff).to_contain_text("colour.")
+        expect(diff).to_contain_text("<b>one</b>")  # the markup is text: no <b> element
+        assert diff.locator("b").count() == 0
+        # Ctrl+Enter inside the edit form saves too (the instruction now: the main panel shows it)
+        instr.fill("Name one colour.")
+        instr.press("Control+Enter")
+        expect(header(page)).to_have_value(re.compile(r"^#1 · .*saved as version 2", re.S))
+        expect(box(page, "curate-instruction")).to_have_value("Name one colour.")
+        expect(page.locator("#curate-instruction")).to_contain_text("reviewed version")
+        expect(diff).to_contain_text("Name")
+        with Store(db) as st:
+            first = st.review_queue(status=None, limit=1)[0]
+            assert (first["review_status"], first["instruction"], first["output"]) == (
+                "edited", "Name one colour.", "Red is <b>one</b> colour.")
+            assert first["version"] == 2
+        # Ctrl+Enter in another text box is not Save
+        reason = box(page, "curate-reject-reason")
+        reason.fill("typo")
+        reason.press("Control+Enter")
+        page.wait_for_timeout(1500)
+        expect(header(page)).to_have_value(re.compile(r"^#1 · .*version 2", re.S))
+        with Store(db) as st:
+            assert st.review_queue(status=None, limit=1)[0]["version"] == 2
+        # next, then p goes back to #1 (reviewed: still one key away); p inside a text box is text
+        page.locator("#curate-title").click()
+        page.keyboard.press("n")
+        expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+        reason.fill("")
+        reason.type("p")
+        expect(reason).to_have_value("p")
+        expect(header(page)).to_have_value(re.compile(r"^#2 · "))
+        page.locator("#curate-title").click()
+        page.keyboard.press("p")
+        expect(header(page)).to_have_value(re.compile(r"^#1 · .* edited"))
+        expect(box(page, "curate-saved-output")).to_have_value("Red is <b>one</b> colour.")
+        assert page.dialogs == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "edit-flow.png"), full_page=True)
+    finally:
+        ctx.close()
         demo.close()

@@ -139,7 +139,9 @@ def test_each_reviewers_queue_leaves_out_their_votes(store):
     assert a not in [r["id"] for r in review.queue_page(store, f, page_size=100)["rows"]]
     assert review.next_candidate(store, QueueFilter(), reviewer="ann", quorum=2) == b
     assert review.next_candidate(store, QueueFilter(), reviewer="bob", quorum=2) == a  # bob still needs to
-    assert QueueFilter().for_reviewer("ann", 1) == QueueFilter()  # single review: the queue as before
+    single = QueueFilter().for_reviewer("ann", 1)  # single review: no vote filter, only ann's skips leave it
+    assert single.model_copy(update={"hide_skipped": False, "skipped_by": None}) == QueueFilter()
+    assert (single.needs_review_by, single.hide_skipped, single.skipped_by) == (None, True, "ann")
     assert review.queue_page(store, f)["total"] == store.count_candidates("ok") - 1
 
 

@@ -102,8 +102,11 @@ def test_threshold_updates_counts_histogram_and_queue(h):
     st = h.store()
     assert (n_low, n_high) == (st.count_passing(0.0)["passing"], st.count_passing(0.9)["passing"])
     hist = high["histogram"]
-    assert list(hist.columns) == ["lo", "n", "side"] and len(hist) == 100
-    assert set(hist[hist.lo >= 0.9].side) <= {"passes τ"} and set(hist[hist.lo < 0.89].side) <= {"below τ"}
+    assert list(hist.columns) == ["lo", "n", "side"] and len(hist) == 101  # 100 bins and the τ line
+    line = hist[hist.side == "τ"]  # drawn at τ, as tall as the tallest bin
+    assert len(line) == 1 and 0.89 < line.lo.iloc[0] < 0.9 and line.n.iloc[0] == hist[hist.side != "τ"].n.max()
+    bins = hist[hist.side != "τ"]
+    assert set(bins[bins.lo >= 0.9].side) <= {"passes τ"} and set(bins[bins.lo < 0.89].side) <= {"below τ"}
     filtered = h.review.ui_threshold(QueueFilter(status="pending", consensus="pass", tau=0.9))
     assert len(filtered["queue"]) == st.count_pending_passing(0.9)
 
@@ -434,9 +437,14 @@ def hs(tmp_path):
 def test_select_tab_embeds_in_the_background_then_selects_maps_and_groups_near_copies(hs):
     h = hs
     pool = dict(source="all", tau=0.01, quality="consensus", model="all-minilm-l6-v2")
-    with pytest.raises(gr.Error, match="embedding"):  # nothing embedded yet: say what to do
-        h.select.ui_qdit(k=5, alpha=0.7, **pool)
-    started = h.select.ui_embed_start(source="all", tau=0.01, model="all-minilm-l6-v2")
+    # nothing embedded yet: said once, in the status (no toast, no command to type), with the Embed button
+    first = h.select.ui_qdit(k=5, alpha=0.7, **pool)
+    assert first["sel_embed_offer"]["visible"] is True and "Embed them now" in first["sel_status"]
+    assert "curate embed" not in first["sel_status"] and "have no all-minilm-l6-v2 embedding" in first["sel_status"]
+    dups_first = h.select.ui_dups(threshold=0.95, **pool)
+    assert dups_first["sel_embed_offer"]["visible"] is True and dups_first["dup_groups"] is None
+    started = h.select.ui_embed_start(source="all", tau=0.01, model="all-minilm-l6-v2")  # what the button calls
+    assert started["sel_embed_offer"]["visible"] is False  # gone once the job is started
     h.runner.join(120)
     job = h.store().get_job(started["job_id"])
     assert job["state"] == "done", job["error"]
@@ -445,6 +453,7 @@ def test_select_tab_embeds_in_the_background_then_selects_maps_and_groups_near_c
     assert job["progress"]["result"]["computed"] == n > 20
     out = h.select.ui_qdit(k=5, alpha=0.7, **pool)
     assert f"Selected 5 of {n}" in out["sel_status"] and "PROXY" in out["sel_status"]
+    assert out["sel_embed_offer"]["visible"] is False
     assert list(out["sel_report"]["method"]) == ["qdit", "random", "quality-only"]
     assert (out["sel_map"]["set"] == "selected").sum() == 5 and len(out["sel_map"]) == n
     assert list(out["sel_table"]["rank"]) == ["1", "2", "3", "4", "5"]

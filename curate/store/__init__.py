@@ -25,6 +25,7 @@ Where the code lives (one mixin class per group of queries; :class:`Store` inher
 * ``scores`` — scores, the teacher sample and stats, quality scorers.
 * ``selection`` — the selection pool, the embeddings cache, named selections.
 * ``review`` — review actions, the review log, the review queue and its counts, accept-all.
+* ``review_day`` — skips, comments on candidates, the review guidelines.
 * ``reports`` — stats, export reads, model contribution, reviewer progress.
 * ``imports`` — imported sources and their licences, the import ledger, staging, publishing, provenance,
   rejects, matching outputs to candidates.
@@ -41,10 +42,11 @@ from .generation import GenerationQueries
 from .imports import IMPORT_ORIGIN, IMPORTED_STYLE, ImportQueries, StagedRow
 from .jobs import ACTIVE_JOB_STATES, JOB_STATES, JobQueries
 from .migrations import (m001_initial, m002_queue_indexes, m003_selection, m004_candidates, m005_review, m006_imports,
-                         m007_evaluations, migrations)
+                         m007_evaluations, m008_review_day, migrations)
 from .reports import ReportQueries
 from .rows import Candidate, Output, ReviewEntry, Texts
 from .review import REVIEW_ACTIONS, REVIEW_STATUSES, ReviewQueries
+from .review_day import ReviewDayQueries
 from .scores import ScoreQueries
 from .selection import SelectionQueries
 from .sql import (_ROUGE_ROWS, CHOSEN_OUTPUT_ID, EXACT_REASONS, EXACT_ROWS, PASSING_SQL, PENDING_PASSING_SQL,
@@ -55,7 +57,7 @@ __all__ = ["Store", "Candidate", "Output", "ReviewEntry", "Texts", "content_id",
 
 
 class Store(JobQueries, GenerationQueries, ConsensusQueries, ScoreQueries, SelectionQueries, ReviewQueries,
-            ReportQueries, ImportQueries, EvaluationQueries):
+            ReviewDayQueries, ReportQueries, ImportQueries, EvaluationQueries):
     """The project's database. ``Store(":memory:")`` for tests; ``Store("data/curate.db")`` on disk.
 
     Raises :class:`~curate.errors.StoreError` when the path cannot be opened (with the path and the fix).

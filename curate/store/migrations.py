@@ -420,3 +420,39 @@ def m007_evaluations(db: Database) -> None:
         )""",
     ):
         db.execute(sql)
+
+
+@migrations()
+def m008_review_day(db: Database) -> None:
+    """The reviewer's day (curate.review): skips (a candidate set aside by one reviewer for now: it stays pending
+    and leaves that reviewer's queue), comments on candidates (several reviewers, append-only), and the review
+    guidelines an admin writes in the app (every version kept; the latest is shown). One statement at a time
+    (see m004)."""
+    for sql in (
+        """CREATE TABLE review_skips (       -- one row per (candidate, reviewer) while it is set aside
+            candidate_id TEXT NOT NULL REFERENCES candidates(id),
+            reviewer TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (candidate_id, reviewer)
+        )""",
+        "CREATE INDEX review_skips_reviewer ON review_skips(reviewer, candidate_id)",
+        """CREATE TABLE review_comments (    -- append-only: triggers refuse UPDATE and DELETE
+            id INTEGER PRIMARY KEY,
+            candidate_id TEXT NOT NULL REFERENCES candidates(id),
+            author TEXT NOT NULL,
+            at REAL NOT NULL,
+            text TEXT NOT NULL
+        )""",
+        "CREATE INDEX review_comments_candidate ON review_comments(candidate_id, id)",
+        """CREATE TRIGGER review_comments_no_update BEFORE UPDATE ON review_comments
+           BEGIN SELECT RAISE(ABORT, 'review comments are append-only'); END""",
+        """CREATE TRIGGER review_comments_no_delete BEFORE DELETE ON review_comments
+           BEGIN SELECT RAISE(ABORT, 'review comments are append-only'); END""",
+        """CREATE TABLE review_guidelines (  -- every version an admin saved; the latest is shown
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,              -- Markdown (shown sanitised)
+            author TEXT NOT NULL,
+            at REAL NOT NULL
+        )""",
+    ):
+        db.execute(sql)

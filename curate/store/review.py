@@ -120,6 +120,9 @@ class ReviewQueries(StoreBase):
                 {"c": cur.id, "r": value.reviewer, "st": value.status, "i": texts.get("instruction"),
                  "x": texts.get("input"), "o": texts.get("output"), "why": value.reason, "rid": value.review_id,
                  "t": value.at})
+        # reviewing a candidate ends this reviewer's skip of it (m008: review_skips)
+        self.db.execute("DELETE FROM review_skips WHERE candidate_id = :c AND reviewer = :r",
+                        {"c": cur.id, "r": reviewer})
         decision = value if scope == "decision" else self._slot(cur.id, "decision", reviewer)
         status, final = decide(decision, self.votes_of(cur.id), quorum)
         final = final or {}
@@ -193,7 +196,7 @@ class ReviewQueries(StoreBase):
     # -- review queue (app) ---------------------------------------------------------------------------
     # The queries behind the app's review queue and threshold panel (curate.review wraps them; the overview's
     # are in curate.store.reports).
-    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed", "auto-filtered")
+    QUEUE_STATUSES = ("pending", "accepted", "edited", "rejected", "disputed", "auto-filtered", "skipped")
     QUEUE_CONSENSUS = ("pass", "fail", "none")
     QUEUE_SOURCES = ("instruction_prompt", "instance_completion")  # instructions.origin
     _QUALITY = ("(SELECT s.value FROM scores s WHERE s.subject_id = " + CHOSEN_OUTPUT_ID
@@ -211,14 +214,15 @@ class ReviewQueries(StoreBase):
     }
     #: filters that only _queue_where's general query handles (the counts' fast path knows none of them)
     _EXTRA_FILTERS = ("task_type", "model", "search", "quality_scorer", "source", "reviewer", "needs_review_by",
-                      "rouge_min", "rouge_max")
+                      "rouge_min", "rouge_max", "hide_skipped")
 
     def _queue_where(self, *, status: str | None = None, task_type: str | None = None,
                      model: str | None = None, consensus: str | None = None, tau: float = 0.01,
                      search: str | None = None, quality_scorer: str | None = None,
                      quality_min: float | None = None, quality_max: float | None = None,
                      source: str | None = None, reviewer: str | None = None, needs_review_by: str | None = None,
-                     rouge_min: float | None = None, rouge_max: float | None = None) -> tuple[str, dict]:
+                     rouge_min: float | None = None, rouge_max: float | None = None,
+                     hide_skipped: bool | None = None, skipped_by: str | None = None) -> tuple[str, dict]:
         """WHERE clause (over ``x`` candidates, ``i`` instructions, ``c`` consensus) of the review queue.
 
         ``status``: a review status, or "auto-filtered" (candidates the generation filters rejected);
@@ -227,6 +231,8 @@ class ReviewQueries(StoreBase):
         that range. ``source``: the instruction's origin (:data:`QUEUE_SOURCES`). ``reviewer``: candidates that
         reviewer acted on (the log). ``needs_review_by``: not voted on by that reviewer (the team queue).
         ``rouge_min`` / ``rouge_max``: the minimum pairwise Rouge-L is in that range (ensembled ones only).
+        ``hide_skipped``: leave out the candidates ``skipped_by`` set aside (anyone's skips when None);
+        ``status`` "skipped": the pending candidates ``skipped_by`` (anyone, when None) set aside.
         """
         where, p = [], {"tau": tau}
         if _quality_clause(quality_scorer, quality_min, p):
@@ -246,8 +252,16 @@ class ReviewQueries(StoreBase):
             where.append("c.min_pairwise >= :rmin"); p["rmin"] = float(rouge_min)
         if rouge_max is not None:
             where.append("c.min_pairwise <= :rmax"); p["rmax"] = float(rouge_max)
+        skip = ("EXISTS (SELECT 1 FROM review_skips s WHERE s.candidate_id = x.id"
+                + (" AND s.reviewer = :skipper)" if skipped_by else ")"))
+        if skipped_by:
+            p["skipper"] = skipped_by
+        if hide_skipped and status != "skipped":
+            where.append("NOT " + skip)
         if status == "auto-filtered":
             where.append("x.status = 'rejected'")
+        elif status == "skipped":
+            where.append("x.status = 'ok' AND x.review_status = 'pending' AND " + skip)
         elif status:
             if status not in REVIEW_STATUSES:
                 raise StoreError(f"unknown review status {status!r}; one of {', '.join(self.QUEUE_STATUSES)}")
@@ -288,7 +302,7 @@ class ReviewQueries(StoreBase):
             raise StoreError(f"unknown queue sort {sort!r}; one of {', '.join(self.QUEUE_SORTS)}")
         if "quality" in sort and not filters.get("quality_scorer"):
             raise StoreError("sorting by quality needs a quality scorer: pick one (scores from `curate score`)")
-        where, p = self._queue_where(**filters)
+        where, p = self._queue_where(**self._without_idle_skips(filters))
         if "quality" in sort:
             p["qs"] = filters["quality_scorer"]
         p.update(n=limit, o=offset, s=snippet)
@@ -301,8 +315,15 @@ class ReviewQueries(StoreBase):
             f" CASE WHEN c.candidate_id IS NULL THEN NULL WHEN {PASSING_SQL} THEN 1 ELSE 0 END AS passes"
             f"{self._QUEUE_FROM} WHERE {where} ORDER BY {self.QUEUE_SORTS[sort]} LIMIT :n OFFSET :o", p)
 
+    def _without_idle_skips(self, filters: dict) -> dict:
+        """``hide_skipped`` dropped while nobody has skipped anything (the counts keep their fast path)."""
+        if filters.get("hide_skipped") and self._one("SELECT 1 FROM review_skips LIMIT 1") is None:
+            return {**filters, "hide_skipped": None}
+        return filters
+
     def count_queue(self, **filters: Any) -> int:
         """How many candidates match the queue filters (see :meth:`_queue_where`)."""
+        filters = self._without_idle_skips(filters)
         status, consensus = filters.get("status"), filters.get("consensus")
         if (consensus in ("pass", "fail") and status in REVIEW_STATUSES
                 and not any(filters.get(k) is not None and filters.get(k) != "" for k in self._EXTRA_FILTERS)):
@@ -318,11 +339,22 @@ class ReviewQueries(StoreBase):
     def next_in_queue(self, after_seq: int | None = None, **filters: Any) -> str | None:
         """Id of the first candidate matching the filters after ``after_seq`` in queue order (``seq``),
         wrapping round to the start; None when nothing matches."""
-        where, p = self._queue_where(**filters)
+        where, p = self._queue_where(**self._without_idle_skips(filters))
         sql = f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq > :after ORDER BY x.seq LIMIT 1"
         found = self._one(sql, {**p, "after": after_seq if after_seq is not None else -1})
         if found is None and after_seq is not None:
             found = self._one(sql, {**p, "after": -1})
+        return found
+
+    def prev_in_queue(self, before_seq: int, **filters: Any) -> str | None:
+        """Id of the last candidate matching the filters before ``before_seq`` in queue order (``seq``),
+        wrapping round to the end; None when nothing else matches."""
+        where, p = self._queue_where(**filters)
+        sql = f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq < :before ORDER BY x.seq DESC LIMIT 1"
+        found = self._one(sql, {**p, "before": before_seq})
+        if found is None:
+            found = self._one(f"SELECT x.id{self._QUEUE_FROM} WHERE {where} AND x.seq > :before"
+                              " ORDER BY x.seq DESC LIMIT 1", {**p, "before": before_seq})
         return found
 
     def _count_status_consensus(self, status: str, passing: bool, tau: float,

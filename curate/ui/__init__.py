@@ -31,7 +31,8 @@ __all__ = ["build_app", "launch", "parse_auth", "check_exposure", "HEAD", "CSS",
 #: the tabs, in the order they are shown
 TABS = (review, disagreements, run, imports, overview, teachers, select, export, evaluate)
 
-#: Keyboard shortcuts: a = accept, r = reject, n = next, u = undo — ignored while typing in a text field.
+#: Keyboard shortcuts: a = accept, r = reject, n = next, p = previous, u = undo — ignored while typing in a text
+#: field; Ctrl+Enter (⌘+Enter) = Save edit, also inside the edit form's fields (but not in other text fields).
 #: And the edit form's guard: the first touch of a field of the edit form (focus, a click, a selection, a key)
 #: since the last click elsewhere (opening another candidate, an action…) or the last Save records the form
 #: token the page shows at that moment and the texts the form holds then (``window.__curateTypedOn``); Save
@@ -73,18 +74,26 @@ HEAD = """
     if (t && t.closest && t.closest("#curate-edit-box")) return;
     window.__curateTypedOn = null;
   }, true);
-  const KEYS = {a: "curate-accept", r: "curate-reject", n: "curate-next", u: "curate-undo"};
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-    const t = e.target;
-    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
-    const id = KEYS[(e.key || "").toLowerCase()];
-    if (!id) return;
+  const KEYS = {a: "curate-accept", r: "curate-reject", n: "curate-next", p: "curate-prev", u: "curate-undo"};
+  const press = (id) => {
     const el = document.getElementById(id);
     const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    if (!btn || btn.disabled || btn.offsetParent === null) return;
-    e.preventDefault();
+    if (!btn || btn.disabled || btn.offsetParent === null) return false;
     btn.click();
+    return true;
+  };
+  const typing = (t) => t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
+  document.addEventListener("keydown", (e) => {  // Ctrl+Enter saves the edit: in its form, or outside any field
+    if (!(e.ctrlKey || e.metaKey) || e.key !== "Enter" || e.repeat || e.altKey) return;
+    const t = e.target;
+    if (typing(t) && !(t.closest && t.closest("#curate-edit-box"))) return;
+    if (press("curate-save-edit")) e.preventDefault();
+  }, true);
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    if (typing(e.target)) return;
+    const id = KEYS[(e.key || "").toLowerCase()];
+    if (id && press(id)) e.preventDefault();
   });
 })();
 </script>

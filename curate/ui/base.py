@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 import sqlite3
 import threading
 from datetime import datetime
@@ -28,6 +29,25 @@ def safe(text: object) -> str:
     """Text for a toast (``gr.Error`` / ``gr.Warning`` / ``gr.Info`` render their message as HTML) or Markdown:
     every ``<``, ``>`` and ``&`` escaped, so a reviewer's name or a generated text shows as the text it is."""
     return html.escape(str(text), quote=False)
+
+
+_UNSAFE_SCHEME = re.compile(r"(?i)\b(javascript|vbscript|data|file):")
+
+
+def safe_markdown(text: object) -> str:
+    """Admin-written Markdown (the review guidelines) made inert before gr.Markdown renders it: raw HTML is
+    escaped (:func:`safe`: a tag shows as text) and script-capable link schemes (``javascript:``, ``data:``…)
+    are broken, so only Markdown's own formatting and plain links remain (gr.Markdown sanitises too)."""
+    return _UNSAFE_SCHEME.sub(r"blocked-\1:", safe(text))
+
+
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_literal(text: object) -> str:
+    """Plain text (a reviewer's name) to put inside Markdown: HTML escaped and every Markdown punctuation mark
+    backslash-escaped, so it shows as the text it is (no link, no emphasis)."""
+    return _MD_PUNCT.sub(r"\\\1", safe(text))
 
 
 def warn(message: str) -> None:

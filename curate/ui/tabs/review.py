@@ -21,13 +21,13 @@ from ... import checks, review
 from ...errors import ConflictError, CurateError
 from ...settings import Settings
 from ...store import Candidate
-from ..base import TabHandlers, _num, _when, as_gr_error, info, user_errors, warn
+from ..base import TabHandlers, _num, _when, as_gr_error, info, md_literal, safe_markdown, user_errors, warn
 from ..wiring import UI, filter_inputs, on, tab, with_filter
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
 STATUS_CHOICES = [("pending", "pending"), ("accepted", "accepted"), ("edited", "edited"),
                   ("rejected", "rejected"), ("disagreements", "disputed"), ("auto-filtered", "auto-filtered"),
-                  ("any", "")]
+                  ("skipped for now", "skipped"), ("any", "")]
 TYPE_CHOICES = [("any", ""), ("A (needs input)", "A"), ("B (no input)", "B")]
 CONSENSUS_CHOICES = [("any", ""), ("passes τ", "pass"), ("below τ", "fail"), ("not ensembled", "none")]
 SORT_CHOICES = [("generation order", "seq"), ("newest first", "-seq"), ("min pairwise ↑", "min_pairwise"),
@@ -38,12 +38,18 @@ SOURCE_CHOICES = [("any", ""), ("the instruction prompt", "instruction_prompt"),
                   ("found in an instance completion", "instance_completion")]
 QUEUE_HEADERS = ["#", "status", "type", "generator", "min RL", "pass", "instruction", "input", "output", "id"]
 LOG_HEADERS = ["#", "reviewer", "at", "action", "version", "reason"]
+GUIDELINES_NONE = ("*No guidelines yet.* An admin writes them here (or in the `review_guidelines` setting): "
+                   "what to accept, what to fix, what to reject.")
 
 SLOTS = [f"slot_{i}" for i in range(MAX_OUTPUTS)]
 SLOT_COLS = [f"slot_col_{i}" for i in range(MAX_OUTPUTS)]
 #: what every "show a candidate" handler returns, in this order (the wiring maps the names to components)
 VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explanation", "edit_instruction",
-        "edit_input", "edit_output", "form_token", "reject_reason", "log", "current", "open_id"]
+        "edit_input", "edit_output", "form_token", "reject_reason", "log", "current", "open_id", "saved_box",
+        "saved_output", "diff", "comments"]
+COMMENT_HEADERS = ["author", "at", "comment"]
+#: the τ line on the consensus histogram: one thin bar of its own colour just left of τ's bin edge
+TAU_SIDE = "τ"
 #: shown without a login (static text: no name in it)
 NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyone can review under any name, and "
                  "\"undo my last action\" cannot tell people apart. Start the app with `--users FILE` for a team.")
@@ -51,6 +57,9 @@ NO_LOGIN_NOTE = ("**No login:** reviewer names are typed, not verified — anyon
 #: save typed over a form that re-rendered meanwhile is refused (curate.review.check_form); see HEAD
 SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = window.__curateTypedOn || \"\"; "
                 "window.__curateTypedOn = null; return v; }}")
+ORIGINAL_LABELS = {"instruction": "Instruction (as generated)", "input": "Input (as generated)"}
+EDITED_LABELS = {"instruction": "Instruction (reviewed version: the diff below shows the original)",
+                 "input": "Input (reviewed version: the diff below shows the original)"}
 QUEUE = ["queue", "page", "page_info", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
@@ -91,16 +100,22 @@ class ReviewHandlers(TabHandlers):
         reviewer's pending queue leaves out what they have voted on."""
         f = f.for_reviewer(self.login(request), self.quorum)
         res = review.queue_page(self.store(), f, int(page or 1) + int(step or 0))
-        return self._queue_view(res)
+        return self._queue_view(res, self._skips(request))
 
-    def _queue_view(self, res: dict) -> dict:
+    def _skips(self, request: gr.Request | None) -> str:
+        """The skipped candidates, counted apart (they are still pending): yours with a login, else anyone's."""
+        user = self.login(request)
+        n = self.store().skip_counts(user)["mine" if user else "skipped"]
+        return f" · {n:,} skipped for now{' by you' if user else ''} (Status: skipped for now)" if n else ""
+
+    def _queue_view(self, res: dict, skips: str = "") -> dict:
         rows = [[str(r["seq"]), r["review_status"] if r["status"] == "ok" else "auto-filtered", r["task_type"],
                  r["generator_model"], _num(r["min_pairwise"]),
                  "" if r["passes"] is None else ("yes" if r["passes"] else "no"),
                  r["instruction"], r["input"], r["output"], r["id"]] for r in res["rows"]]
         first = (res["page"] - 1) * res["page_size"] + 1
         info = (f"{res['total']:,} candidates · page {res['page']} of {res['pages']}"
-                + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches"))
+                + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches") + skips)
         picks = [(f"#{r['seq']}", f"{r['id']}:{r['version']}") for r in res["rows"]]
         # the bulk box's rows are a State here: a choices update would re-render the page on every refresh
         # (and collapse a selection the reviewer is typing over in the edit form); the box loads them itself
@@ -113,7 +128,7 @@ class ReviewHandlers(TabHandlers):
         f = f.for_reviewer(self.login(request), self.quorum)
         v = review.threshold_view(self.store(), f, 1)
         out = self._threshold_fields(v)
-        out.update(self._queue_view(v["queue"]))
+        out.update(self._queue_view(v["queue"], self._skips(request)))
         return out
 
     @user_errors
@@ -158,8 +173,11 @@ class ReviewHandlers(TabHandlers):
     @staticmethod
     def _threshold_fields(s: dict) -> dict:
         tau = s["tau"]
-        hist = pd.DataFrame([{"lo": round(b["lo"], 2), "n": b["n"], "side": b["side"]} for b in s["histogram"]],
-                            columns=["lo", "n", "side"])
+        rows = [{"lo": round(b["lo"], 2), "n": b["n"], "side": b["side"]} for b in s["histogram"]]
+        if rows:  # the τ line: as tall as the tallest bin, just below τ (bins start at multiples of 0.01)
+            rows.append({"lo": max(0.0, round(tau - 0.002, 3)), "n": max(1, max(r["n"] for r in rows)),
+                         "side": TAU_SIDE})
+        hist = pd.DataFrame(rows, columns=["lo", "n", "side"])
         text = (f"{s['passing']:,} of {s['scored']:,} ensembled candidates pass at τ = {tau:.2f} "
                 f"({s['pending_passing']:,} of them still pending)")
         return {"pass_count": text, "histogram": hist,
@@ -176,7 +194,10 @@ class ReviewHandlers(TabHandlers):
             out = {"header": note or "No candidate open.", "instruction": "", "input": "",
                    "heatmap": pd.DataFrame(), "explanation": "", "edit_instruction": "", "edit_input": "",
                    "edit_output": "", "form_token": "", "reject_reason": "", "log": pd.DataFrame(columns=LOG_HEADERS),
-                   "current": None, "open_id": ""}
+                   "current": None, "open_id": "", "saved_box": gr.update(visible=False), "saved_output": "",
+                   "diff": [], "comments": pd.DataFrame(columns=COMMENT_HEADERS)}
+            out["instruction"] = gr.update(value="", label=ORIGINAL_LABELS["instruction"])
+            out["input"] = gr.update(value="", label=ORIGINAL_LABELS["input"])
             for i in range(MAX_OUTPUTS):
                 out[SLOTS[i]] = gr.update(value="", label=f"o{i}")
                 out[SLOT_COLS[i]] = gr.update(visible=i < 3)
@@ -200,6 +221,8 @@ class ReviewHandlers(TabHandlers):
             line2 += f" · rejected because: {d['reject_reason']}"
         if note:
             line2 += f" · {note}"
+        if d["skipped_by"]:
+            line2 += " · skipped for now by " + ", ".join(d["skipped_by"])
         out = {"header": line1 + "\n" + line2, "instruction": d["instruction"], "input": d["input"],
                "explanation": c["explanation"] if c else "", "reject_reason": "",
                "current": {"id": d["id"], "version": d["version"], "seq": d["seq"], "k": len(d["outputs"])},
@@ -226,7 +249,29 @@ class ReviewHandlers(TabHandlers):
                    form_token=review.form_token(d["id"], d["version"], final))
         out["log"] = pd.DataFrame([[str(r["id"]), r["reviewer"], _when(r["at"]), r["action"], str(r["version"]),
                                     r["reason"] or ""] for r in d["log"]], columns=LOG_HEADERS)
+        out.update(self._saved_view(d))
+        out["comments"] = comments_table(d["comments"])
         return out
+
+    @staticmethod
+    def _saved_view(d: dict) -> dict:
+        """The reviewed version beside the original: the main panel shows the reviewed instruction and input
+        (labelled so), the saved box the reviewed output and a word-level diff of all three against the texts
+        the review started from (the generated instruction and input, the consensus choice). Plain text only:
+        the diff is gr.HighlightedText pieces."""
+        final, orig = d["final"], d["original"]
+        changed = [k for k in ("instruction", "input", "output") if final and final[k] != orig[k]]
+        out = {}
+        for k in ("instruction", "input"):
+            edited = k in changed
+            out[k] = gr.update(value=final[k] if edited else d[k],
+                               label=EDITED_LABELS[k] if edited else ORIGINAL_LABELS[k])
+        if not changed:
+            return {**out, "saved_box": gr.update(visible=False), "saved_output": "", "diff": []}
+        pieces: list[tuple[str, str | None]] = []
+        for k in changed:
+            pieces += [(f"{k}: ", None), *review.word_diff(orig[k], final[k]), ("\n", None)]
+        return {**out, "saved_box": gr.update(visible=True), "saved_output": final["output"], "diff": pieces}
 
     @user_errors
     def ui_open(self, candidate_id: str, tau: float) -> dict:
@@ -242,6 +287,16 @@ class ReviewHandlers(TabHandlers):
         return self._view(row[-1] if row else None, tau)
 
     @user_errors
+    def ui_prev(self, current: dict | None, f: review.QueueFilter) -> dict:
+        """Open the candidate before the open one in generation order (any review status; see
+        :func:`curate.review.previous_candidate`), e.g. the one just reviewed."""
+        prev = review.previous_candidate(self.store(), f, (current or {}).get("seq"))
+        if not prev:
+            raise gr.Error("No previous candidate under these filters." if current else
+                           "Open a candidate first (click a queue row).")
+        return self._view(prev, f.tau, "", current)
+
+    @user_errors
     def ui_next(self, current: dict | None, f: review.QueueFilter, request: gr.Request = None) -> dict:
         nxt = review.next_candidate(self.store(), f, (current or {}).get("seq"), reviewer=self.login(request),
                                     quorum=self.quorum)
@@ -254,8 +309,9 @@ class ReviewHandlers(TabHandlers):
 
     # -- review actions -----------------------------------------------------------------------------------
     def _act(self, action: Callable[..., Candidate], current: dict | None, history: list | None,
-             f: review.QueueFilter, reviewer: str, **kw: Any) -> dict:
-        """Run one review action on the open candidate, then open the next pending one.
+             f: review.QueueFilter, reviewer: str, stay: bool = False, **kw: Any) -> dict:
+        """Run one review action on the open candidate, then open the next pending one (``stay``: show this
+        one as saved, e.g. an edit with its diff).
 
         On a conflict (someone else reviewed it since it was opened) nothing is written: the reviewer gets a
         warning and the pane reloads the candidate as it is now."""
@@ -271,8 +327,12 @@ class ReviewHandlers(TabHandlers):
             return out
         except Exception as e:  # noqa: BLE001 - every other error becomes a clear message (as_gr_error)
             raise as_gr_error(e) from e
-        nxt = review.next_candidate(self.store(), f, current["seq"], reviewer=reviewer, quorum=self.quorum)
-        out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
+        if stay:
+            out = self._view(row.id, f.tau, f"saved as version {row.version}: the diff below shows what changed",
+                             current)
+        else:
+            nxt = review.next_candidate(self.store(), f, current["seq"], reviewer=reviewer, quorum=self.quorum)
+            out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
         out["history"] = (history or []) + [[row.id, row.version]]
         return out
 
@@ -298,23 +358,72 @@ class ReviewHandlers(TabHandlers):
                                                              "output": output or ""})
             except CurateError as e:
                 raise as_gr_error(e) from e
-        return self._act(review.edit, current, history, f, who, instruction=instruction, input=input or "",
-                         output=output)
+        return self._act(review.edit, current, history, f, who, stay=True, instruction=instruction,
+                         input=input or "", output=output)
 
     def ui_undo(self, history: list | None, reviewer: str, tau: float, request: gr.Request) -> dict:
         """Undo this session's last action and show that candidate as restored."""
         history = list(history or [])
         if not history:
             raise gr.Error("Nothing to undo: you have not reviewed anything in this session.")
-        cid, version = history[-1]
+        cid, version, *kind = history[-1]
+        who = self.reviewer(reviewer, request)
         try:
-            review.undo(self.store(), cid, reviewer=self.reviewer(reviewer, request), version=version,
-                        quorum=self.quorum)
+            if kind == ["skip"]:  # a skip is no review: undoing it puts the candidate back in your queue
+                review.unskip(self.store(), cid, reviewer=who)
+            else:
+                review.undo(self.store(), cid, reviewer=who, version=version, quorum=self.quorum)
         except Exception as e:  # noqa: BLE001 - a clear (escaped) message for every error
             raise as_gr_error(e) from e
-        out = self._view(cid, tau, "your last action was undone")
+        out = self._view(cid, tau, "your skip was undone" if kind == ["skip"] else "your last action was undone")
         out["history"] = history[:-1]
         return out
+
+    # -- the reviewer's day: skip, comments, guidelines ---------------------------------------------------
+    def ui_skip(self, current: dict | None, reviewer: str, history: list | None, f: review.QueueFilter,
+                request: gr.Request = None) -> dict:
+        """Skip the open candidate for now (it stays pending, out of your queue), then open the next pending
+        one; Undo puts it back."""
+        if not current:
+            raise gr.Error("Open a candidate first (click a queue row).")
+        who = self.reviewer(reviewer, request)
+        try:
+            review.skip(self.store(), current["id"], reviewer=who)
+            nxt = review.next_candidate(self.store(), f, current["seq"], reviewer=who, quorum=self.quorum)
+        except Exception as e:  # noqa: BLE001 - a clear (escaped) message for every error
+            raise as_gr_error(e) from e
+        out = self._view(nxt, f.tau, "" if nxt else self._nothing_pending(), current)
+        out["history"] = (history or []) + [[current["id"], current["version"], "skip"]]
+        return out
+
+    def ui_comment(self, current: dict | None, text: str, reviewer: str, request: gr.Request = None) -> dict:
+        """Add a comment to the open candidate (shown as text under it, with its author and time)."""
+        if not current:
+            raise gr.Error("Open a candidate first (click a queue row).")
+        who = self.reviewer(reviewer, request)
+        try:
+            review.comment(self.store(), current["id"], author=who, text=text)
+        except Exception as e:  # noqa: BLE001
+            raise as_gr_error(e) from e
+        return {"comments": comments_table(self.store().comments(current["id"])), "comment_text": ""}
+
+    def ui_guidelines(self, request: gr.Request = None) -> dict:
+        """The guidelines panel (sanitised Markdown) and, for admins, its editor filled with the source."""
+        g = review.guidelines(self.store(), self.settings.review_guidelines)
+        admin = self.role(request) == "admin"
+        by = f"\n\n*Guidelines saved by {md_literal(g['author'])} at {_when(g['at'])}.*" if g["author"] else ""
+        return {"guidelines": safe_markdown(g["text"]) + by if g["text"] else GUIDELINES_NONE,
+                "guidelines_admin": gr.update(visible=admin), "guidelines_edit": g["text"]}
+
+    def ui_guidelines_save(self, text: str, reviewer: str, request: gr.Request = None) -> dict:
+        """An admin saves new guidelines (every version is kept; the latest is shown to everyone)."""
+        self.require_admin(request, "edit the guidelines")
+        try:
+            review.set_guidelines(self.store(), text, author=self.reviewer(reviewer, request))
+        except Exception as e:  # noqa: BLE001
+            raise as_gr_error(e) from e
+        info("Guidelines saved: reviewers see them when they open or reload the page.")
+        return self.ui_guidelines(request)
 
     # -- bulk accept --------------------------------------------------------------------------------------
     @user_errors
@@ -389,6 +498,11 @@ class ReviewHandlers(TabHandlers):
         return self.ui_bulk(picks, "reject", reason, reviewer, request)
 
 
+def comments_table(comments: list[dict]) -> pd.DataFrame:
+    """A candidate's comments as a string table (author, time, text): text, never markup."""
+    return pd.DataFrame([[c["author"], _when(c["at"]), c["text"]] for c in comments], columns=COMMENT_HEADERS)
+
+
 def _default_output(d: dict) -> str:
     c = d["consensus"]
     if c and c["chosen_index"] is not None and c["chosen_index"] < len(d["outputs"]):
@@ -424,8 +538,20 @@ def session_state(ui: UI) -> None:
 def layout(ui: UI, settings: Settings) -> None:
     with tab(ui, "Review", "review"):
         ui.add("team_note", gr.Markdown("", visible=False, elem_id="curate-team-note"))
+        _guidelines(ui)
         _queue_and_thresholds(ui, settings)
         _candidate_pane(ui)
+
+
+def _guidelines(ui: UI) -> None:
+    with gr.Accordion("Reviewing guidelines", open=False, elem_id="curate-guidelines-box"):
+        ui.add("guidelines", gr.Markdown(GUIDELINES_NONE, sanitize_html=True, elem_id="curate-guidelines"))
+        with gr.Column(visible=False, elem_id="curate-guidelines-admin") as admin:
+            ui.add("guidelines_admin", admin)
+            ui.add("guidelines_edit", gr.Textbox("", label="Guidelines (Markdown; admins)", lines=6,
+                                                 elem_id="curate-guidelines-edit"))
+            ui.add("guidelines_save", gr.Button("Save the guidelines", size="sm",
+                                                elem_id="curate-guidelines-save"))
 
 
 def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
@@ -485,7 +611,8 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
             ui.add("pass_count", gr.Textbox(label="Passing", interactive=False, elem_id="curate-pass-count"))
             ui.add("histogram", gr.BarPlot(x="lo", y="n", color="side", x_title="min pairwise Rouge-L",
                                            y_title="candidates", height=200, x_bin=None, x_lim=[0, 1],
-                                           color_map={"passes τ": "#16a34a", "below τ": "#dc2626"},
+                                           color_map={"passes τ": "#16a34a", "below τ": "#dc2626",
+                                                      TAU_SIDE: "#111827"},
                                            label="Min pairwise Rouge-L (exact matches pass at any τ)",
                                            elem_id="curate-histogram"))
             with gr.Column(elem_id="curate-admin-tools") as admin_tools:
@@ -525,6 +652,13 @@ def _candidate_pane(ui: UI) -> None:
                                          scale=3, elem_id="curate-instruction"))
         ui.add("input", gr.Textbox(label="Input (as generated)", interactive=False, lines=2, scale=2,
                                    elem_id="curate-input"))
+    with gr.Group(visible=False, elem_id="curate-saved") as saved:
+        ui.add("saved_box", saved)
+        ui.add("saved_output", gr.Textbox(label="Output (reviewed version)", interactive=False, lines=3,
+                                          elem_id="curate-saved-output"))
+        ui.add("diff", gr.HighlightedText([], label="What the review changed, word by word (− removed, + added)",
+                                          color_map={"-": "#fca5a5", "+": "#86efac"}, show_legend=True,
+                                          elem_id="curate-diff"))
     with gr.Row(equal_height=True):
         for i in range(MAX_OUTPUTS):
             with gr.Column(min_width=180, visible=i < 3) as col:
@@ -542,7 +676,9 @@ def _candidate_pane(ui: UI) -> None:
     with gr.Row():
         ui.add("accept", gr.Button("Accept consensus choice [a]", variant="primary", elem_id="curate-accept"))
         ui.add("reject", gr.Button("Reject [r]", variant="stop", elem_id="curate-reject"))
+        ui.add("prev", gr.Button("Previous [p]", elem_id="curate-prev"))
         ui.add("next", gr.Button("Next pending [n]", elem_id="curate-next"))
+        ui.add("skip", gr.Button("Skip for now", elem_id="curate-skip"))
         ui.add("undo", gr.Button("Undo my last action [u]", elem_id="curate-undo"))
     ui.add("reject_reason", gr.Textbox(label="Reject reason (optional)", elem_id="curate-reject-reason"))
     with gr.Accordion("Edit (saved as a new version; the original is kept)", open=False, elem_id="curate-edit-box"):
@@ -551,9 +687,16 @@ def _candidate_pane(ui: UI) -> None:
         ui.add("edit_output", gr.Textbox(label="Output", lines=4, elem_id="curate-edit-output"))
         ui.add("form_token", gr.Textbox("", show_label=False, container=False, interactive=False,
                                         elem_id="curate-form-token", elem_classes=["curate-hidden"]))
-        ui.add("save_edit", gr.Button("Save edit", variant="primary", elem_id="curate-save-edit"))
+        ui.add("save_edit", gr.Button("Save edit [Ctrl+Enter]", variant="primary", elem_id="curate-save-edit"))
     ui.add("log", gr.Dataframe(headers=LOG_HEADERS, datatype=["str"] * len(LOG_HEADERS), interactive=False,
                                label="Review log of this candidate", max_height=200, elem_id="curate-log"))
+    ui.add("comments", gr.Dataframe(headers=COMMENT_HEADERS, datatype=["str"] * len(COMMENT_HEADERS),
+                                    interactive=False, wrap=True, max_height=220, elem_id="curate-comments",
+                                    label="Comments on this candidate (every reviewer's)"))
+    with gr.Row(equal_height=True):
+        ui.add("comment_text", gr.Textbox(label="Comment", placeholder="a note for the other reviewers", scale=4,
+                                          elem_id="curate-comment-text"))
+        ui.add("comment_add", gr.Button("Add comment", scale=0, min_width=140, elem_id="curate-comment-add"))
 
 
 # -- wiring ----------------------------------------------------------------------------------------------------
@@ -591,6 +734,14 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     on(ui.open_btn.click, h.ui_open, [ui.open_id, ui.tau], VIEW, ui, api="ui_open")
     on(ui.open_id.submit, h.ui_open, [ui.open_id, ui.tau], VIEW, ui)
     on(ui.next.click, nxt, [ui.current, *filters], VIEW, ui, api="ui_next")
+    on(ui.prev.click, with_filter(h.ui_prev), [ui.current, *filters], VIEW, ui)
+    refresh_after(on(ui.skip.click, with_filter(h.ui_skip), [ui.current, ui.reviewer, ui.history, *filters],
+                     view_h, ui), ui, h)
+    on(ui.comment_add.click, h.ui_comment, [ui.current, ui.comment_text, ui.reviewer],
+       ["comments", "comment_text"], ui)
+    guide = ["guidelines", "guidelines_admin", "guidelines_edit"]
+    on(demo.load, h.ui_guidelines, [], guide, ui)
+    on(ui.guidelines_save.click, h.ui_guidelines_save, [ui.guidelines_edit, ui.reviewer], guide, ui)
 
     accept = with_filter(h.ui_accept)
     refresh_after(on(ui.accept.click, accept, [ui.current, ui.no_output, ui.reviewer, ui.history, *filters],

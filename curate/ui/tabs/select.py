@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from ... import checks, jobs, review, select
+from ...errors import NotEmbedded
 from ...settings import Settings
 from ..base import TabHandlers, _num, info, user_errors
 from ..wiring import UI, on, tab
@@ -20,8 +21,9 @@ QUALITY_CHOICES = [("consensus agreement (proxy)", "consensus"), ("consensus min
                    ("none (diversity only)", "none")]
 EMBEDDER_CHOICES = [("all-MiniLM-L6-v2 (default, 384-d)", "all-minilm-l6-v2"),
                     ("all-mpnet-base-v2 (the paper's, 768-d, slower)", "all-mpnet-base-v2")]
-SELECT = ["sel_status", "sel_report", "sel_map", "sel_table"]
-DUPS = ["dup_status", "dup_table", "dup_groups"]
+SELECT = ["sel_status", "sel_report", "sel_map", "sel_table", "sel_embed_offer"]
+DUPS = ["dup_status", "dup_table", "dup_groups", "sel_embed_offer"]
+START = ["sel_status", "job_id", "sel_embed_offer"]
 
 
 class SelectHandlers(TabHandlers):
@@ -39,16 +41,31 @@ class SelectHandlers(TabHandlers):
         self.runner.submit(job_id)
         info(f"Job {job_id} started: the Run tab follows it.")
         return {"sel_status": f"job {job_id}: embedding the {config['source']} pool with {config['model']} "
-                              "(follow it in the Run tab, then Select)", "job_id": job_id}
+                              "(follow it in the Run tab, then Select)", "job_id": job_id,
+                "sel_embed_offer": gr.update(visible=False)}
+
+    @staticmethod
+    def _offer(e: NotEmbedded) -> dict:
+        """Select or near-duplicates before the pool is embedded: say so once, in the status, and offer the
+        button that starts the embedding job (no toast, no command to type)."""
+        return {"message": f"{e.missing:,} of {e.total:,} candidates of the {e.source} pool have no {e.model} "
+                           "embedding of their current text yet. Press \"Embed them now\" to start the embedding "
+                           "job (the Run tab follows it), then try again.",
+                "sel_embed_offer": gr.update(visible=True)}
 
     @user_errors
     def ui_qdit(self, k: float, alpha: float, source: str, tau: float, quality: str, model: str) -> dict:
         """Greedy QDIT over the cached embeddings; stores the selection "qdit"; the map, the baselines and
         the picks."""
         st = self.store()
-        run = select.run_selection(st, k=int(k), alpha=float(alpha), source=source or "passing",
-                                   tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus", name="qdit",
-                                   model=model or None, compute=False)
+        try:
+            run = select.run_selection(st, k=int(k), alpha=float(alpha), source=source or "passing",
+                                       tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus",
+                                       name="qdit", model=model or None, compute=False)
+        except NotEmbedded as e:
+            offer = self._offer(e)
+            return {"sel_status": offer["message"], "sel_report": gr.skip(), "sel_map": gr.skip(),
+                    "sel_table": gr.skip(), "sel_embed_offer": offer["sel_embed_offer"]}
         xy = select.pca_2d(run.embeddings)
         picked = set(run.result.indices)
         step = max(1, (len(run.pool.ids) - len(picked)) // self.MAP_POINTS)
@@ -68,14 +85,20 @@ class SelectHandlers(TabHandlers):
         status = (f"Selected {len(picked):,} of {len(run.pool.ids):,} ({run.params['source']} pool) with α = "
                   f"{float(alpha):g}; quality: {run.pool.quality_label}; embeddings: {run.params['model']}. "
                   "Stored as the selection 'qdit' (Export → the QDIT selection).")
-        return {"sel_status": status, "sel_report": report, "sel_map": points, "sel_table": picks}
+        return {"sel_status": status, "sel_report": report, "sel_map": points, "sel_table": picks,
+                "sel_embed_offer": gr.update(visible=False)}
 
     @user_errors
     def ui_dups(self, threshold: float, source: str, tau: float, quality: str, model: str) -> dict:
         """Near-duplicate groups of the pool (cached embeddings), the best-scored member of each kept."""
-        groups = select.find_duplicates(self.store(), float(threshold), source=source or "all",
-                                        tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus",
-                                        model=model or None, compute=False)
+        try:
+            groups = select.find_duplicates(self.store(), float(threshold), source=source or "all",
+                                            tau=checks.tau(tau or 0, "Select tab"), quality=quality or "consensus",
+                                            model=model or None, compute=False)
+        except NotEmbedded as e:
+            offer = self._offer(e)
+            return {"dup_status": offer["message"], "dup_table": gr.skip(), "dup_groups": None,
+                    "sel_embed_offer": offer["sel_embed_offer"]}
         rows = [[str(g), str(m["seq"]), "keep" if m["keep"] else "near-copy",
                  _num(m["quality"]), (m["instruction"] + (" | " + m["input"] if m["input"] else ""))[:200]]
                 for g, grp in enumerate(groups, start=1) for m in grp["members"]]
@@ -83,7 +106,7 @@ class SelectHandlers(TabHandlers):
         return {"dup_status": f"{len(groups):,} groups of near-copies (cosine ≥ {float(threshold):g}): "
                               f"{copies:,} candidates would be rejected, keeping the best-scored of each group.",
                 "dup_table": pd.DataFrame(rows, columns=["group", "#", "", "quality", "instruction (+ input)"]),
-                "dup_groups": groups}
+                "dup_groups": groups, "sel_embed_offer": gr.update(visible=False)}
 
     @user_errors
     def ui_dups_reject(self, groups: list[dict] | None, reviewer: str, request: gr.Request = None) -> dict:
@@ -124,6 +147,8 @@ def _selection(ui: UI) -> None:
                                       elem_id="curate-sel-alpha"))
         ui.add("sel_run", gr.Button("Select", variant="primary", elem_id="curate-sel-run"))
     ui.add("sel_status", gr.Textbox(label="Selection", interactive=False, elem_id="curate-sel-status"))
+    ui.add("sel_embed_offer", gr.Button("Embed them now", variant="primary", visible=False,
+                                        elem_id="curate-sel-embed-offer"))
     with gr.Row():
         ui.add("sel_map", gr.ScatterPlot(x="x", y="y", color="set", tooltip=["seq", "set"], height=380,
                                          title="The pool on its first two principal components",
@@ -154,7 +179,8 @@ def _near_duplicates(ui: UI) -> None:
 # -- wiring ----------------------------------------------------------------------------------------------------
 def wire(ui: UI, h: SelectHandlers, review_h: review_tab.ReviewHandlers) -> None:
     """``review_h``: rejecting near-copies refreshes the Review tab's counts and queue page."""
-    on(ui.sel_embed.click, h.ui_embed_start, [ui.sel_source, ui.tau, ui.sel_model], ["sel_status", "job_id"], ui)
+    for btn in (ui.sel_embed, ui.sel_embed_offer):
+        on(btn.click, h.ui_embed_start, [ui.sel_source, ui.tau, ui.sel_model], START, ui)
     options = [ui.sel_source, ui.tau, ui.sel_quality, ui.sel_model]
     for event in (ui.sel_run.click, ui.sel_k.release, ui.sel_alpha.release):
         on(event, h.ui_qdit, [ui.sel_k, ui.sel_alpha, *options], SELECT, ui)
