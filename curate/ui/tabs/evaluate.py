@@ -17,7 +17,7 @@ import pandas as pd
 from ... import evaluate as ev
 from ... import experiment, jobs
 from ...settings import Settings
-from ..base import TabHandlers, user_errors
+from ..base import TabHandlers, plural, user_errors
 from ..wiring import UI, on, tab
 
 ARM_CHOICES = ["random", "all", "passing@0.01", "accepted", "qdit:0.7"]
@@ -89,8 +89,9 @@ class EvaluateHandlers(TabHandlers):
                   "eval_limit": int(eval_limit) if eval_limit else None, "out": out}
         job_id = jobs.start_job(self.store(), "experiment", config)
         self.runner.submit(job_id)
-        return {"exp_status": f"job {job_id}: training and evaluating {len(arm_list)} arms × {config['seeds']} "
-                              f"seeds into {out} (the Run tab follows it; Show reads the table when it is done)",
+        return {"exp_status": f"job {job_id}: training and evaluating {plural(len(arm_list), 'arm')} × "
+                              f"{plural(config['seeds'], 'seed')} into {out} (the Run tab follows it; Show reads "
+                              "the table when it is done)",
                 "exp_folder": out, "job_id": job_id}
 
     @user_errors
@@ -103,7 +104,7 @@ class EvaluateHandlers(TabHandlers):
         notes = "; ".join(table["notes"])
         return {"exp_table": table_frame(table), "exp_chart": error_bar_svg(table, metric),
                 "exp_predictions": pd.DataFrame([[str(p[c]) for c in cols] for p in preds], columns=cols),
-                "exp_status": f"{table['evalset']}, student {table['base']}, {table['budget']} rows per arm"
+                "exp_status": f"{table['evalset']}, student {table['base']}, {plural(table['budget'], 'row')} per arm"
                               + (f" — {notes}" if notes else "")
                               + ". A curated arm that does not beat random is a finding, not a failure."}
 
@@ -115,7 +116,8 @@ def layout(ui: UI, settings: Settings) -> None:
             with gr.Column(scale=2):
                 ui.add("exp_base", gr.Textbox(settings.student_model, label="Student (base model)",
                                               elem_id="curate-exp-base"))
-                sets = [(f"{r['name']} ({r['rows']} rows)", r["name"]) for r in ev.list_evalsets() if r["references"]]
+                sets = [(f"{r['name']} ({plural(r['rows'], 'row')})", r["name"]) for r in ev.list_evalsets()
+                        if r["references"]]
                 ui.add("exp_set", gr.Dropdown(sets, value="sni-sample", label="Evaluation set (evaluation only)",
                                               elem_id="curate-exp-set"))
                 ui.add("exp_arms", gr.CheckboxGroup(ARM_CHOICES, value=["random", "passing@0.01", "qdit:0.7"],
