@@ -65,10 +65,11 @@ def test_another_reviewers_action_shows_in_the_open_tab(unensembled, page):
     expect(count).to_have_value(re.compile(r"\(\d+ of them still pending\)"))
     pending = int(re.search(r"\((\d+) of them", count.input_value()).group(1))
     cid = box(page, "curate-open-id").input_value()
+    page.wait_for_timeout(16_000)  # idle: the page's probe has backed off to its slowest (8 s) and still runs
     with Store(db) as st:  # someone else accepts the open candidate
         review.accept(st, cid, reviewer="bob", version=review.candidate(st, cid)["version"])
     expect(header(page)).to_have_value(re.compile(r"accepted by bob.*reviewed since you opened it", re.S),
-                                       timeout=15_000)
+                                       timeout=25_000)
     expect(count).to_have_value(re.compile(rf"\({pending - 1} of them still pending\)"), timeout=15_000)
 
 

@@ -81,7 +81,7 @@ def test_a_tick_sends_only_what_moved(h):
     assert isinstance(first["live_jobs"], list) and isinstance(first["live_data"], list)
     same = h.live.ui_tick(first["live_jobs"], first["live_data"], live.FAST_S)
     assert skipped(same["live_jobs"]) and skipped(same["live_data"])  # no change event: no tab re-renders
-    assert same["live_interval"] == 2.0 and same["live_timer"]["value"] == 2.0
+    assert same["live_interval"] == 2.0 and same["live_timer"].value == 2.0 and same["live_timer"].active
     idle = h.live.ui_tick(first["live_jobs"], first["live_data"], live.SLOW_S)
     assert skipped(idle["live_timer"]) and skipped(idle["live_interval"])  # at the slowest already: nothing sent
     cid = h.store().review_queue(status="pending", limit=1)[0]["id"]

@@ -41,14 +41,15 @@ class LiveHandlers(TabHandlers):
 
     def ui_tick(self, jobs_seen: list | None, data_seen: list | None, interval: float | None) -> dict:
         """One probe: the version parts that moved (the others stay as they are, so their ``change`` does not
-        fire) and the timer's next interval (sent only when it changes)."""
+        fire) and the timer's next interval (sent only when it changes, as a whole Timer: an update of its value
+        alone leaves the timer inactive in the page)."""
         v = self.store().store_version()
         jobs_now, data_now = list(v.jobs), list(v.data)
         jobs_moved, data_moved = jobs_now != jobs_seen, data_now != data_seen
         nxt = next_interval(interval, jobs_moved or data_moved, v.active_jobs > 0)
         return {"live_jobs": jobs_now if jobs_moved else gr.skip(),
                 "live_data": data_now if data_moved else gr.skip(),
-                "live_timer": gr.skip() if nxt == interval else gr.update(value=nxt),
+                "live_timer": gr.skip() if nxt == interval else gr.Timer(value=nxt, active=True),
                 "live_interval": gr.skip() if nxt == interval else nxt}
 
 
