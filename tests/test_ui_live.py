@@ -73,7 +73,7 @@ def test_the_timer_is_fast_while_things_move_and_backs_off_when_idle():
         waits.append(w)
     assert waits == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0] and live.SLOW_S == 8.0
     assert live.next_interval(8.0, True, False) == live.FAST_S  # a change
-    assert live.next_interval(8.0, False, True) == live.FAST_S  # a job is active
+    assert live.next_interval(8.0, False, True) == live.ACTIVE_S == 0.5  # a job is active
 
 
 def test_a_tick_sends_only_what_moved(h):

@@ -5,8 +5,9 @@ parts of the version into two ``gr.State``s: ``live_jobs`` (moves with every job
 (moves with every row the app shows: candidates, outputs, consensus, scores, reviews, …). A State's ``change``
 event fires only when its value changed, so the tabs wire their refresh to those events (:func:`when_shown`
 keeps a tab that is not shown from re-rendering; it refreshes when it is selected) and an idle page costs one
-probe per tick and nothing else. The timer ticks every :data:`FAST_S` while the version moves or a job is
-active, and backs off, doubling, to :data:`SLOW_S` when nothing changes (:func:`next_interval`).
+probe per tick and nothing else. The timer ticks every :data:`ACTIVE_S` while a job is active, every
+:data:`FAST_S` after a change, and backs off, doubling, to :data:`SLOW_S` when nothing changes
+(:func:`next_interval`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import gradio as gr
 from .base import TabHandlers
 from .wiring import UI, on
 
-#: seconds between probes while something changes or a job is active
+#: seconds between probes while a job is active (its progress moves within seconds)
+ACTIVE_S = 0.5
+#: seconds between probes after something changed
 FAST_S = 1.0
 #: the longest wait between probes of an idle page (another reviewer's action shows within this)
 SLOW_S = 8.0
@@ -29,9 +32,11 @@ LIVE = ["live_jobs", "live_data", "live_timer", "live_interval"]
 
 
 def next_interval(interval: float | None, changed: bool, active: bool) -> float:
-    """The next wait: :data:`FAST_S` while the store changes or a job is active, else twice the last wait, at
-    most :data:`SLOW_S`."""
-    if changed or active or not interval:
+    """The next wait: :data:`ACTIVE_S` while a job is active, :data:`FAST_S` after a change, else twice the last
+    wait, at most :data:`SLOW_S`."""
+    if active:
+        return ACTIVE_S
+    if changed or not interval:
         return FAST_S
     return min(SLOW_S, max(FAST_S, float(interval)) * 2)
 
@@ -102,6 +107,16 @@ def wire(ui: UI, h: LiveHandlers, demo: gr.Blocks, tab_ids: list[str]) -> None:
     on(ui.live_timer.tick, h.ui_tick, probe, LIVE, ui, progress="hidden")
     for tab_id in tab_ids:
         on(ui.c[f"{tab_id}_tab"].select, _show(tab_id), [], ["live_shown"], ui, progress="hidden")
+
+
+def _fast() -> dict:
+    return {"live_timer": gr.Timer(value=ACTIVE_S, active=True), "live_interval": ACTIVE_S}
+
+
+def hurry(ui: UI, dep) -> None:
+    """After ``dep`` (an event that starts or resumes a job): probe every :data:`ACTIVE_S` at once, rather than
+    after the idle page's slow wait (a short job could end before the next probe)."""
+    on(dep.then, _fast, [], ["live_timer", "live_interval"], ui, progress="hidden")
 
 
 def on_change(ui: UI, part: str, tab_id: str, fn: Callable[..., dict], inputs: list, names: list[str], *,

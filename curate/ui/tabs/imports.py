@@ -216,8 +216,9 @@ def wire(ui: UI, h: ImportHandlers) -> None:
     form = [ui.c[n] for n in FORM]
     on(ui.imp_preview_btn.click, h.ui_preview, form, PREVIEW, ui, api="ui_import_preview")
     on(ui.imp_file.upload, h.ui_upload, form, ["imp_path", *PREVIEW], ui)
-    on(ui.imp_start.click, h.ui_import, form, ["imp_job", *STATUS], ui, api="ui_import")
-    on(ui.imp_consensus.click, h.ui_consensus, [], ["imp_job", *STATUS], ui, api="ui_import_consensus")
+    live.hurry(ui, on(ui.imp_start.click, h.ui_import, form, ["imp_job", *STATUS], ui, api="ui_import"))
+    live.hurry(ui, on(ui.imp_consensus.click, h.ui_consensus, [], ["imp_job", *STATUS], ui,
+                      api="ui_import_consensus"))
     on(ui.import_tab.select, h.ui_status, [ui.imp_job], STATUS, ui, progress="hidden")
     live.on_change(ui, "jobs", "import", h.ui_status, [ui.imp_job], STATUS)
     on(ui.imp_job.submit, h.ui_status, [ui.imp_job], STATUS, ui)

@@ -294,12 +294,12 @@ def _job_progress(ui: UI) -> None:
 # -- wiring ----------------------------------------------------------------------------------------------------
 def wire(ui: UI, h: RunHandlers) -> None:
     job_inputs = [ui.c[n] for n in FORM]
-    on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job")
+    live.hurry(ui, on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job"))
     on(ui.run_tab.select, h.ui_follow, [ui.job_id], ["job_id", *JOB], ui, progress="hidden")
     live.on_change(ui, "jobs", "run", h.ui_job_status, [ui.job_id], JOB)
     on(ui.page_load.then, h.ui_run_load, [], ["job_id", *JOB, *FORM], ui, progress="hidden")
     on(ui.job_id.submit, h.ui_job_status, [ui.job_id], JOB, ui)
     on(ui.job_pause.click, h.ui_pause, [ui.job_id], JOB, ui)
-    on(ui.job_resume.click, h.ui_resume, [ui.job_id], JOB, ui)
+    live.hurry(ui, on(ui.job_resume.click, h.ui_resume, [ui.job_id], JOB, ui))
     on(ui.job_cancel.click, h.ui_cancel, [ui.job_id], JOB, ui)
     on(ui.jobs.select, h.ui_job_select, [], ["job_id", *JOB], ui)
