@@ -317,6 +317,15 @@ def _counts(rows: list[dict]) -> dict[str, int]:
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
+def preview_text(fmt: str, rows: list[dict]) -> str:
+    """``rows`` (from :func:`preview`) as the data file's text: the first lines of a JSON Lines file, one
+    object per line exactly as :func:`export` writes them; an ``alpaca`` JSON array's opening lines; for the
+    binary formats (``hf``, ``parquet``) the rows as JSON Lines, since their file has no text."""
+    array = FORMATS[fmt].name == "alpaca" if fmt in FORMATS else False
+    lines = [_ENCODE(r) for r in rows]
+    return ("[\n" + ",\n".join(lines) + ("\n]" if lines else "]")) if array else "\n".join(lines)
+
+
 def _write_lines(path: Path, rows: list[dict], *, array: bool = False) -> None:
     """JSON Lines (or, with ``array``, a JSON array with one row per line), UTF-8, "\\n" line ends."""
     sep = ",\n" if array else "\n"

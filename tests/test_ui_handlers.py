@@ -191,7 +191,8 @@ def test_conflict_warns_reloads_and_overwrites_nothing(h):
         out = h.review.ui_reject(stale, reason="", reviewer="bob", history=[], f=F, request=req())
     row = h.store().get_candidate(stale["id"])
     assert (row.review_status, row.reviewed_by) == ("accepted", "ann")
-    assert out["current"] == {"id": stale["id"], "version": 1, "seq": stale["seq"], "k": 3}  # reloaded
+    assert {k: out["current"][k] for k in ("id", "version", "seq", "k")} == {
+        "id": stale["id"], "version": 1, "seq": stale["seq"], "k": 3}  # reloaded
     assert out["history"] == []
 
 
@@ -358,13 +359,13 @@ def test_export_tab_previews_then_offers_the_files(h):
     from datasets import load_dataset
     opts = dict(fmt="messages", include=["accepted"], tau=0.01, selection="", system="Be brief.", provenance="none")
     empty = h.export.ui_export_preview(**opts)
-    assert empty["ex_preview"] == "[]" and "Nothing to export" in empty["ex_summary"]
+    assert empty["ex_preview"] == "" and "Nothing to export" in empty["ex_summary"]
     ids = [r["id"] for r in h.store().review_queue(status="pending", limit=3)]
     review.accept(h.store(), ids[0], reviewer="ann")
     review.edit(h.store(), ids[1], reviewer="ann", output="An edited answer.")
     before = h.store().review_counts()
     shown = h.export.ui_export_preview(**opts)
-    rows = json.loads(shown["ex_preview"])
+    rows = [json.loads(line) for line in shown["ex_preview"].split("\n")]  # JSON Lines, not an array
     assert len(rows) == 2 and rows[0]["messages"][0] == {"role": "system", "content": "Be brief."}
     assert rows[1]["messages"][-1]["content"] == "An edited answer."  # the edit wins
     assert "---" in shown["ex_card"] and shown["ex_files"] is None
@@ -373,6 +374,8 @@ def test_export_tab_previews_then_offers_the_files(h):
     assert "Exported 2 rows" in out["ex_summary"]
     names = zipfile.ZipFile(archive).namelist()
     assert "curate-messages/README.md" in names and "curate-messages/data.jsonl" in names
+    with open(data, encoding="utf-8") as f:  # the preview is the file's first lines, character for character
+        assert f.read().startswith(shown["ex_preview"] + "\n")
     loaded = load_dataset("json", data_files=data, split="train")
     assert [m[-1]["content"] for m in loaded["messages"]] == [r["messages"][-1]["content"] for r in rows]
     assert h.store().review_counts() == before  # an export writes nothing to the store

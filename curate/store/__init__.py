@@ -35,7 +35,7 @@ Where the code lives (one mixin class per group of queries; :class:`Store` inher
 
 from __future__ import annotations
 
-from .base import StoreBase, _in_lists, _json, _quality_clause, content_id, now
+from .base import StoreBase, StoreVersion, _in_lists, _json, _quality_clause, content_id, now
 from .consensus import ConsensusQueries
 from .evaluations import EvaluationQueries
 from .generation import GenerationQueries
@@ -53,7 +53,7 @@ from .sql import (_ROUGE_ROWS, CHOSEN_OUTPUT_ID, EXACT_REASONS, EXACT_ROWS, PASS
                   QUALITY_SQL, ROUGE_ROWS)
 
 __all__ = ["Store", "Candidate", "Output", "ReviewEntry", "Texts", "content_id", "PASSING_SQL", "REVIEW_ACTIONS",
-           "REVIEW_STATUSES", "JOB_STATES"]
+           "REVIEW_STATUSES", "JOB_STATES", "StoreVersion"]
 
 
 class Store(JobQueries, GenerationQueries, ConsensusQueries, ScoreQueries, SelectionQueries, ReviewQueries,

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 from sqlite_utils import Database
 
@@ -62,6 +62,18 @@ def now() -> float:
 def _json(v: Any) -> str:
     return _STORE_JSON(v)
 
+
+
+class StoreVersion(NamedTuple):
+    """:meth:`StoreBase.store_version`: ``jobs`` moves with every job update, ``data`` with every row the app
+    shows (candidates, outputs, consensus, scores, reviews, …)."""
+
+    jobs: tuple
+    data: tuple
+
+    @property
+    def active_jobs(self) -> int:
+        return self.jobs[1]
 
 
 class StoreBase:
@@ -151,6 +163,23 @@ class StoreBase:
         finally:
             self.db.execute(f"PRAGMA cache_size = {int(old[0])}")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {int(old[1])}")
+
+    # -- the version probe the app polls --------------------------------------------------------------
+    #: the tables whose rows the app shows; each only grows or replaces rows (a replaced row gets a new rowid)
+    VERSIONED_TABLES = ("instructions", "candidates", "outputs", "consensus", "scores", "reviews", "embeddings",
+                        "selections")
+
+    def store_version(self) -> StoreVersion:
+        """What the app needs to know whether anything it shows changed, in a few index lookups (no scans):
+        ``jobs`` = (the latest job update time, the number of active jobs) and ``data`` = the largest rowid of
+        each of :data:`VERSIONED_TABLES` (every insert, and every ``INSERT OR REPLACE``, moves it; a review
+        action always appends to ``reviews``). Equal versions: nothing the app shows changed."""
+        from .jobs import ACTIVE_JOB_STATES, _states_sql  # the one home of the state names
+        row = self.db.execute(
+            "SELECT (SELECT MAX(updated_at) FROM jobs), "
+            f"(SELECT COUNT(*) FROM jobs WHERE state IN ({_states_sql(ACTIVE_JOB_STATES)})), "
+            + ", ".join(f"(SELECT MAX(rowid) FROM {t})" for t in self.VERSIONED_TABLES)).fetchone()
+        return StoreVersion(jobs=(row[0] or 0.0, row[1]), data=tuple(v or 0 for v in row[2:]))
 
     def applied_migrations(self) -> list[str]:
         return [m.name for m in migrations.applied(self.db)]

@@ -21,7 +21,7 @@ from .. import jobs, team  # noqa: E402
 from ..errors import SettingsError  # noqa: E402
 from ..settings import Settings  # noqa: E402
 from ..store import Store  # noqa: E402
-from . import api  # noqa: E402
+from . import api, live  # noqa: E402
 from .base import AppContext  # noqa: E402
 from .tabs import disagreements, evaluate, export, imports, overview, review, run, select, teachers  # noqa: E402
 from .wiring import UI  # noqa: E402
@@ -103,6 +103,8 @@ CSS = """
 #curate-title { margin: 0; }
 .curate-hidden { display: none !important; }
 #curate-header textarea { font-weight: 600; }
+/* an output's Accept button keeps its small size at the foot of its column (columns share one height) */
+.curate-slot-accept { flex-grow: 0 !important; margin-top: auto; }
 """
 
 
@@ -154,6 +156,7 @@ class Handlers:
         self.export = export.ExportHandlers(self.ctx)
         self.evaluate = evaluate.EvaluateHandlers(self.ctx)
         self.api = api.ApiHandlers(self.ctx, self.run, self.teachers)
+        self.live = live.LiveHandlers(self.ctx)
 
     def store(self) -> Store:
         """This thread's store connection."""
@@ -169,6 +172,7 @@ def layout(settings: Settings) -> UI:
                                       scale=0, min_width=260, elem_id="curate-reviewer"))
     ui.add("login_note", gr.Markdown("", visible=False, elem_id="curate-login-note"))
     review.session_state(ui)
+    live.layout(ui)
     with gr.Tabs(elem_id="curate-tabs") as tabs:
         ui.add("tabs", tabs)
         for tab in TABS:
@@ -177,7 +181,8 @@ def layout(settings: Settings) -> UI:
 
 
 def wire(ui: UI, h: Handlers, demo: gr.Blocks) -> None:
-    """Every event, tab by tab, then the named API."""
+    """The page's probe (:mod:`curate.ui.live`), every event tab by tab, then the named API."""
+    live.wire(ui, h.live, demo, [name[:-len("_tab")] for name in ui.c if name.endswith("_tab") and name != "tabs"])
     review.wire(ui, h.review, demo)
     disagreements.wire(ui, h.disagreements)
     run.wire(ui, h.run)

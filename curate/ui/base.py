@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+import logging
 import sqlite3
 import threading
 from datetime import datetime
@@ -76,16 +77,29 @@ def as_gr_error(e: Exception) -> gr.Error:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Library errors → ``gr.Error`` with the library's message (which says what to do), escaped."""
+    """Library errors → ``gr.Error`` with the library's message (which says what to do), escaped; each logged
+    as one line (:func:`logged`)."""
     @functools.wraps(fn)
     def inner(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as e:
+            raise logged(e, fn.__name__)
         except (CurateError, ValueError, sqlite3.Error) as e:
-            raise as_gr_error(e) from e
+            raise logged(as_gr_error(e), fn.__name__) from e
     return inner
+
+
+log = logging.getLogger("curate.ui")
+
+
+def logged(e: gr.Error, where: str) -> gr.Error:
+    """A user-facing error (a refused input, a conflict: the user sees the message) is logged as one line,
+    without Gradio's traceback; real bugs are not ``gr.Error`` and keep theirs. Returns ``e``."""
+    if e.print_exception:
+        e.print_exception = False
+        log.warning("%s refused: %s", where, " ".join(str(e.message).split()))
+    return e
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -111,6 +125,12 @@ def queue_filter(status: str | None = "pending", task_type: str | None = None, m
                                   rouge_min=num(rouge_min), rouge_max=num(rouge_max))
     except ValidationError as e:
         raise gr.Error(safe(_validation_message(e))) from e
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 candidate"``, ``"2 candidates"``, ``"1,234 candidates"`` (``many``: the plural when it is not
+    ``word + "s"``)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 def _when(t: float | None) -> str:

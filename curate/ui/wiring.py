@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 
 from .. import review
-from .base import queue_filter
+from .base import logged, queue_filter
 
 #: the queue filter's component values as events pass them (the parameter names clients see), in order
 FILTER_PARAMS = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint)
@@ -98,7 +98,10 @@ def _named(fn: Callable[..., dict], names: Sequence[str]) -> Callable[..., Any]:
     """Wrap a dict-returning handler so it returns the values of ``names`` in order."""
     @functools.wraps(fn)
     def inner(*args, **kwargs):
-        out = fn(*args, **kwargs)
+        try:
+            out = fn(*args, **kwargs)
+        except gr.Error as e:  # the user sees the message: one log line, no traceback (real bugs keep theirs)
+            raise logged(e, fn.__name__)
         values = tuple(out[n] for n in names)
         return values[0] if len(values) == 1 else values
     return inner

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ... import review
 from ...settings import Settings
-from ..base import TabHandlers, _when, as_gr_error, info, user_errors
+from ..base import TabHandlers, _when, as_gr_error, info, plural, user_errors
 from ..wiring import UI, on, tab
 
 MAX_VOTES = 4  # reviews shown side by side
@@ -40,7 +40,7 @@ class DisagreementHandlers(TabHandlers):
         res = review.disagreements(self.store(), 1, 200)
         rows = [[str(r["seq"]), ", ".join(f"{v['reviewer']}: {v['status']}" for v in r["votes"]),
                  r["instruction"], r["id"]] for r in res["rows"]]
-        text = (f"{res['total']:,} candidates whose reviewers disagree" if res["total"] else
+        text = (f"{plural(res['total'], 'candidate')} whose reviewers disagree" if res["total"] else
                 "No disagreement to decide.")
         return {"dis_queue": pd.DataFrame(rows, columns=DIS_HEADERS), "dis_info": text}
 

@@ -18,7 +18,7 @@ from ... import evaluate as ev
 from ... import experiment, jobs
 from ...errors import ExperimentRunning
 from ...settings import Settings
-from ..base import TabHandlers, user_errors
+from ..base import TabHandlers, plural, user_errors
 from ..wiring import UI, on, tab
 
 ARM_CHOICES = ["random", "all", "passing@0.01", "accepted", "qdit:0.7"]
@@ -107,8 +107,9 @@ class EvaluateHandlers(TabHandlers):
                                             ("max_length", max_length)) if v}}
         job_id = jobs.start_job(self.store(), "experiment", config)
         self.runner.submit(job_id)
-        return {"exp_status": f"job {job_id}: training and evaluating {len(arm_list)} arms × {config['seeds']} "
-                              f"seeds into {out} (the Run tab follows it; Show reads the table when it is done)",
+        return {"exp_status": f"job {job_id}: training and evaluating {plural(len(arm_list), 'arm')} × "
+                              f"{plural(config['seeds'], 'seed')} into {out} (the Run tab follows it; Show reads "
+                              "the table when it is done)",
                 "exp_folder": out, "job_id": job_id}
 
     @user_errors
@@ -126,7 +127,7 @@ class EvaluateHandlers(TabHandlers):
         return {"exp_table": table_frame(table), "exp_chart": error_bar_svg(table, metric),
                 "exp_predictions": gr.update(value=pd.DataFrame([[str(p[c]) for c in cols] for p in preds],
                                                          columns=cols), column_widths=prediction_widths(cols)),
-                "exp_status": f"{table['evalset']}, student {table['base']}, {table['budget']} rows per arm"
+                "exp_status": f"{table['evalset']}, student {table['base']}, {plural(table['budget'], 'row')} per arm"
                               + (f" — {notes}" if notes else "")
                               + ". A curated arm that does not beat random is a finding, not a failure."}
 
@@ -138,7 +139,8 @@ def layout(ui: UI, settings: Settings) -> None:
             with gr.Column(scale=2):
                 ui.add("exp_base", gr.Textbox(settings.student_model, label="Student (base model)",
                                               elem_id="curate-exp-base"))
-                sets = [(f"{r['name']} ({r['rows']} rows)", r["name"]) for r in ev.list_evalsets() if r["references"]]
+                sets = [(f"{r['name']} ({plural(r['rows'], 'row')})", r["name"]) for r in ev.list_evalsets()
+                        if r["references"]]
                 ui.add("exp_set", gr.Dropdown(sets, value="sni-sample", allow_custom_value=True,
                                               label="Evaluation set (evaluation only): a shipped one, or the path "
                                                     "of a JSONL file with instruction, input, reference(s)",

@@ -7,7 +7,6 @@ into :func:`curate.export.export`'s options, :func:`layout` holds the components
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import gradio as gr
 from ... import checks, export
 from ...export import FORMATS
 from ...settings import Settings
-from ..base import TabHandlers, user_errors
+from ..base import TabHandlers, plural, user_errors
 from ..wiring import UI, on, tab
 
 EXPORT = ["ex_summary", "ex_files", "ex_preview", "ex_card"]
@@ -31,8 +30,6 @@ def export_options(fmt: str, include: list[str] | str | None, tau: float | None,
             "system": (system or "").strip() or None, "provenance": provenance or "none"}
 
 
-def _rows_json(rows: list[dict]) -> str:
-    return json.dumps(rows, ensure_ascii=False, indent=2, default=str)
 
 
 class ExportHandlers(TabHandlers):
@@ -51,11 +48,11 @@ class ExportHandlers(TabHandlers):
         rows = export.preview(self.store(), n=5, **o)
         if not rows:
             return {"ex_summary": "Nothing to export with these choices: accept candidates in the Review tab, "
-                                  "or include those passing τ.", "ex_files": None, "ex_preview": "[]",
+                                  "or include those passing τ.", "ex_files": None, "ex_preview": "",
                     "ex_card": ""}
         card = export.dataset_card(self.store(), **o)
-        return {"ex_summary": f"Preview of the first {len(rows)} rows as {o['fmt']} (nothing written yet).",
-                "ex_files": None, "ex_preview": _rows_json(rows), "ex_card": card}
+        return {"ex_summary": f"Preview of the first {plural(len(rows), 'row')} as {o['fmt']} (nothing written yet).",
+                "ex_files": None, "ex_preview": export.preview_text(o["fmt"], rows), "ex_card": card}
 
     @user_errors
     def ui_export(self, fmt: str, include: list[str], tau: float, selection: str, system: str,
@@ -70,10 +67,10 @@ class ExportHandlers(TabHandlers):
         archive = shutil.make_archive(str(folder / name), "zip", root_dir=folder, base_dir=name)
         files = [archive] + ([str(res.data_path)] if res.data_path.is_file() else [])
         counts = ", ".join(f"{k} {v:,}" for k, v in res.counts.items() if v)
-        summary = (f"Exported {res.rows:,} rows ({counts}) as {res.format}: "
+        summary = (f"Exported {plural(res.rows, 'row')} ({counts}) as {res.format}: "
                    + ", ".join(f"{n} ({b:,} bytes)" for n, b in res.files) + ". Download below.")
         rows = export.preview(self.store(), n=5, **o)  # the first rows only; the card is the one written
-        return {"ex_summary": summary, "ex_files": files, "ex_preview": _rows_json(rows),
+        return {"ex_summary": summary, "ex_files": files, "ex_preview": export.preview_text(o["fmt"], rows),
                 "ex_card": (res.path / export.CARD).read_text(encoding="utf-8")}
 
 
@@ -105,7 +102,8 @@ def layout(ui: UI, settings: Settings) -> None:
             ui.add("ex_summary", gr.Textbox(label="Export", interactive=False, lines=3, elem_id="curate-ex-summary"))
             ui.add("ex_files", gr.File(label="Download", file_count="multiple", interactive=False,
                                        elem_id="curate-ex-files"))
-            ui.add("ex_preview", gr.Code(label="The first rows, exactly as written", language="json",
+            ui.add("ex_preview", gr.Code(label="The first lines of the data file, exactly as written (binary "
+                                               "formats: the rows as JSON Lines)", language="json",
                                          interactive=False, lines=12, elem_id="curate-ex-preview"))
             ui.add("ex_card", gr.Code(label="Dataset card (README.md beside the data)", language="markdown",
                                       interactive=False, lines=12, elem_id="curate-ex-card"))

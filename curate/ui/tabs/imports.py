@@ -20,7 +20,8 @@ from ...ensemble import EnsembleConfig
 from ...errors import CurateError
 from ...importer import FORMAT_HELP
 from ...settings import Settings
-from ..base import TabHandlers, _when, user_errors
+from .. import live
+from ..base import TabHandlers, _when, plural, user_errors
 from ..wiring import UI, on, tab
 from .run import job_view
 
@@ -81,7 +82,7 @@ class ImportHandlers(TabHandlers):
         cfg = self.config(file, path, fmt, mapping, split, as_outputs, model, name, license, limit, skip_bad)
         p = importer.preview(cfg.source, format=cfg.format, mapping=cfg.mapping, split=cfg.split,
                              as_outputs=cfg.as_outputs, model=cfg.model, name=cfg.name)
-        total = f"{p['total_rows']:,} rows" if p["total_rows"] is not None else "rows counted while importing"
+        total = plural(p["total_rows"], "row") if p["total_rows"] is not None else "rows counted while importing"
         detected = (f"{p['reader']} · format {p['format']} · source name {p['name']} · {total}\n"
                     f"columns: {', '.join(p['columns'])}\nmapping: {p['mapping']}")
         rows = pd.DataFrame([[str(r[h]) for h in PREVIEW_HEADERS] for r in p["rows"]], columns=PREVIEW_HEADERS)
@@ -159,7 +160,6 @@ def layout(ui: UI, settings: Settings) -> None:
         ui.add("imp_imports", gr.Dataframe(headers=IMPORT_HEADERS, datatype=["str"] * len(IMPORT_HEADERS),
                                            interactive=False, max_height=220, label="Imports (latest first)",
                                            elem_id="curate-imp-imports"))
-        ui.add("imp_timer", gr.Timer(1.0))
 
 
 def _form(ui: UI) -> None:
@@ -216,7 +216,9 @@ def wire(ui: UI, h: ImportHandlers) -> None:
     form = [ui.c[n] for n in FORM]
     on(ui.imp_preview_btn.click, h.ui_preview, form, PREVIEW, ui, api="ui_import_preview")
     on(ui.imp_file.upload, h.ui_upload, form, ["imp_path", *PREVIEW], ui)
-    on(ui.imp_start.click, h.ui_import, form, ["imp_job", *STATUS], ui, api="ui_import")
-    on(ui.imp_consensus.click, h.ui_consensus, [], ["imp_job", *STATUS], ui, api="ui_import_consensus")
-    on(ui.imp_timer.tick, h.ui_status, [ui.imp_job], STATUS, ui, progress="hidden")
+    live.hurry(ui, on(ui.imp_start.click, h.ui_import, form, ["imp_job", *STATUS], ui, api="ui_import"))
+    live.hurry(ui, on(ui.imp_consensus.click, h.ui_consensus, [], ["imp_job", *STATUS], ui,
+                      api="ui_import_consensus"))
+    on(ui.import_tab.select, h.ui_status, [ui.imp_job], STATUS, ui, progress="hidden")
+    live.on_change(ui, "jobs", "import", h.ui_status, [ui.imp_job], STATUS)
     on(ui.imp_job.submit, h.ui_status, [ui.imp_job], STATUS, ui)

@@ -10,7 +10,8 @@ import pandas as pd
 
 from ... import agreement, checks, review
 from ...settings import Settings
-from ..base import TabHandlers, _num, _when, user_errors
+from .. import live
+from ..base import TabHandlers, _num, _when, plural, user_errors
 from ..wiring import UI, on, tab
 
 OVERVIEW = ["ov_notes", "ov_stages", "ov_reasons_plot", "ov_models_plot", "ov_reviewers_plot", "ov_models",
@@ -66,9 +67,11 @@ class OverviewHandlers(TabHandlers):
                              columns=PAIR_HEADERS)
         o = ag["overall"]
         if o["items"]:
-            text = (f"Fleiss' κ = {_num(o['kappa'])} ({agreement.describe(o['kappa'])}) over {o['items']:,} "
-                    f"candidates with {o['raters_per_item']} reviews each; {ag['items_with_overlap']:,} candidates "
-                    "have 2 or more reviews. Accept vs reject; an edit counts as accept.")
+            text = (f"Fleiss' κ = {_num(o['kappa'])} ({agreement.describe(o['kappa'])}) over "
+                    f"{plural(o['items'], 'candidate')} with {o['raters_per_item']} reviews each; "
+                    f"{plural(ag['items_with_overlap'], 'candidate')} "
+                    f"{'has' if ag['items_with_overlap'] == 1 else 'have'} 2 or more reviews. Accept vs reject; "
+                    "an edit counts as accept.")
         else:
             text = ("No candidate has two reviews yet: agreement needs overlap (reviews_per_candidate ≥ 2, "
                     "--reviews-per-candidate N).")
@@ -113,6 +116,7 @@ def layout(ui: UI, settings: Settings) -> None:
 # -- wiring ----------------------------------------------------------------------------------------------------
 def wire(ui: UI, h: OverviewHandlers) -> None:
     on(ui.overview_tab.select, h.ui_overview, [ui.tau], OVERVIEW, ui)
+    live.on_change(ui, "data", "overview", h.ui_overview, [ui.tau], OVERVIEW)
     on(ui.overview_refresh.click, h.ui_overview, [ui.tau], OVERVIEW, ui, api="ui_overview")
 
 

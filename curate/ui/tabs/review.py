@@ -12,6 +12,10 @@ HTML or Markdown; toasts are escaped (ui.base).
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+from collections import defaultdict
 from typing import Any, Callable
 
 import gradio as gr
@@ -21,7 +25,9 @@ from ... import checks, review
 from ...errors import ConflictError, CurateError
 from ...settings import Settings
 from ...store import Candidate
-from ..base import TabHandlers, _num, _when, as_gr_error, info, md_literal, safe_markdown, user_errors, warn
+from .. import live
+from ..base import (TabHandlers, _num, _when, as_gr_error, info, md_literal, plural, safe_markdown,
+                    user_errors, warn)
 from ..wiring import UI, filter_inputs, on, tab, with_filter
 
 MAX_OUTPUTS = 6  # output slots shown side by side (o0 = the generator's + up to 5 ensemble outputs)
@@ -60,6 +66,9 @@ SAVE_EDIT_JS = ("(...args) => {{ const v = args.slice(0, {n}); v[{n} - 1] = wind
 ORIGINAL_LABELS = {"instruction": "Instruction (as generated)", "input": "Input (as generated)"}
 EDITED_LABELS = {"instruction": "Instruction (reviewed version: the diff below shows the original)",
                  "input": "Input (reviewed version: the diff below shows the original)"}
+#: what a live refresh of the open candidate rewrites: its display, never the edit form (the reviewer may be
+#: typing in it) nor the id box
+LIVE_VIEW = ["header", "instruction", "input", *SLOT_COLS, *SLOTS, "heatmap", "explanation", "log", "current"]
 QUEUE = ["queue", "page", "page_info", "bulk_choices"]
 THRESHOLD = ["pass_count", "histogram", "accept_all"]
 QUALITY = ["q_count", "q_hist", "q_min"]
@@ -114,7 +123,7 @@ class ReviewHandlers(TabHandlers):
                  "" if r["passes"] is None else ("yes" if r["passes"] else "no"),
                  r["instruction"], r["input"], r["output"], r["id"]] for r in res["rows"]]
         first = (res["page"] - 1) * res["page_size"] + 1
-        info = (f"{res['total']:,} candidates · page {res['page']} of {res['pages']}"
+        info = (f"{plural(res['total'], 'candidate')} · page {res['page']} of {res['pages']}"
                 + (f" · rows {first:,}–{first + len(rows) - 1:,}" if rows else " · nothing matches") + skips)
         picks = [(f"#{r['seq']}", f"{r['id']}:{r['version']}") for r in res["rows"]]
         # the bulk box's rows are a State here: a choices update would re-render the page on every refresh
@@ -178,10 +187,13 @@ class ReviewHandlers(TabHandlers):
             rows.append({"lo": max(0.0, round(tau - 0.002, 3)), "n": max(1, max(r["n"] for r in rows)),
                          "side": TAU_SIDE})
         hist = pd.DataFrame(rows, columns=["lo", "n", "side"])
-        text = (f"{s['passing']:,} of {s['scored']:,} ensembled candidates pass at τ = {tau:.2f} "
-                f"({s['pending_passing']:,} of them still pending)")
+        text = (f"{s['passing']:,} of {plural(s['scored'], 'ensembled candidate')} "
+                f"{'passes' if s['scored'] == 1 else 'pass'} at τ = {tau:.2f} ({s['pending_passing']:,} of them "
+                "still pending)")
+        n = s["pending_passing"]
         return {"pass_count": text, "histogram": hist,
-                "accept_all": gr.update(value=f"Accept all {s['pending_passing']:,} pending that pass…",
+                "accept_all": gr.update(value=("Accept the 1 pending candidate that passes…" if n == 1 else
+                                               f"Accept all {n:,} pending that pass…"),
                                         interactive=s["pending_passing"] > 0)}
 
     # -- one candidate ------------------------------------------------------------------------------------
@@ -203,9 +215,16 @@ class ReviewHandlers(TabHandlers):
                 out[SLOT_COLS[i]] = gr.update(visible=i < 3)
             return out
         d = review.candidate(self.store(), cid, float(tau))
-        return self._detail_view(d, note, (shown or {}).get("k"))
+        return self._detail_view(d, note, (shown or {}).get("k"), float(tau))
 
-    def _detail_view(self, d: dict, note: str = "", shown_k: int | None = None) -> dict:
+    @staticmethod
+    def _signature(d: dict, tau: float | None) -> list:
+        """What the pane's display shows of a candidate: when it moves, a live refresh re-renders the pane."""
+        c = d["consensus"]
+        return [d["version"], len(d["outputs"]), len(d["log"]),
+                None if not c else [c["chosen_index"], c["min_pairwise"], c["reason"]], tau]
+
+    def _detail_view(self, d: dict, note: str = "", shown_k: int | None = None, tau: float | None = None) -> dict:
         c = d["consensus"]
         status = d["review_status"]
         who = f" by {d['reviewed_by']} at {_when(d['reviewed_at'])}" if d["reviewed_by"] else ""
@@ -225,7 +244,8 @@ class ReviewHandlers(TabHandlers):
             line2 += " · skipped for now by " + ", ".join(d["skipped_by"])
         out = {"header": line1 + "\n" + line2, "instruction": d["instruction"], "input": d["input"],
                "explanation": c["explanation"] if c else "", "reject_reason": "",
-               "current": {"id": d["id"], "version": d["version"], "seq": d["seq"], "k": len(d["outputs"])},
+               "current": {"id": d["id"], "version": d["version"], "seq": d["seq"], "k": len(d["outputs"]),
+                           "sig": self._signature(d, tau)},
                "open_id": d["id"]}
         outs = d["outputs"]
         same_columns = shown_k == len(outs)
@@ -279,6 +299,26 @@ class ReviewHandlers(TabHandlers):
         if not cid:
             raise gr.Error("Paste a candidate id, or click a row of the queue.")
         return self._view(cid, tau)
+
+    @user_errors
+    def ui_live_candidate(self, current: dict | None, tau: float | None) -> dict:
+        """The open candidate's pane as the store holds it now at ``tau``, when that differs from what the pane
+        shows (a job ensembled it, someone reviewed it, τ moved); else nothing is sent. The edit form is left
+        alone (see LIVE_VIEW), and so is the version actions are based on: after someone else's review the
+        header says so, and an action on the old version is refused as a conflict."""
+        if not current or not current.get("id") or not _valid_tau(tau):
+            return defaultdict(gr.skip)
+        d = review.candidate(self.store(), current["id"], float(tau))
+        sig = self._signature(d, float(tau))
+        if sig == current.get("sig"):
+            return defaultdict(gr.skip)
+        changed = d["version"] != current.get("version")
+        note = (f"reviewed since you opened it (now version {d['version']}): press Open / reload to act on it"
+                if changed else "")
+        out = self._detail_view(d, note, current.get("k"), float(tau))
+        out = {k: out[k] for k in LIVE_VIEW}
+        out["current"] = {**current, "k": len(d["outputs"]), "sig": sig}  # the version stays the one acted on
+        return out
 
     @user_errors
     def ui_select(self, tau: float, evt: gr.SelectData) -> dict:
@@ -453,7 +493,7 @@ class ReviewHandlers(TabHandlers):
             raise gr.Error(str(e), title="The count changed") from e
         except Exception as e:  # noqa: BLE001
             raise as_gr_error(e) from e
-        info(f"Accepted {res['accepted']:,} candidates"
+        info(f"Accepted {plural(res['accepted'], 'candidate')}"
                 + (f"; {res['skipped']} skipped (reviewed by someone else meanwhile)" if res["skipped"] else ""))
         out = self.ui_confirm_cancel()
         out.update(self._threshold_view(float(tau)))
@@ -501,6 +541,58 @@ class ReviewHandlers(TabHandlers):
 def comments_table(comments: list[dict]) -> pd.DataFrame:
     """A candidate's comments as a string table (author, time, text): text, never markup."""
     return pd.DataFrame([[c["author"], _when(c["at"]), c["text"]] for c in comments], columns=COMMENT_HEADERS)
+
+
+def threshold_slider(value: float) -> gr.Slider:
+    """The τ slider, whose value reaches the handlers as typed: Gradio's Slider refuses a value beyond its range
+    before any handler runs, marking every output of the event with a red Error; here :func:`tau_checked`
+    answers once, and the queue filter names the range for other events. (An instance attribute: a Slider
+    subclass would make Gradio write a ``.pyi`` file beside this module.)"""
+    slider = gr.Slider(0.0, 1.0, value=value, step=0.01,
+                       label="Consensus threshold τ (min pairwise Rouge-L must be above it)", elem_id="curate-tau")
+    slider.preprocess = lambda payload: None if payload is None else float(payload)
+    return slider
+
+
+def _valid_tau(tau: Any) -> bool:
+    try:
+        return tau is not None and 0.0 <= float(tau) <= 1.0
+    except (TypeError, ValueError):
+        return False
+
+
+def tau_checked(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Wrap a :func:`~curate.ui.wiring.with_filter` handler fed by the τ slider: a τ outside [0, 1] (typed into
+    the slider's box) gives one warning that names the range, the nearest valid τ is used, and the box is set
+    to it (the wrapped dict gains ``"tau"``); an empty box changes nothing. No error, so no output is marked
+    failed."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        raw = bound.arguments.get("tau")
+        try:
+            tau = float(raw)
+        except (TypeError, ValueError):
+            tau = math.nan
+        if math.isnan(tau):
+            return defaultdict(gr.skip)  # the box is empty or half typed ("-")
+        fixed = None
+        if not _valid_tau(tau):
+            fixed = min(max(tau, 0.0), 1.0)
+            try:
+                checks.tau(raw, "Consensus threshold")
+            except CurateError as e:
+                warn(f"{e}; using τ = {fixed:g}")
+            bound.arguments["tau"] = fixed
+        out = fn(*bound.args, **bound.kwargs)
+        out["tau"] = gr.skip() if fixed is None else fixed
+        return out
+
+    inner.__signature__ = sig
+    return inner
 
 
 def _default_output(d: dict) -> str:
@@ -605,15 +697,15 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                 ui.add("bulk_status", gr.Textbox("", show_label=False, interactive=False,
                                                  elem_id="curate-bulk-status"))
         with gr.Column(scale=2, min_width=300):
-            ui.add("tau", gr.Slider(0.0, 1.0, value=settings.consensus_threshold, step=0.01,
-                                    label="Consensus threshold τ (min pairwise Rouge-L must be above it)",
-                                    elem_id="curate-tau"))
+            ui.add("tau", threshold_slider(settings.consensus_threshold))
             ui.add("pass_count", gr.Textbox(label="Passing", interactive=False, elem_id="curate-pass-count"))
             ui.add("histogram", gr.BarPlot(x="lo", y="n", color="side", x_title="min pairwise Rouge-L",
                                            y_title="candidates", height=200, x_bin=None, x_lim=[0, 1],
                                            color_map={"passes τ": "#16a34a", "below τ": "#dc2626",
                                                       TAU_SIDE: "#111827"},
-                                           label="Min pairwise Rouge-L (exact matches pass at any τ)",
+                                           colors_in_legend=[],  # Vega's legend is clipped: the label says it
+                                           label="Min pairwise Rouge-L: green passes τ, red is below, the dark "
+                                                 "line marks τ (exact matches pass at any τ)",
                                            elem_id="curate-histogram"))
             with gr.Column(elem_id="curate-admin-tools") as admin_tools:
                 ui.add("admin_tools", admin_tools)
@@ -638,6 +730,8 @@ def _queue_and_thresholds(ui: UI, settings: Settings) -> None:
                 ui.add("q_hist", gr.BarPlot(x="lo", y="n", color="side", x_title="quality of the chosen output",
                                             y_title="candidates", height=180, x_bin=None,
                                             color_map={"passes": "#16a34a", "below": "#dc2626"},
+                                            colors_in_legend=[], label="Chosen outputs' quality: green passes "
+                                                                       "the minimum, red is below",
                                             elem_id="curate-q-hist"))
 
 
@@ -666,7 +760,8 @@ def _candidate_pane(ui: UI) -> None:
                 ui.slots.append(ui.add(f"slot_{i}", gr.Textbox(
                     label=f"o{i}", interactive=False, lines=6, max_lines=14, elem_id=f"curate-output-{i}",
                     buttons=["copy"])))
-                ui.slot_buttons.append(gr.Button(f"Accept o{i}", size="sm", elem_id=f"curate-accept-{i}"))
+                ui.slot_buttons.append(gr.Button(f"Accept o{i}", size="sm", elem_id=f"curate-accept-{i}",
+                                                 elem_classes=["curate-slot-accept"]))
                 ui.slot_index.append(gr.State(i))
     with gr.Row():
         ui.add("heatmap", gr.Dataframe(label="Pairwise Rouge-L (normalised, stemmed)", interactive=False,
@@ -726,7 +821,14 @@ def wire(ui: UI, h: ReviewHandlers, demo: gr.Blocks) -> None:
     on(ui.page.submit, queue, [*filters, ui.page], QUEUE, ui)
     on(ui.prev_page.click, queue, [*filters, ui.page, ui.page_prev], QUEUE, ui)
     on(ui.next_page.click, queue, [*filters, ui.page, ui.page_next], QUEUE, ui)
-    on(ui.tau.release, threshold, filters, refresh, ui, api="ui_threshold")
+    # τ: every change (dragging, typing in its box, Enter) updates the counts; the open candidate follows
+    tau = on(ui.tau.change, tau_checked(threshold), filters, refresh + ["tau"], ui, api="ui_threshold")
+    on(tau.then, h.ui_live_candidate, [ui.current, ui.tau], LIVE_VIEW, ui, progress="hidden")
+    # live: the counts, the queue page and the open candidate follow the store (curate.ui.live)
+    changed = live.on_change(ui, "data", "review", with_filter(h.ui_refresh), [*filters, ui.page], refresh)
+    live.on_change(ui, "data", "review", h.ui_live_candidate, [ui.current, ui.tau], LIVE_VIEW, event=changed.then)
+    shown = on(ui.review_tab.select, with_filter(h.ui_refresh), [*filters, ui.page], refresh, ui, progress="hidden")
+    on(shown.then, h.ui_live_candidate, [ui.current, ui.tau], LIVE_VIEW, ui, progress="hidden")
     on(ui.q_scorer.input, with_filter(h.ui_quality_scorer), filters, QUALITY + refresh, ui)
     on(ui.q_min.release, with_filter(h.ui_quality), filters, QUALITY + refresh, ui)
 

@@ -1,5 +1,6 @@
-"""The Run tab: start a generation or ensembling job on the server, follow its progress (polled by a timer),
-pause / resume / cancel it, and the list of jobs.
+"""The Run tab: start a generation or ensembling job on the server, follow its progress (refreshed when a job
+moves: curate.ui.live), pause / resume / cancel it, and the list of jobs. A page (re)loaded while a job is active
+shows that job, and its form the job's settings.
 
 :class:`RunHandlers` holds the handlers (the job helpers ``start_job``, ``job_status``, ``pause_job``…
 also back the API), :func:`job_view` turns a job row into the progress fields, :func:`layout` holds the
@@ -20,10 +21,17 @@ from ...generate import INSTANCE_PARAMS, INSTRUCTION_PARAMS, GenerateConfig, sam
 from ...mixture import parse_mixture
 from ...settings import Settings
 from ...stage import describe
+from ...store import ACTIVE_JOB_STATES
+from ...teachers import format_mixture
+from .. import live
 from ..base import TabHandlers, _when, as_gr_error, info, safe, user_errors, warn
 from ..wiring import UI, on, tab
 
 JOB_HEADERS = ["job", "kind", "state", "stage", "created", "error"]
+#: the job form, in the order of ``ui_start_job``'s parameters (then ``job_alongside``, which is not restored)
+FORM = ["job_kind", "job_instructions", "job_task_type", "job_instances", "job_instruction_models",
+        "job_instance_models", "job_ensemble_models", "job_seed", "job_batch", "job_temperature", "job_top_k",
+        "job_top_p", "job_max_tokens", "job_instance_max_tokens"]
 #: The form's fields of one kind of job only (the other kind's are hidden).
 GENERATE_FIELDS = ["job_instructions", "job_task_type", "job_instances", "job_instruction_models",
                    "job_instance_models", "job_sampling"]
@@ -105,7 +113,8 @@ class RunHandlers(TabHandlers):
         return {**job, "running": job["id"] in self.runner.running()}
 
     def ui_job_status(self, job_id: str | None) -> dict:
-        """The Run tab's progress fields for ``job_id`` (and the job list). Polled by the timer."""
+        """The Run tab's progress fields for ``job_id`` (and the job list); refreshed whenever a job moves
+        (curate.ui.live)."""
         out = {"jobs": self._jobs_table()}
         jid = (job_id or "").strip()
         if not jid:
@@ -182,6 +191,25 @@ class RunHandlers(TabHandlers):
         self.require_admin(request, "cancel a job")
         return self._job_action(self.cancel_job, job_id)
 
+    def ui_run_load(self) -> dict:
+        """The page (re)loads: follow the newest active job, if any, with the form showing its settings (a
+        generation or ensembling job's); else the form keeps its defaults."""
+        active = self._active_job()
+        out = self.ui_follow("")
+        out.update(form_from_config(active["kind"], active["config"]) if active else {})
+        return {n: out.get(n, gr.skip()) for n in ["job_id", *JOB, *FORM]}
+
+    def ui_follow(self, job_id: str | None) -> dict:
+        """The Run tab is shown: the job it follows, or, when it follows none yet, the newest active job."""
+        jid = (job_id or "").strip()
+        active = None if jid else self._active_job()
+        out = self.ui_job_status(jid or (active["id"] if active else ""))
+        out["job_id"] = active["id"] if active else gr.skip()
+        return out
+
+    def _active_job(self) -> dict | None:
+        return next((j for j in self.store().list_jobs(limit=50) if j["state"] in ACTIVE_JOB_STATES), None)
+
     def ui_job_select(self, evt: gr.SelectData) -> dict:
         row = evt.row_value or []
         out = self.ui_job_status(row[0] if row else "")
@@ -222,6 +250,23 @@ def job_view(job: dict) -> dict:
             "job_error": "\n".join(x for x in (err, *v.warnings) if x)}
 
 
+def form_from_config(kind: str, config: dict) -> dict:
+    """A stored generation or ensembling job's config → the Run form's values (other kinds: nothing)."""
+    if kind == "ensemble":
+        return {"job_kind": "ensemble", "job_ensemble_models": ",".join(config.get("models") or []),
+                "job_batch": config.get("batch_size")}
+    if kind != "generate":
+        return {}
+    c = GenerateConfig.model_validate(config)
+    ip, xp = c.instruction_params, c.instance_params
+    return {"job_kind": "generate", "job_instructions": c.instructions, "job_task_type": c.task_type,
+            "job_instances": c.instances, "job_instruction_models": format_mixture(c.instruction_models),
+            "job_instance_models": format_mixture(c.instance_models), "job_seed": c.seed,
+            "job_batch": c.batch_size, "job_temperature": ip.temperature, "job_top_k": ip.top_k,
+            "job_top_p": ip.top_p, "job_max_tokens": ip.max_new_tokens,
+            "job_instance_max_tokens": xp.max_new_tokens}
+
+
 # -- layout ----------------------------------------------------------------------------------------------------
 def layout(ui: UI, settings: Settings) -> None:
     with tab(ui, "Run", "run"):
@@ -233,7 +278,6 @@ def layout(ui: UI, settings: Settings) -> None:
         ui.add("jobs", gr.Dataframe(headers=JOB_HEADERS, datatype=["str"] * len(JOB_HEADERS), interactive=False,
                                     max_height=260, label="Jobs (click one to follow it; they keep running when "
                                                           "the tab closes)", elem_id="curate-jobs"))
-        ui.add("timer", gr.Timer(1.0))
 
 
 def _job_form(ui: UI, settings: Settings) -> None:
@@ -304,15 +348,15 @@ def _job_progress(ui: UI) -> None:
 
 # -- wiring ----------------------------------------------------------------------------------------------------
 def wire(ui: UI, h: RunHandlers) -> None:
-    job_inputs = [ui.job_kind, ui.job_instructions, ui.job_task_type, ui.job_instances, ui.job_instruction_models,
-                  ui.job_instance_models, ui.job_ensemble_models, ui.job_seed, ui.job_batch, ui.job_temperature,
-                  ui.job_top_k, ui.job_top_p, ui.job_max_tokens, ui.job_instance_max_tokens, ui.job_alongside]
-    on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job")
+    job_inputs = [*(ui.c[n] for n in FORM), ui.job_alongside]
+    live.hurry(ui, on(ui.job_start.click, h.ui_start_job, job_inputs, ["job_id", *JOB], ui, api="ui_start_job"))
     on(ui.job_kind.change, h.ui_job_kind, [ui.job_kind], [*GENERATE_FIELDS, *ENSEMBLE_FIELDS], ui,
        progress="hidden")
-    on(ui.timer.tick, h.ui_job_status, [ui.job_id], JOB, ui, progress="hidden")
+    on(ui.run_tab.select, h.ui_follow, [ui.job_id], ["job_id", *JOB], ui, progress="hidden")
+    live.on_change(ui, "jobs", "run", h.ui_job_status, [ui.job_id], JOB)
+    on(ui.page_load.then, h.ui_run_load, [], ["job_id", *JOB, *FORM], ui, progress="hidden")
     on(ui.job_id.submit, h.ui_job_status, [ui.job_id], JOB, ui)
     on(ui.job_pause.click, h.ui_pause, [ui.job_id], JOB, ui)
-    on(ui.job_resume.click, h.ui_resume, [ui.job_id], JOB, ui)
+    live.hurry(ui, on(ui.job_resume.click, h.ui_resume, [ui.job_id], JOB, ui))
     on(ui.job_cancel.click, h.ui_cancel, [ui.job_id], JOB, ui)
     on(ui.jobs.select, h.ui_job_select, [], ["job_id", *JOB], ui)

@@ -12,7 +12,7 @@ import pandas as pd
 from ... import checks, jobs, review, select
 from ...errors import NotEmbedded
 from ...settings import Settings
-from ..base import TabHandlers, _num, info, user_errors
+from ..base import TabHandlers, _num, info, plural, user_errors
 from ..wiring import UI, on, tab
 from . import review as review_tab
 
@@ -103,8 +103,9 @@ class SelectHandlers(TabHandlers):
                  _num(m["quality"]), (m["instruction"] + (" | " + m["input"] if m["input"] else ""))[:200]]
                 for g, grp in enumerate(groups, start=1) for m in grp["members"]]
         copies = sum(len(g["members"]) - 1 for g in groups)
-        return {"dup_status": f"{len(groups):,} groups of near-copies (cosine ≥ {float(threshold):g}): "
-                              f"{copies:,} candidates would be rejected, keeping the best-scored of each group.",
+        return {"dup_status": f"{plural(len(groups), 'group')} of near-copies (cosine ≥ {float(threshold):g}): "
+                              f"{plural(copies, 'candidate')} would be rejected, keeping the best-scored of each "
+                              "group.",
                 "dup_table": pd.DataFrame(rows, columns=["group", "#", "", "quality", "instruction (+ input)"]),
                 "dup_groups": groups, "sel_embed_offer": gr.update(visible=False)}
 

@@ -12,6 +12,7 @@ import pandas as pd
 from ... import jobs, quality, teachers
 from ...quality import DEFAULT_SCORER
 from ...settings import Settings
+from .. import live
 from ..base import TabHandlers, _num, info, user_errors
 from ..wiring import UI, on, tab
 
@@ -104,9 +105,10 @@ def layout(ui: UI, settings: Settings) -> None:
 # -- wiring ----------------------------------------------------------------------------------------------------
 def wire(ui: UI, h: TeachersHandlers) -> None:
     ranking = [ui.tch_student, ui.tch_scorer, ui.tch_beta, ui.tch_type]
-    on(ui.tch_start.click, h.ui_teachers_start, [ui.tch_student, ui.tch_scorer, ui.tch_limit, ui.job_batch],
-       ["tch_status", "job_id"], ui)
+    live.hurry(ui, on(ui.tch_start.click, h.ui_teachers_start,
+                      [ui.tch_student, ui.tch_scorer, ui.tch_limit, ui.job_batch], ["tch_status", "job_id"], ui))
     for event in (ui.teachers_tab.select, ui.tch_show.click, ui.tch_beta.release, ui.tch_type.input):
         on(event, h.ui_teachers, ranking, TEACHERS, ui)
+    live.on_change(ui, "data", "teachers", h.ui_teachers, ranking, TEACHERS)  # the job's numbers land
     on(ui.tch_mix.click, h.ui_teachers_mixture, ranking,
        ["job_instruction_models", "job_instance_models", "tch_status"], ui)
