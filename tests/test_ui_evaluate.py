@@ -94,6 +94,7 @@ def test_the_tab_passes_the_generation_and_training_knobs(tmp_path):
     cfg = st.get_job(runner.submitted[0])["config"]
     assert (cfg["max_new_tokens"], cfg["batch_size"], cfg["max_length"], cfg["full"]) == (16, 2, 256, True)
     assert cfg["max_steps"] is None and cfg["eval_limit"] == 4 and cfg["seeds"] == 1
+    st.update_job(runner.submitted[0], state="cancelled")  # one experiment job at a time: this one never ran
     h.evaluate.ui_experiment_start("smollm2-135m-instruct", "sni-sample", 8, ["random"], "", 1, 0, 0,
                                    str(tmp_path / "exp2"), None, None, None)
     cfg = st.get_job(runner.submitted[1])["config"]
