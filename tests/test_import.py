@@ -464,6 +464,7 @@ def test_a_stopped_import_resumes_to_exactly_the_rows_of_a_clean_one(tmp_path):
         with pytest.raises(Stopped):
             importer.run(st, importer.ImportConfig(source=str(f), batch_size=7), ctx)
         assert st.count_candidates() == 0 and st.list_imports()[0]["rows_read"] == 21  # 3 batches staged, none shown
+        st.update_job(jid, state="paused")  # what run_job records for a stage that stopped
         run_import(st, source=str(f), batch_size=7)
     assert _snapshot(db) == _snapshot(clean)
 
