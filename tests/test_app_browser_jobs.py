@@ -97,6 +97,7 @@ def test_a_second_job_is_refused_by_name_and_the_running_one_stays_in_view(app, 
     expect(state).to_have_value("running")
     with Store(db) as st:
         assert [j["id"] for j in st.list_jobs()] == [first]
+    close_toasts(page)  # the refusal's toast says "already running" too
     # pausing shows honestly, and Resume meanwhile is no error
     page.locator("#curate-job-pause").click()
     expect(state).to_have_value(re.compile("^(pausing|paused)"))
