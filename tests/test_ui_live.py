@@ -209,3 +209,19 @@ def test_export_preview_shows_the_lines_as_written(h, tmp_path):
             assert lines[0] == "[" and data.startswith("\n".join(lines[:-1]))  # the array's first lines
         else:
             assert data.startswith(text + "\n") and len(lines) == 2
+
+
+def test_every_tab_that_shows_stored_rows_follows_the_store(tmp_path):
+    """The wiring: each tab whose view is read from the store refreshes on a change of the live probe's States
+    (Disagreements when reviews land, Evaluate when its experiment job moves, Review as before), not only on its
+    own events."""
+    from curate.ui import build_app
+    db = tmp_path / "w.db"
+    filled_store(db, 5).close()
+    cfg = build_app(load_settings(None, db=str(db)), jobs.JobRunner(str(db), scripted_pool())).get_config_file()
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in cfg["components"]}
+    states = {c["id"] for c in cfg["components"] if c.get("type") == "state"}
+    for elem in ("curate-dis-queue", "curate-exp-status", "curate-pass-count"):
+        followers = {t[0] for d in cfg["dependencies"] if ids[elem] in d["outputs"]
+                     for t in d["targets"] if t[1] == "change" and t[0] in states}
+        assert followers, f"{elem} refreshes on no change of the store's live version"

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ... import review
 from ...settings import Settings
+from .. import live
 from ..base import TabHandlers, _when, as_gr_error, info, plural, user_errors
 from ..wiring import UI, on, tab
 
@@ -157,6 +158,7 @@ def layout(ui: UI, settings: Settings) -> None:
 def wire(ui: UI, h: DisagreementHandlers) -> None:
     decided = [*DIS_VIEW, *DIS_QUEUE]
     on(ui.disagreements_tab.select, h.ui_dis_queue, [], DIS_QUEUE, ui)
+    live.on_change(ui, "data", "disagreements", h.ui_dis_queue, [], DIS_QUEUE)  # another reviewer's vote
     on(ui.dis_refresh.click, h.ui_dis_queue, [], DIS_QUEUE, ui, api="ui_dis_queue")
     on(ui.dis_queue.select, h.ui_dis_select, [], DIS_VIEW, ui)
     for btn, idx in zip(ui.dis_pick_buttons, ui.dis_pick_index):

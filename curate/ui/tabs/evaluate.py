@@ -18,6 +18,7 @@ from ... import evaluate as ev
 from ... import experiment, jobs
 from ...errors import ExperimentRunning
 from ...settings import Settings
+from .. import live
 from ..base import TabHandlers, plural, user_errors
 from ..wiring import UI, on, tab
 
@@ -192,3 +193,6 @@ def wire(ui: UI, h: EvaluateHandlers) -> None:
        ["exp_status", "exp_folder", "job_id"], ui)
     for event in (ui.exp_show.click, ui.exp_metric.input):
         on(event, h.ui_experiment_show, [ui.exp_folder, ui.exp_metric], EXPERIMENT, ui)
+    # while the tab is shown, the experiment's progress and, once done, its table follow the job (no folder yet:
+    # nothing to show, and a background refresh never toasts)
+    live.on_change(ui, "jobs", "evaluate", h.ui_experiment_show, [ui.exp_folder, ui.exp_metric], EXPERIMENT)
