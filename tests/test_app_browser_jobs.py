@@ -11,14 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import pytest  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-if os.environ.get("CURATE_REQUIRE_BROWSER") == "1":
-    assert os.path.exists(CHROMIUM), "needs Debian's chromium: apt-get install -y chromium"
-else:
-    pytest.importorskip("playwright")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("needs Debian's chromium (apt-get install -y chromium)", allow_module_level=True)
-
+from test_app_browser import ARGS, CHROMIUM  # noqa: E402 (it requires, or skips without, Chromium)
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from curate import jobs  # noqa: E402
@@ -27,8 +20,6 @@ from curate.store import Store  # noqa: E402
 from curate.ui import launch  # noqa: E402
 from review_fixtures import filled_store, free_port, scripted_pool  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOAST = '[data-testid="toast-body"]'
 
 
