@@ -206,6 +206,158 @@ def test_row_stopper_finishes_rows_independently():
     assert _RowStopper(tok, 2, [], [eos], guard=False)(loop, None).tolist() == [False]
 
 
+# -- tiny models: the fast decoder against its plain twin (generate) ----------------------------------
+
+WORDS = "the quick brown fox jumps over lazy dog hello world write a poem about sea".split()
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    """The same tiny model twice in float64 (so batch shapes cannot flip a greedy near-tie): our fast loop
+    and transformers' generate."""
+    folder = _save_tiny(tmp_path_factory.mktemp("twins"), seed=3)
+    return (HFBackend(folder, batch_size=4, dtype=torch.float64),
+            HFBackend(folder, batch_size=4, dtype=torch.float64, decode="hf"))
+
+
+def _random_case(rng):
+    """Prompts that share a random demo block (or nothing), and random stopping settings."""
+    demo = " ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 3, 25, 40])))
+    prompts = [(demo + " " if demo else "") + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+               for _ in range(rng.randint(1, 9))]
+    max_new = rng.randint(1, 24)
+    params = GenParams(max_new_tokens=max_new, min_new_tokens=rng.randint(0, max_new),
+                       stop=tuple(rng.sample(["o", "e ", "fox", "!!", "the"], rng.randint(0, 2))),
+                       repetition_guard=rng.random() < 0.5)
+    return prompts, params
+
+
+def test_fast_decoder_equals_generate_on_many_random_cases(twins):
+    import random
+
+    fast, plain = twins
+    assert fast.decode == "fast" and plain.decode == "hf"
+    rng = random.Random(0)
+    reasons = set()
+    for case in range(60):
+        prompts, params = _random_case(rng)
+        a, b = fast.generate(prompts, params), plain.generate(prompts, params)
+        got = [(c.text, c.finish_reason, c.completion_tokens, c.prompt_tokens) for c in a]
+        assert got == [(c.text, c.finish_reason, c.completion_tokens, c.prompt_tokens) for c in b], (case, params)
+        reasons |= {c.finish_reason for c in a}
+    assert {"length", "stop"} <= reasons  # the cases reach the stopping rules
+    assert fast.prefix_stats["hits"] > 0 and fast.prefix_stats["misses"] > 0
+
+
+def test_fast_decoder_sampling_has_generate_s_distribution(twins):
+    """Sampling cannot match token for token (finished rows leave the batch, so the random stream differs);
+    the first token's distribution must match: a chi-square test over 600 draws each."""
+    from scipy.stats import chi2_contingency
+
+    fast, plain = twins
+    params = GenParams(temperature=1.3, top_k=6, top_p=0.9, max_new_tokens=1, seed=11)
+    draws = []
+    for lm in (fast, plain):
+        counts: dict[str, int] = {}
+        for c in lm.generate(["the quick brown fox"] * 600, params):
+            counts[c.text] = counts.get(c.text, 0) + 1
+        draws.append(counts)
+    keys = sorted(set(draws[0]) | set(draws[1]))
+    assert 2 <= len(keys) <= 6  # top-k 6 and top-p 0.9 bound the support
+    assert chi2_contingency([[d.get(k, 0) + 1 for k in keys] for d in draws]).pvalue > 0.001
+
+
+def _forward_batches(lm: HFBackend):
+    """Record (rows, new positions) of every forward call the model makes."""
+    seen: list[tuple[int, int]] = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    return seen, hook
+
+
+def test_finished_rows_leave_the_batch(tiny_eos):
+    """Rows held by min_new_tokens finish at different steps; each decode step runs only the rows still going."""
+    lm = HFBackend(tiny_eos.model.name_or_path, batch_size=4)
+    assert lm.decode == "fast"
+    seen, hook = _forward_batches(lm)
+    try:
+        out = lm.generate(["hello", "fox", "the", "sea"], GenParams(max_new_tokens=10, min_new_tokens=0))
+    finally:
+        hook.remove()
+    assert [c.finish_reason for c in out] == ["eos"] * 4
+    assert len(seen) == 1  # one prefill; every row finished at its first token, so no decode step ran
+    seen.clear()
+    hook = lm.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        held = [lm.generate([p], GenParams(max_new_tokens=10, min_new_tokens=k))[0] for p, k in [("a", 2)]]
+    finally:
+        hook.remove()
+    assert held[0].completion_tokens == 3 and [s[0] for s in seen] == [1, 1, 1]
+
+
+def test_rows_stop_costing_compute_when_they_finish(twins):
+    fast, plain = twins
+    prompts = ["the quick brown fox", "hello world", "write a poem", "sea"]
+    params = GenParams(max_new_tokens=16, stop=("o",), repetition_guard=False)
+    seen, hook = _forward_batches(fast)
+    try:
+        out = fast.generate(prompts, params)
+    finally:
+        hook.remove()
+    lengths = sorted(c.completion_tokens for c in out)
+    assert lengths[0] < lengths[-1]  # the rows finish at different steps
+    # step s runs exactly the rows that had not finished before it; generate would run all 4 every step
+    assert [rows for rows, _ in seen[1:]] == [sum(n > s for n in lengths) for s in range(1, lengths[-1])]
+    assert [(c.text, c.finish_reason) for c in out] == [(c.text, c.finish_reason) for c in plain.generate(prompts, params)]
+
+
+def test_shared_prefix_is_prefilled_once(twins):
+    fast, _ = twins
+    fast._prefixes.clear()
+    demo = "the quick brown fox jumps over the lazy dog " * 3
+    width = fast.count_tokens(demo)
+    seen, hook = _forward_batches(fast)
+    try:
+        fast.generate([demo + "hello", demo + "sea"], GenParams(max_new_tokens=1))
+        fast.generate([demo + "write a poem", demo + "world"], GenParams(max_new_tokens=1))
+    finally:
+        hook.remove()
+    # call 1: the prefix once (batch 1), then both suffixes; call 2: the cached prefix, only the suffixes
+    assert seen[0][0] == 1 and seen[0][1] >= width - 1
+    assert [s[0] for s in seen[1:]] == [2, 2] and all(s[1] <= 4 for s in seen[1:])
+    assert len(fast._prefixes) == 1
+
+
+def test_prefix_cache_is_bounded_and_can_be_off(twins):
+    fast, plain = twins
+    lm = HFBackend(fast.model.name_or_path, dtype=torch.float64, prefix_cache=2)
+    blocks = [" ".join([w] * 20) for w in ("fox", "sea", "dog")]
+    for b in blocks:
+        lm.generate([b + " hello", b + " world"], GenParams(max_new_tokens=2))
+    assert len(lm._prefixes) == 2  # the oldest block was evicted
+    off = HFBackend(fast.model.name_or_path, dtype=torch.float64, prefix_cache=0)
+    prompts = [blocks[0] + " hello", blocks[0] + " world"]
+    assert [c.text for c in off.generate(prompts, GenParams(max_new_tokens=6))] == \
+        [c.text for c in plain.generate(prompts, GenParams(max_new_tokens=6))]
+    assert not off._prefixes
+    with pytest.raises(ValueError, match="decode must be"):
+        HFBackend(fast.model.name_or_path, decode="vllm")
+    with pytest.raises(ValueError, match="prefix_cache must be"):
+        HFBackend(fast.model.name_or_path, prefix_cache=-1)
+
+
+def test_progress_counts_the_same_tokens_in_both_decoders(twins):
+    fast, plain = twins
+    params = GenParams(max_new_tokens=12, stop=("o",))
+    ticks = {lm.decode: [] for lm in twins}
+    for lm in twins:
+        out = lm.generate(PROMPTS, params, progress=ticks[lm.decode].append)
+        assert ticks[lm.decode][-1] == sum(c.completion_tokens for c in out)
+        assert ticks[lm.decode] == sorted(ticks[lm.decode])
+    assert ticks["fast"][-1] == ticks["hf"][-1]
+
+
 # -- tiny models: loglik -------------------------------------------------------------------------------
 
 

@@ -6,6 +6,18 @@ EOS, at one of its stop strings or when it starts looping (the repetition guard)
 ``progress`` (optional) gets the call's cumulative new tokens after every decode step (from the stopping
 criterion) and once at the end; a Stopped it raises ends the call at that step.
 ``loglik`` scores continuations by per-token negative log-likelihood (natural log).
+
+Two decoders, the same completions (greedy: token for token; sampling: the same distribution):
+
+* ``decode="fast"`` (the default where the model's cache allows it): curate's own loop over the model's forward.
+  (a) The longest token prefix the rows of a batch share (the demo block of Ensemble-Instruct's prompts, a
+  chat template's system turn) is run through the model once and its key/value cache kept (the last
+  ``prefix_cache`` prefixes, batch 1), so later batches that start with it only prefill their own suffix;
+  (b) a row that finished (EOS, stop string, repetition guard, length) leaves the batch at once: the cache
+  is re-packed to the rows still running, so finished rows stop costing compute.
+* ``decode="hf"``: transformers' ``model.generate`` on the left-padded batch, the plain twin the fast loop is
+  tested against (tests/test_hf_backend.py) and the fallback for models whose cache has sliding-window or
+  recurrent layers.
 """
 
 from __future__ import annotations
@@ -13,12 +25,17 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, StoppingCriteria,
+                          StoppingCriteriaList)
+from transformers.cache_utils import DynamicLayer
+from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                                                    TopPLogitsWarper)
 
 from ..errors import BackendError, ModelNotFoundError
 from .base import Completion, GenParams, ProgressHook, apply_stops, has_degenerate_repetition
@@ -27,6 +44,15 @@ __all__ = ["HFBackend", "convert_gguf", "transformers_version"]
 
 # Bytes of fp32 logits one loglik forward may materialise (rows x kept positions x vocabulary x 4).
 _LOGLIK_LOGITS_BUDGET = 256 << 20
+# A shared prefix shorter than this is not worth a cache entry: the rows prefill it themselves.
+_MIN_PREFIX = 16
+# A cached prefix is reused when it covers the batch's shared prefix but for at most this many tokens (they
+# are prefilled with each row's suffix), so one demo block serves batches whose rows also share a few words.
+_PREFIX_SLACK = 64
+# Batches are formed from prompts sorted by their first tokens (prompts with one demo block batch together).
+_GROUP_TOKENS = 32
+
+Decode = Literal["fast", "hf"]
 
 
 def transformers_version() -> str:
@@ -52,9 +78,15 @@ class HFBackend:
         dtype: torch.dtype | str | None = None,
         batch_size: int = 8,
         chat_template: bool | None = None,
+        decode: Decode = "fast",
+        prefix_cache: int = 4,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        if decode not in ("fast", "hf"):
+            raise ValueError(f"decode must be 'fast' or 'hf' (got {decode!r})")
+        if prefix_cache < 0:
+            raise ValueError(f"prefix_cache must be >= 0 (got {prefix_cache})")
         source, gguf_file = _resolve_source(model, gguf_file)
         self.model_id = model_id or (gguf_file or str(model))
         self.batch_size = batch_size
@@ -80,11 +112,19 @@ class HFBackend:
         self.supports_chat = has_template and chat_template is not False
         n_ctx = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         self.context_length: int | None = int(n_ctx) if n_ctx else None
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        forward = inspect.signature(self.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in forward
+        self._cache_kw = "cache" if "cache" in forward else "past_key_values"  # renamed in transformers 5.2x
         self._lock = threading.Lock()  # one call at a time: the cores are shared anyway, and seeding is global
+        # The fast loop needs a plain growing cache (no sliding-window or recurrent layers) it can cut and re-pack.
+        self.decode: Decode = decode if decode == "hf" or _plain_cache(self.model) else "hf"
+        self.prefix_cache = prefix_cache
+        self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self.prefix_stats = {"hits": 0, "misses": 0, "prefix_tokens_reused": 0}
 
     def __repr__(self) -> str:
-        return f"HFBackend({self.model_id!r}, device={self.device!r}, batch_size={self.batch_size})"
+        return (f"HFBackend({self.model_id!r}, device={self.device!r}, batch_size={self.batch_size}, "
+                f"decode={self.decode!r})")
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
@@ -99,7 +139,10 @@ class HFBackend:
         not fit the context."""
         encoded = [self._encode_prompt(p, params.style) for p in prompts]
         out: list[Completion | None] = [None] * len(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths batch together
+        if self.decode == "fast":  # one demo block per batch where possible, similar lengths within it
+            order = sorted(range(len(prompts)), key=lambda i: (encoded[i][:_GROUP_TOKENS], len(encoded[i])))
+        else:
+            order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # similar lengths batch together
         devices = [self.model.device] if self.model.device.type == "cuda" else []
         with self._lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
             if params.seed is not None:
@@ -139,6 +182,13 @@ class HFBackend:
 
     def _generate_batch(self, rows: list[list[int]], params: GenParams,
                         progress: ProgressHook | None = None) -> list[Completion]:
+        if self.decode == "fast":
+            return self._generate_batch_fast(rows, params, progress)
+        return self._generate_batch_hf(rows, params, progress)
+
+    def _generate_batch_hf(self, rows: list[list[int]], params: GenParams,
+                           progress: ProgressHook | None = None) -> list[Completion]:
+        """The plain twin: transformers' generate over the left-padded batch (finished rows ride along)."""
         B, T = len(rows), max(len(r) for r in rows)
         input_ids = torch.full((B, T), self._pad_id, dtype=torch.long)
         attention = torch.zeros((B, T), dtype=torch.long)
@@ -167,12 +217,115 @@ class HFBackend:
             stopping_criteria=StoppingCriteriaList([stopper]),
         )
         generated = output[:, T:].tolist()
-        return [self._completion(b, rows[b], generated[b], stopper, params) for b in range(B)]
+        return [self._completion(rows[b], generated[b], stopper.finished.get(b, (len(generated[b]), "length")),
+                                 params) for b in range(B)]
 
-    def _completion(
-        self, b: int, prompt: list[int], gen: list[int], stopper: "_RowStopper", params: GenParams
-    ) -> Completion:
-        n, reason = stopper.finished.get(b, (len(gen), "length"))
+    def _generate_batch_fast(self, rows: list[list[int]], params: GenParams,
+                             progress: ProgressHook | None = None) -> list[Completion]:
+        """Our decode loop: the shared prefix from the prefix cache, each row's suffix prefilled left-padded
+        behind it, then one token per running row per step; finished rows are dropped from the batch (the
+        cache re-packed) the step they finish. Same stopping rules and logits processing as generate."""
+        B, T = len(rows), max(len(r) for r in rows)
+        max_new = params.max_new_tokens
+        if self.context_length:
+            max_new = max(1, min(max_new, self.context_length - T))
+        min_new = min(params.min_new_tokens, max_new)
+        dev = self.model.device
+        cache, L = self._prefixed_cache(rows, B)
+        suffixes = [r[L:] for r in rows]
+        W = max(len(x) for x in suffixes)
+        ids = torch.full((B, W), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((B, L + W), dtype=torch.long)
+        mask[:, :L] = 1
+        for b, x in enumerate(suffixes):  # left padding between the shared prefix and each row's suffix
+            ids[b, W - len(x):] = torch.tensor(x)
+            mask[b, L + W - len(x):] = 1
+        pos = L + (mask[:, L:].cumsum(-1) - 1).clamp(min=0)
+        logits = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), cache)
+        next_pos = torch.tensor([L + len(x) for x in suffixes], dtype=torch.long)
+        warpers = _warpers(params)
+        eos = torch.tensor(self._eos_ids, device=dev)
+        stops = tuple(params.stop)
+        gen: list[list[int]] = [[] for _ in range(B)]
+        finished: dict[int, tuple[int, str]] = {}
+        active = list(range(B))
+        for step in range(max_new):
+            scores = logits.float()
+            if step < min_new:
+                scores[:, eos] = -float("inf")
+            if params.greedy:
+                tokens = scores.argmax(-1)
+            else:
+                scores = warpers(None, scores)
+                tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            keep: list[int] = []
+            for j, (b, t) in enumerate(zip(active, tokens.tolist())):
+                gen[b].append(t)
+                reason = _finish_reason(self.tokenizer, gen[b], stops, self._eos_ids, params.repetition_guard)
+                if reason is None and len(gen[b]) >= max_new:
+                    reason = "length"
+                if reason is None:
+                    keep.append(j)
+                else:
+                    finished[b] = (len(gen[b]), reason)
+            if progress is not None:
+                progress(sum(len(g) for g in gen))
+            if not keep:
+                break
+            if len(keep) < len(active):  # re-pack: the finished rows leave the batch
+                idx = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(idx.to(dev))
+                mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx.to(tokens.device)]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+            logits = self._forward(tokens[:, None].to(dev), mask.to(dev), next_pos[:, None].to(dev), cache)
+            next_pos = next_pos + 1
+        return [self._completion(rows[b], gen[b], finished.get(b, (len(gen[b]), "length")), params)
+                for b in range(B)]
+
+    def _prefixed_cache(self, rows: list[list[int]], B: int) -> tuple[DynamicCache, int]:
+        """A cache holding the rows' shared prefix (length L, batch B) and L; an empty cache and 0 when they
+        share fewer than _MIN_PREFIX tokens or the prefix cache is off. Every row keeps at least one token
+        of its own (its last position's logits start decoding)."""
+        cache = DynamicCache(config=self.model.config)
+        if self.prefix_cache == 0:
+            return cache, 0
+        shared = rows[0][: _common_prefix(rows, max(min(len(r) for r in rows) - 1, 0))]
+        if len(shared) < _MIN_PREFIX:
+            return cache, 0
+        best, L = None, 0
+        for key in self._prefixes:
+            n = _common_prefix([list(key), shared], len(shared))
+            if n > L:
+                best, L = key, n
+        if best is None or L < max(_MIN_PREFIX, len(shared) - _PREFIX_SLACK):
+            self.prefix_stats["misses"] += 1
+            best, L = tuple(shared), len(shared)
+            fresh = DynamicCache(config=self.model.config)
+            self._forward(torch.tensor([shared], device=self.model.device), None, None, fresh)
+            self._prefixes[best] = [(layer.keys, layer.values) for layer in fresh.layers]
+            while len(self._prefixes) > self.prefix_cache:
+                self._prefixes.popitem(last=False)
+        else:
+            self.prefix_stats["hits"] += 1
+            self.prefix_stats["prefix_tokens_reused"] += L * B
+            self._prefixes.move_to_end(best)
+        for i, (k, v) in enumerate(self._prefixes[best]):
+            cache.update(k[:, :, :L].expand(B, -1, -1, -1).contiguous(),
+                         v[:, :, :L].expand(B, -1, -1, -1).contiguous(), i)
+        return cache, L
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor | None,
+                 cache: DynamicCache) -> torch.Tensor:
+        """The next-token logits (rows x vocabulary) of one forward step that extends ``cache`` in place."""
+        kwargs: dict[str, Any] = {self._cache_kw: cache, "use_cache": True}
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).logits[:, -1, :]
+
+    def _completion(self, prompt: list[int], gen: list[int], finish: tuple[int, str], params: GenParams
+                    ) -> Completion:
+        n, reason = finish
         text = self.tokenizer.decode(gen[: n - 1] if reason == "eos" else gen[:n], skip_special_tokens=True)
         text, stopped = apply_stops(text, params.stop)
         return Completion(
@@ -275,13 +428,54 @@ class _RowStopper(StoppingCriteria):
         return torch.tensor([row in self.finished for row in range(len(generated))], device=input_ids.device)
 
     def _reason(self, ids: list[int]) -> str | None:
-        if ids and ids[-1] in self.eos:
-            return "eos"
-        if self.stops and apply_stops(self.tokenizer.decode(ids, skip_special_tokens=True), self.stops)[1]:
-            return "stop"
-        if self.guard and has_degenerate_repetition(ids):
-            return "repetition"
-        return None
+        return _finish_reason(self.tokenizer, ids, self.stops, self.eos, self.guard)
+
+
+def _finish_reason(tokenizer, ids: list[int], stops: Sequence[str], eos, guard: bool) -> str | None:
+    """Why a row with these generated ids has finished (``eos``, ``stop``, ``repetition``), or None."""
+    if ids and ids[-1] in eos:
+        return "eos"
+    if stops and apply_stops(tokenizer.decode(ids, skip_special_tokens=True), stops)[1]:
+        return "stop"
+    if guard and has_degenerate_repetition(ids):
+        return "repetition"
+    return None
+
+
+def _common_prefix(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """The length of the longest token prefix all rows share, at most ``limit``."""
+    first = rows[0]
+    n = min(limit, *(len(r) for r in rows))
+    for r in rows[1:]:
+        i = 0
+        while i < n and r[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+def _warpers(params: GenParams) -> LogitsProcessorList:
+    """The sampling warpers generate applies for these settings, in its order (temperature, top-k, top-p)."""
+    out = LogitsProcessorList()
+    if params.greedy:
+        return out
+    if params.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_k:
+        out.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1.0:
+        out.append(TopPLogitsWarper(params.top_p))
+    return out
+
+
+def _plain_cache(model) -> bool:
+    """Whether the model's default cache is plain growing key/value layers (what the fast loop cuts and
+    re-packs); sliding-window, hybrid or recurrent caches fall back to generate."""
+    try:
+        cache = DynamicCache(config=model.config)
+    except Exception:  # a config DynamicCache cannot read: leave decoding to generate
+        return False
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 # -- loading --------------------------------------------------------------------------------------------
