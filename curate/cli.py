@@ -108,6 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         instance_models=parse_mixture(args.instance_models or args.models or s.instance_models),
         assignment=args.assignment, seed=s.seed, batch_size=s.batch_size,
         similarity_threshold=s.similarity_threshold, **_engine(args),
+        instruction_samples=args.instruction_samples, shared_instance_demos=args.shared_instance_demos,
         **sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens, args.instance_max_new_tokens))
     with _store(s) as store:
         job_id = args.resume or start_job(store, "generate", config.model_dump(mode="json"),
@@ -115,7 +116,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         _console().print(f"job {job_id} → {s.db}  (Ctrl-C stops; run the same command, or "
                          f"`curate jobs --resume {job_id}`, to continue)")
         job = _run_with_bar(store, job_id)
-    return _job_exit(job, store_path=s.db)
+    rc = _job_exit(job, store_path=s.db)
+    if args.profile:
+        _print_profile(job)
+    return rc
+
+
+def _print_profile(job: dict) -> None:
+    """The run's profile (curate.profile): exclusive seconds per phase, from the job's result."""
+    from .profile import format_profile
+    result = (job.get("progress") or {}).get("result") or {}
+    if not result.get("profile"):
+        print("no profile: the run did not finish (a stopped or failed run has none)", file=sys.stderr)
+        return
+    print("\nprofile of this run (exclusive wall seconds per phase; prefill/decode from in-process models):")
+    print(format_profile(result["profile"]))
+    wall = sum(result["profile"].values())
+    if wall > 0:
+        print(f"kept candidates: {result.get('kept_candidates', 0)} in {wall:.1f} s "
+              f"({60 * result.get('kept_candidates', 0) / wall:.2f} per minute), "
+              f"{result.get('tokens', 0)} tokens generated")
 
 
 def _run_with_bar(store, job_id: str) -> dict:
@@ -678,6 +698,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--instance-max-new-tokens", type=int, metavar="N",
                     help="new tokens per instance completion (default 512)")
     sp.add_argument("--no-instances", action="store_true", help="stop after the instruction stage")
+    sp.add_argument("--instruction-samples", type=int, default=1, metavar="K",
+                    help="completions per instruction prompt: K prompts of a batch share one demo draw, so its "
+                         "demo block is prefilled once (default 1: each prompt its own draw, as in the paper)")
+    sp.add_argument("--profile", action="store_true",
+                    help="print where the run's time went: prompt building, prefill, decode, parsing, filtering, "
+                         "store writes")
+    sp.add_argument("--shared-instance-demos", action="store_true",
+                    help="one instance demo block per task type for the run instead of a fresh draw per "
+                         "instruction: the block is prefilled once and cached (faster; less varied demos)")
     engine_args(sp)
     sp.add_argument("--resume", metavar="JOB", help="continue this job id instead of starting a new one")
     sp.add_argument("--allow-concurrent", action="store_true",

@@ -47,6 +47,7 @@ from .engine import EngineSettings, LocalEngine, RayEngine, open_engine, ordered
 from .errors import BackendError, CurateError
 from .lm.base import Completion, GenParams
 from .mixture import Mixture, MixtureEntry, ModelPool, check_models
+from .profile import Profile
 from .rouge import NoveltyIndex
 from .seeds import SeedTask, load_seeds, split_by_type
 from .stage import Progress, StageContext, live_tokens
@@ -108,6 +109,14 @@ class GenerateConfig(EngineSettings):
     instance_params: GenParams = INSTANCE_PARAMS
     max_idle_batches: int = Field(25, ge=1, description="give up after this many batches in a row that keep "
                                                         "no new instruction")
+    # Prompt sharing (docs/ARCHITECTURE.md, "Shared prompts"): fewer distinct prompts, so the backend's prefix
+    # cache prefills a demo block once instead of once per prompt. It changes what is sampled, hence settings.
+    instruction_samples: int = Field(1, ge=1, le=64, description=(
+        "completions drawn from each instruction prompt: a batch holds batch_size / k distinct demo draws, each "
+        "sampled k times (1: every prompt its own draw, as in the paper)"))
+    shared_instance_demos: bool = Field(False, description=(
+        "one instance demo block per task type for the whole run (the run's seed picks it), instead of a fresh "
+        "draw of seed tasks for every instruction"))
 
     @model_validator(mode="after")
     def _demos(self) -> "GenerateConfig":
@@ -230,6 +239,8 @@ class Generator:
         self.instr_mix = Mixture(config.instruction_models, config.assignment, seed=f"i{config.seed}")
         self.inst_mix = Mixture(config.instance_models, config.assignment, seed=f"x{config.seed}")
         self.index = NoveltyIndex()
+        self.profile = Profile()  # exclusive seconds per phase (curate.profile); the run's result carries it
+        self._phase_base: dict[str, dict[str, float]] = {}  # each backend's phase_seconds when first called
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -267,12 +278,32 @@ class Generator:
         pending = []
         for spec, group in by_spec.items():
             p = params.model_copy(update={"seed": self._seed(*call_key, spec), "style": "completion"})
+            self._note_backend(spec)
             t0 = time.perf_counter()
             hook = self.ctx.generation_hook(live_tokens(self.progress.tokens, self.progress.gen_seconds, t0))
-            pending.append((spec, group, p, t0, self.engine.submit(spec, "generate",
-                                                                   [it.prompt.text for it in group], p,
-                                                                   progress=hook)))
+            with self.profile.phase("model"):
+                call = self.engine.submit(spec, "generate", [it.prompt.text for it in group], p, progress=hook)
+            pending.append((spec, group, p, t0, call))
         return pending
+
+    def _note_backend(self, spec: str) -> None:
+        """Remember a local backend's phase clock the first time this run calls it (for the profile's split)."""
+        if spec not in self._phase_base and isinstance(self.engine, LocalEngine):
+            clock = getattr(self.engine.lm(spec), "phase_seconds", None)
+            self._phase_base[spec] = dict(clock) if isinstance(clock, dict) else {}
+
+    def profile_seconds(self) -> dict[str, float]:
+        """The run's profile: prompt, prefill, decode, model (the rest of the model calls), parse, filter,
+        store, other. Prefill and decode come from local backends that time them; elsewhere all is model."""
+        parts: dict[str, float] = {}
+        for spec, base in self._phase_base.items():
+            clock = getattr(self.engine.lm(spec), "phase_seconds", None) or {}
+            for k in base:
+                parts[k] = parts.get(k, 0.0) + clock.get(k, 0.0) - base[k]
+        self.profile.split("model", parts)
+        self._phase_base = {spec: dict(getattr(self.engine.lm(spec), "phase_seconds", {}) or {})
+                            for spec in self._phase_base}  # split once per call of this method
+        return self.profile.as_dict()
 
     def _collect(self, pending: list[tuple]) -> None:
         """Wait for the calls of :meth:`_submit` and fill their items.
@@ -281,7 +312,8 @@ class Generator:
         backend raises propagates (nothing of the batch has been written yet).
         """
         for spec, group, p, t0, call in pending:
-            outs = call.result()
+            with self.profile.phase("model"):
+                outs = call.result()
             dt = time.perf_counter() - t0
             if not isinstance(outs, list) or len(outs) != len(group):
                 got = len(outs) if isinstance(outs, list) else type(outs).__name__
@@ -335,7 +367,8 @@ class Generator:
         """The instruction filters (the novelty one against every kept instruction): on the driver, one
         instruction at a time, timed (``filter_seconds``), since it bounds what more workers can add."""
         t0 = time.perf_counter()
-        v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
+        with self.profile.phase("filter"):
+            v = filters.instruction_verdict(text, self.index, self.cfg.similarity_threshold)
         self.progress.filter_seconds += time.perf_counter() - t0
         self.progress.filter_checks += 1
         return v
@@ -349,7 +382,8 @@ class Generator:
         own = self._engine is None
         self.engine = self._engine or open_engine(self.cfg, self.pool)
         try:
-            return self._run()
+            with self.profile.phase("other"):
+                return self._run()
         finally:
             if own:
                 self.engine.close()
@@ -384,18 +418,21 @@ class Generator:
         params = cfg.instruction_params
         idle, idle_outcomes = 0, Counter()
         while True:
-            kept = st.count_kept_instructions(task_type, origin=FROM_PROMPT)
-            self.progress.stage = f"instructions {task_type}"
-            self.progress.kept = self._count_kept()
-            self._report()
+            with self.profile.phase("store"):
+                kept = st.count_kept_instructions(task_type, origin=FROM_PROMPT)
+                self.progress.stage = f"instructions {task_type}"
+                self.progress.kept = self._count_kept()
+                self._report()
             if kept >= target:
                 return
             self._check_stop()
-            step = st.count_completions("instruction")  # the number of this batch's first prompt
-            items = self._instruction_batch(task_type, step)
+            with self.profile.phase("store"):
+                step = st.count_completions("instruction")  # the number of this batch's first prompt
+            with self.profile.phase("prompt"):
+                items = self._instruction_batch(task_type, step)
             self._generate(items, params, ("instr", task_type, step))
             outcomes: Counter = Counter()
-            with st.atomic():
+            with self.profile.phase("store"), st.atomic():
                 for it in items:
                     kept = self._store_instruction_completion(task_type, it, kept, target, outcomes)
             if outcomes["kept"]:
@@ -415,9 +452,11 @@ class Generator:
         seed_texts = [s.instruction for s in self.by_type[task_type]]
         machine = self.store.kept_instruction_texts(task_type)
         items = []
+        k = cfg.instruction_samples
         for n in range(step, step + cfg.batch_size):
             spec = self.instr_mix.pick(n)
-            rng_seed = self._seed("instr", task_type, n)
+            # k prompts in a row share the draw of their first one (k = 1: each its own, the paper's sampling)
+            rng_seed = self._seed("instr", task_type, step + (n - step) // k * k)
             pr = prompts.instruction_prompt(
                 seed_texts, machine, random.Random(rng_seed), demos=cfg.instruction_demos[task_type],
                 max_machine=cfg.max_machine_demos, fits=self._fits(spec, params))
@@ -435,8 +474,9 @@ class Generator:
         if self._backend_failed(it, cid):
             outcomes["backend_error"] += 1
             return kept
-        pieces = [(filters.clean_instruction(p), closed)
-                  for p, closed in parse.instruction_pieces(it.completion.text)]
+        with self.profile.phase("parse"):
+            pieces = [(filters.clean_instruction(p), closed)
+                      for p, closed in parse.instruction_pieces(it.completion.text)]
         if not any(text for text, _ in pieces):
             reason = "empty" if not it.completion.text.strip() else "no_instruction"
             self._unparseable(cid, reason)
@@ -484,8 +524,9 @@ class Generator:
             return sorted(rows, key=lambda r: r["seq"])[: cfg.batch_size]
 
         def next_job(in_flight: int):
-            self._report()
-            todo = todo_after(cursor["after"])
+            with self.profile.phase("store"):
+                self._report()
+                todo = todo_after(cursor["after"])
             if not todo:
                 if not in_flight and todo_after(0):  # a write that did not stick: never loop on it
                     raise CurateError("an instance completion was not recorded; the store may be read-only or "
@@ -495,14 +536,16 @@ class Generator:
             self._instances_total = max(self._instances_total or 0,
                                         self._instances_done + cursor["pending"] + len(todo))
             self._check_stop()
-            step = st.count_completions("instance") + cursor["pending"]
-            items, too_long = self._instance_batch(todo, step)
+            with self.profile.phase("store"):
+                step = st.count_completions("instance") + cursor["pending"]
+            with self.profile.phase("prompt"):
+                items, too_long = self._instance_batch(todo, step)
             cursor["after"], cursor["pending"] = todo[-1]["seq"], cursor["pending"] + len(todo)
             return (todo, items, too_long), lambda: self._submit(items, cfg.instance_params, ("inst", step))
 
         for (todo, items, too_long), pending in ordered(self.engine, next_job):
             self._collect(pending)
-            with st.atomic():
+            with self.profile.phase("store"), st.atomic():
                 for it in too_long:
                     cid = self._add_completion(it, "instance", it.row["task_type"], it.row["id"])
                     self._unparseable(cid, "prompt_too_long")
@@ -521,7 +564,8 @@ class Generator:
         items, too_long = [], []
         for n, row in enumerate(todo, start=step):
             spec = self.inst_mix.pick(n)
-            rng_seed = self._seed("inst", row["id"])
+            rng_seed = (self._seed("inst-demos", row["task_type"]) if cfg.shared_instance_demos
+                        else self._seed("inst", row["id"]))
             pr = prompts.instance_prompt(row["text"], row["task_type"], self.seeds, random.Random(rng_seed),
                                          demos=cfg.instance_demos[row["task_type"]], fits=self._fits(spec, params))
             it = _Item(spec, pr, rng_seed, row=row)
@@ -541,8 +585,9 @@ class Generator:
         cid = self._add_completion(it, "instance", row["task_type"], row["id"])
         if self._backend_failed(it, cid):
             return
-        parsed = parse.parse_instances(it.completion.text, row["task_type"],
-                                       cut_off=it.completion.finish_reason in CUT_OFF)
+        with self.profile.phase("parse"):
+            parsed = parse.parse_instances(it.completion.text, row["task_type"],
+                                           cut_off=it.completion.finish_reason in CUT_OFF)
         if not any(p.ok for p in parsed):
             self._unparseable(cid, parsed[0].reason)
         for pos, item in enumerate(parsed):
@@ -616,6 +661,10 @@ def check(store: Store, config: GenerateConfig) -> None:
     split_targets(config.instructions, config.task_type, split_by_type(load_seeds(config.seeds)))
 
 
-def run(store: Store, config: GenerateConfig, ctx: StageContext) -> None:
-    """The generation stage: see the module docstring. Progress goes through ``ctx``."""
-    Generator(store, config, ctx).run()
+def run(store: Store, config: GenerateConfig, ctx: StageContext) -> dict:
+    """The generation stage: see the module docstring. Progress goes through ``ctx``; the result (the job's
+    ``progress.result``) holds the run's profile (``curate generate --profile`` prints it)."""
+    gen = Generator(store, config, ctx)
+    gen.run()
+    return {"profile": gen.profile_seconds(), "kept_candidates": gen.progress.candidates,
+            "completions": gen.progress.completions, "tokens": gen.progress.tokens}

@@ -92,3 +92,30 @@ def test_generate_sampling_flags_are_validated_and_recorded(tmp_path, capsys):
         cfg = st.list_jobs()[0]["config"]
     assert cfg["instruction_params"]["temperature"] == 0 and cfg["instruction_params"]["max_new_tokens"] == 32
     assert cfg["instance_params"]["max_new_tokens"] == 48
+
+
+def test_generate_profile_prints_where_the_time_went(tmp_path, capsys, monkeypatch):
+    import hashlib
+
+    from curate import prompts
+    from curate.lm import registry
+    from curate.lm.scripted import ScriptedLM
+
+    def answer(prompt: str) -> str:  # a new instruction per prompt, a valid instance for each
+        h = hashlib.sha256(prompt.encode()).digest()
+        words = ["".join("kalomirentusvexborquazinpel"[b % 27] for b in h[i:i + 4]) for i in range(0, 28, 4)]
+        if prompt.startswith(prompts.INSTRUCTION_HEADER):
+            return " Describe " + " ".join(words) + " |EoS|"
+        return f"input: {words[0]}\noutput: {words[1]}\n|EoS|" if "requires input" in prompt else f"output: {words[0]}"
+
+    monkeypatch.setattr(registry, "_RESOLVERS", list(registry._RESOLVERS))
+    registry.register_resolver(lambda s: s == "profiled", lambda s, **kw: ScriptedLM("profiled", answer),
+                               name="profiled", first=True)
+    rc = main(["generate", "-n", "3", "--models", "profiled", "--profile", "--db", str(tmp_path / "c.db")])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert rc == 0, captured.err
+    table = out[out.index("profile of this run"):]
+    for phase in ("prompt", "model", "parse", "filter", "store", "total"):
+        assert f"\n{phase} " in table
+    assert "kept candidates: 3 in" in table

@@ -533,3 +533,56 @@ def test_sampling_overrides_keep_the_reference_defaults_unless_given():
     assert s["instruction_params"].stop == INSTRUCTION_PARAMS.stop
     with pytest.raises(ValueError):
         sampling(temperature=-1)
+
+
+# -- shared prompts (the prefix cache's settings) and the profile ---------------------------------------------
+def _instruction_calls(p: ModelPool, name: str = "m1") -> list[list[str]]:
+    return [texts for texts, _ in p.get(name).calls if texts[0].startswith(prompts.INSTRUCTION_HEADER)]
+
+
+def test_instruction_samples_share_one_demo_draw_per_group():
+    st, p = Store(":memory:"), pool("m1")
+    run_generation(st, config(6, task_type="B", instruction_samples=2, instances=False, max_machine_demos=0), p)
+    calls = _instruction_calls(p)
+    assert calls and all(len(c) == 4 for c in calls)
+    for c in calls:  # prompts 0,1 and 2,3 of a batch are one draw each; the two draws differ
+        assert c[0] == c[1] and c[2] == c[3] and c[0] != c[2]
+    b_seeds = [s.instruction for s in split_by_type(SEEDS)["B"]]
+    for c in rows(st, "completions"):  # the stored rng_seed still rebuilds the prompt
+        again = prompts.instruction_prompt(b_seeds, [], random.Random(c["rng_seed"]), demos=10, max_machine=0)
+        assert again.hash == c["prompt_hash"]
+    st1, p1 = Store(":memory:"), pool("m1")  # the default: every prompt its own draw
+    run_generation(st1, config(6, task_type="B", instances=False), p1)
+    assert all(len(set(c)) == len(c) for c in _instruction_calls(p1))
+
+
+def _demo_block(prompt: str) -> str:
+    return prompt.rsplit("instruction: ", 1)[0]
+
+
+def test_shared_instance_demos_use_one_block_per_type():
+    st, p = Store(":memory:"), pool("m1")
+    run_generation(st, config(8, shared_instance_demos=True), p)
+    inst = [t for texts, _ in p.get("m1").calls for t in texts if not t.startswith(prompts.INSTRUCTION_HEADER)]
+    by_type = {t: {_demo_block(x) for x in inst if x.startswith(prompts.INSTANCE_HEADERS[t])} for t in "AB"}
+    assert len(inst) >= 8 and all(len(blocks) == 1 for blocks in by_type.values() if blocks)
+    assert sum(bool(b) for b in by_type.values()) == 2
+    st1, p1 = Store(":memory:"), pool("m1")
+    run_generation(st1, config(8), p1)
+    inst1 = [t for texts, _ in p1.get("m1").calls for t in texts if not t.startswith(prompts.INSTRUCTION_HEADER)]
+    assert len({_demo_block(x) for x in inst1}) > 2  # by default each instruction draws its own demos
+
+
+def test_the_stage_result_carries_a_profile_that_adds_up():
+    from curate import generate
+    from curate.stage import StageContext
+
+    st, p = Store(":memory:"), pool("m1")
+    t0 = time.perf_counter()
+    result = generate.run(st, config(6), StageContext(pool=p))
+    wall = time.perf_counter() - t0
+    prof = result["profile"]
+    assert {"prompt", "model", "parse", "filter", "store", "other"} <= set(prof)
+    assert all(v >= 0 for v in prof.values())
+    assert sum(prof.values()) == pytest.approx(wall, rel=0.2, abs=0.05)
+    assert result["kept_candidates"] == 6 and result["completions"] > 0

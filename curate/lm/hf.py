@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -121,6 +122,9 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self.prefix_stats = {"hits": 0, "misses": 0, "prefix_tokens_reused": 0}
+        # Cumulative wall seconds of generate's two phases (curate.profile splits a run's model time with them):
+        # prefill (the prompts' forward, up to the first new token) and decode (the token-by-token steps).
+        self.phase_seconds = {"prefill": 0.0, "decode": 0.0}
 
     def __repr__(self) -> str:
         return (f"HFBackend({self.model_id!r}, device={self.device!r}, batch_size={self.batch_size}, "
@@ -210,12 +214,17 @@ class HFBackend:
             pad_token_id=self._pad_id,
         )
         dev = self.model.device
+        t0 = time.perf_counter()
         output = self.model.generate(
             input_ids=input_ids.to(dev),
             attention_mask=attention.to(dev),
             generation_config=config,
             stopping_criteria=StoppingCriteriaList([stopper]),
         )
+        t2 = time.perf_counter()
+        t1 = stopper.first_call or t2  # the first criterion call comes right after the first new token
+        self.phase_seconds["prefill"] += t1 - t0
+        self.phase_seconds["decode"] += t2 - t1
         generated = output[:, T:].tolist()
         return [self._completion(rows[b], generated[b], stopper.finished.get(b, (len(generated[b]), "length")),
                                  params) for b in range(B)]
@@ -231,6 +240,7 @@ class HFBackend:
             max_new = max(1, min(max_new, self.context_length - T))
         min_new = min(params.min_new_tokens, max_new)
         dev = self.model.device
+        t0 = time.perf_counter()
         cache, L = self._prefixed_cache(rows, B)
         suffixes = [r[L:] for r in rows]
         W = max(len(x) for x in suffixes)
@@ -242,6 +252,8 @@ class HFBackend:
             mask[b, L + W - len(x):] = 1
         pos = L + (mask[:, L:].cumsum(-1) - 1).clamp(min=0)
         logits = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), cache)
+        t1 = time.perf_counter()
+        self.phase_seconds["prefill"] += t1 - t0
         next_pos = torch.tensor([L + len(x) for x in suffixes], dtype=torch.long)
         warpers = _warpers(params)
         eos = torch.tensor(self._eos_ids, device=dev)
@@ -280,6 +292,7 @@ class HFBackend:
             mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
             logits = self._forward(tokens[:, None].to(dev), mask.to(dev), next_pos[:, None].to(dev), cache)
             next_pos = next_pos + 1
+        self.phase_seconds["decode"] += time.perf_counter() - t1
         return [self._completion(rows[b], gen[b], finished.get(b, (len(gen[b]), "length")), params)
                 for b in range(B)]
 
@@ -416,8 +429,11 @@ class _RowStopper(StoppingCriteria):
         self.guard = guard
         self.progress = progress
         self.finished: dict[int, tuple[int, str]] = {}
+        self.first_call: float | None = None  # perf_counter of the first call (the end of the prefill)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        if self.first_call is None:
+            self.first_call = time.perf_counter()
         generated = input_ids[:, self.start :].tolist()
         for row, ids in enumerate(generated):
             if row not in self.finished and (reason := self._reason(ids)):
