@@ -596,7 +596,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = {"base": args.base, "source": args.source, "out": args.out, "tau": tau, "limit": args.limit,
               "full": args.full, "epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr,
               "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length,
-              "save_steps": args.save_steps, "seed": args.seed, "lora_r": args.lora_r}
+              "save_steps": args.save_steps, "seed": args.seed, "lora_r": args.lora_r,
+              "gradient_checkpointing": args.gradient_checkpointing}
     with _store(s) as store:
         job = _run_with_bar(store, args.resume or start_job(store, "train", config))
     rc = _job_exit(job, store_path=s.db)
@@ -616,7 +617,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
               "out": args.out, "eval_limit": args.eval_limit, "max_new_tokens": args.max_new_tokens,
               "epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr,
               "batch_size": args.batch_size, "max_length": args.max_length, "full": args.full,
-              "keep_models": args.keep_models}
+              "keep_models": args.keep_models, "gradient_checkpointing": args.gradient_checkpointing}
     with _store(s) as store:
         job = _run_with_bar(store, args.resume or start_job(store, "experiment", config))
     rc = _job_exit(job, store_path=s.db)
@@ -883,6 +884,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-length", type=int, default=512, help="tokens per example; longer ones are cut "
                                                                 "(default 512)")
     sp.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (the resume point)")
+    sp.add_argument("--gradient-checkpointing", action="store_true",
+                    help="recompute activations in the backward pass: less memory, about a third more compute")
     sp.add_argument("--seed", type=int, default=0, help="seed of the data order and the initialisation")
     sp.add_argument("--resume", metavar="JOB", help="continue this train job from its last checkpoint")
 
@@ -904,6 +907,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=4, help="examples per step (default 4)")
     sp.add_argument("--max-length", type=int, default=512, help="tokens per example (default 512)")
     sp.add_argument("--full", action="store_true", help="train all weights instead of LoRA")
+    sp.add_argument("--gradient-checkpointing", action="store_true",
+                    help="recompute activations in the backward pass: less memory, about a third more compute")
     sp.add_argument("--keep-models", action="store_true", help="keep each trained model (deleted once evaluated)")
     sp.add_argument("--resume", metavar="JOB", help="continue this experiment job (finished arms are not redone)")
 

@@ -60,6 +60,7 @@ class Config(BaseModel):
     batch_size: int = Field(4, ge=1)
     max_length: int = Field(512, ge=16)
     full: bool = False
+    gradient_checkpointing: bool = False
     keep_models: bool = Field(False, description="keep each arm's trained model (they are deleted once evaluated)")
     resamples: int = Field(1000, ge=100)
 
@@ -226,7 +227,7 @@ def run(store, config: Config, ctx) -> dict:
                 tc = train.Config(base=config.base, source="accepted", out=str(model_dir), epochs=config.epochs,
                                   max_steps=config.max_steps, learning_rate=config.learning_rate,
                                   batch_size=config.batch_size, max_length=config.max_length, full=config.full,
-                                  seed=seed)
+                                  gradient_checkpointing=config.gradient_checkpointing, seed=seed)
                 record = train.fit(kept, {"rows": len(rows), "kept": len(kept),
                                           "dropped_as_contaminated": c.counts}, tc, ctx,
                                    phase=f"training {arm} (seed {seed})")
