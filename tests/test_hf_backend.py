@@ -466,3 +466,28 @@ def test_smollm2_loglik(smollm2):
     assert mean[0] < mean[1]
     alone = smollm2.loglik(prompts[:1], [" Paris."])[0]
     assert alone == pytest.approx(nll[0], abs=1e-3)
+
+
+def test_sliding_window_models_repack_but_keep_no_prefix(tmp_path):
+    """A Gemma-3-style model (sliding-window layers, a global one): the fast loop without the prefix cache,
+    token for token what generate gives."""
+    from transformers import Gemma3TextConfig, Gemma3ForCausalLM
+
+    tok = _tokenizer()
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                              max_position_embeddings=128, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                              pad_token_id=None, initializer_range=1.0)
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    fast = HFBackend(tmp_path, dtype=torch.float64, batch_size=3)
+    plain = HFBackend(tmp_path, dtype=torch.float64, batch_size=3, decode="hf")
+    assert fast.decode == "fast" and not fast._prefix_ok
+    demo = "the quick brown fox jumps over the lazy dog " * 2
+    prompts = [demo + p for p in PROMPTS] + PROMPTS
+    for params in (GenParams(max_new_tokens=14, repetition_guard=False), GenParams(max_new_tokens=20, stop=("o",))):
+        a, b = fast.generate(prompts, params), plain.generate(prompts, params)
+        assert [(c.text, c.finish_reason) for c in a] == [(c.text, c.finish_reason) for c in b]
+    assert not fast._prefixes

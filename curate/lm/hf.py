@@ -14,10 +14,11 @@ Two decoders, the same completions (greedy: token for token; sampling: the same 
   chat template's system turn) is run through the model once and its key/value cache kept (the last
   ``prefix_cache`` prefixes, batch 1), so later batches that start with it only prefill their own suffix;
   (b) a row that finished (EOS, stop string, repetition guard, length) leaves the batch at once: the cache
-  is re-packed to the rows still running, so finished rows stop costing compute.
+  is re-packed to the rows still running, so finished rows stop costing compute. Models with sliding-window
+  layers (Gemma 3) get (b) only: such a layer keeps just the window of a prefix, so a cached prefix cannot be
+  extended by a longer prompt.
 * ``decode="hf"``: transformers' ``model.generate`` on the left-padded batch, the plain twin the fast loop is
-  tested against (tests/test_hf_backend.py) and the fallback for models whose cache has sliding-window or
-  recurrent layers.
+  tested against (tests/test_hf_backend.py) and the fallback for models whose cache holds recurrent state.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 import transformers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, StoppingCriteria,
                           StoppingCriteriaList)
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
                                                     TopPLogitsWarper)
 
@@ -117,8 +118,12 @@ class HFBackend:
         self._keeps_logits = "logits_to_keep" in forward
         self._cache_kw = "cache" if "cache" in forward else "past_key_values"  # renamed in transformers 5.2x
         self._lock = threading.Lock()  # one call at a time: the cores are shared anyway, and seeding is global
-        # The fast loop needs a plain growing cache (no sliding-window or recurrent layers) it can cut and re-pack.
-        self.decode: Decode = decode if decode == "hf" or _plain_cache(self.model) else "hf"
+        # The fast loop re-packs growing key/value caches (plain or sliding-window layers; anything else, e.g.
+        # recurrent state, decodes with generate); the prefix cache needs plain layers only (a sliding-window
+        # layer keeps only the window of a prefix, which a longer prompt cannot extend from).
+        kinds = _cache_kinds(self.model)
+        self.decode: Decode = decode if decode == "hf" or kinds <= {"plain", "sliding"} and kinds else "hf"
+        self._prefix_ok = kinds == {"plain"}
         self.prefix_cache = prefix_cache
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self.prefix_stats = {"hits": 0, "misses": 0, "prefix_tokens_reused": 0}
@@ -301,7 +306,7 @@ class HFBackend:
         share fewer than _MIN_PREFIX tokens or the prefix cache is off. Every row keeps at least one token
         of its own (its last position's logits start decoding)."""
         cache = DynamicCache(config=self.model.config)
-        if self.prefix_cache == 0:
+        if self.prefix_cache == 0 or not self._prefix_ok:
             return cache, 0
         shared = rows[0][: _common_prefix(rows, max(min(len(r) for r in rows) - 1, 0))]
         if len(shared) < _MIN_PREFIX:
@@ -484,14 +489,15 @@ def _warpers(params: GenParams) -> LogitsProcessorList:
     return out
 
 
-def _plain_cache(model) -> bool:
-    """Whether the model's default cache is plain growing key/value layers (what the fast loop cuts and
-    re-packs); sliding-window, hybrid or recurrent caches fall back to generate."""
+def _cache_kinds(model) -> set[str]:
+    """The kinds of layer in the model's default cache: ``plain`` (growing key/value), ``sliding`` (a sliding
+    window of them), ``other`` (recurrent or indexed state, which the fast loop does not handle)."""
     try:
         cache = DynamicCache(config=model.config)
     except Exception:  # a config DynamicCache cannot read: leave decoding to generate
-        return False
-    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+        return {"other"}
+    return {"plain" if type(layer) is DynamicLayer else "sliding" if type(layer) is DynamicSlidingWindowLayer
+            else "other" for layer in cache.layers}
 
 
 # -- loading --------------------------------------------------------------------------------------------
