@@ -454,9 +454,11 @@ class Generator:
         items = []
         k = cfg.instruction_samples
         for n in range(step, step + cfg.batch_size):
-            spec = self.instr_mix.pick(n)
-            # k prompts in a row share the draw of their first one (k = 1: each its own, the paper's sampling)
-            rng_seed = self._seed("instr", task_type, step + (n - step) // k * k)
+            # k prompts in a row share the draw of their first one (k = 1: each its own, the paper's sampling),
+            # and its model, so the backend prefills the shared prompt once
+            first = step + (n - step) // k * k
+            spec = self.instr_mix.pick(first // k)
+            rng_seed = self._seed("instr", task_type, first)
             pr = prompts.instruction_prompt(
                 seed_texts, machine, random.Random(rng_seed), demos=cfg.instruction_demos[task_type],
                 max_machine=cfg.max_machine_demos, fits=self._fits(spec, params))

@@ -554,6 +554,12 @@ def test_instruction_samples_share_one_demo_draw_per_group():
     st1, p1 = Store(":memory:"), pool("m1")  # the default: every prompt its own draw
     run_generation(st1, config(6, task_type="B", instances=False), p1)
     assert all(len(set(c)) == len(c) for c in _instruction_calls(p1))
+    st2, p2 = Store(":memory:"), pool("m1", "m2")  # the samples of one draw go to one model
+    run_generation(st2, config(8, "m1,m2", task_type="B", instruction_samples=2, instances=False,
+                               assignment="round_robin"), p2)
+    calls = {m: [t for c in _instruction_calls(p2, m) for t in c] for m in ("m1", "m2")}
+    assert calls["m1"] and calls["m2"] and not set(calls["m1"]) & set(calls["m2"])
+    assert all(calls[m].count(t) % 2 == 0 for m in calls for t in calls[m])
 
 
 def _demo_block(prompt: str) -> str:

@@ -222,9 +222,11 @@ def twins(tmp_path_factory):
 
 def _random_case(rng):
     """Prompts that share a random demo block (or nothing), and random stopping settings."""
-    demo = " ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 3, 25, 40])))
-    prompts = [(demo + " " if demo else "") + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
-               for _ in range(rng.randint(1, 9))]
+    demos = [" ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 3, 25, 40]))) for _ in range(rng.randint(1, 3))]
+    prompts = []
+    for _ in range(rng.randint(1, 9)):  # rows of one batch may start with different demo blocks
+        demo = rng.choice(demos)
+        prompts.append((demo + " " if demo else "") + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))))
     max_new = rng.randint(1, 24)
     params = GenParams(max_new_tokens=max_new, min_new_tokens=rng.randint(0, max_new),
                        stop=tuple(rng.sample(["o", "e ", "fox", "!!", "the"], rng.randint(0, 2))),
@@ -327,6 +329,23 @@ def test_shared_prefix_is_prefilled_once(twins):
     assert seen[0][0] == 1 and seen[0][1] >= width - 1
     assert [s[0] for s in seen[1:]] == [2, 2] and all(s[1] <= 4 for s in seen[1:])
     assert len(fast._prefixes) == 1
+
+
+def test_a_batch_with_several_demo_blocks_prefills_each_once(twins):
+    fast, plain = twins
+    lm = HFBackend(fast.model.name_or_path, dtype=torch.float64, batch_size=6, prefix_cache=1)  # evicts mid-batch
+    blocks = [" ".join([w] * 20) for w in ("fox", "sea", "dog")]
+    prompts = [b + tail for b in blocks for tail in (" hello", " write a poem")]
+    seen, hook = _forward_batches(lm)
+    try:
+        out = lm.generate(prompts, GenParams(max_new_tokens=5, repetition_guard=False))
+    finally:
+        hook.remove()
+    assert [s[0] for s in seen[:3]] == [1, 1, 1]  # one prefill per block, batch 1
+    assert seen[3][0] == 6 and seen[3][1] <= 4  # then every row's own few tokens, all 6 rows together
+    assert [c.text for c in out] == [c.text for c in plain.generate(prompts, GenParams(max_new_tokens=5,
+                                                                                      repetition_guard=False))]
+    assert len(lm._prefixes) == 1
 
 
 def test_prefix_cache_is_bounded_and_can_be_off(twins):

@@ -10,9 +10,10 @@ criterion) and once at the end; a Stopped it raises ends the call at that step.
 Two decoders, the same completions (greedy: token for token; sampling: the same distribution):
 
 * ``decode="fast"`` (the default where the model's cache allows it): curate's own loop over the model's forward.
-  (a) The longest token prefix the rows of a batch share (the demo block of Ensemble-Instruct's prompts, a
-  chat template's system turn) is run through the model once and its key/value cache kept (the last
-  ``prefix_cache`` prefixes, batch 1), so later batches that start with it only prefill their own suffix;
+  (a) The longest token prefix a group of rows of a batch share (the demo block of Ensemble-Instruct's
+  prompts, a chat template's system turn; a batch may hold several groups) is run through the model once and
+  its key/value cache kept (the last ``prefix_cache`` prefixes, batch 1), so later rows that start with it
+  only prefill their own suffix;
   (b) a row that finished (EOS, stop string, repetition guard, length) leaves the batch at once: the cache
   is re-packed to the rows still running, so finished rows stop costing compute. Models with sliding-window
   layers (Gemma 3) get (b) only: such a layer keeps just the window of a prefix, so a cached prefix cannot be
@@ -246,20 +247,22 @@ class HFBackend:
         min_new = min(params.min_new_tokens, max_new)
         dev = self.model.device
         t0 = time.perf_counter()
-        cache, L = self._prefixed_cache(rows, B)
-        suffixes = [r[L:] for r in rows]
+        cache, lengths = self._prefixed_cache(rows)
+        P = max(lengths)  # the cached prefixes, left-padded, fill columns [0, P)
+        suffixes = [r[n:] for r, n in zip(rows, lengths)]
         W = max(len(x) for x in suffixes)
         ids = torch.full((B, W), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((B, L + W), dtype=torch.long)
-        mask[:, :L] = 1
-        for b, x in enumerate(suffixes):  # left padding between the shared prefix and each row's suffix
+        mask = torch.zeros((B, P + W), dtype=torch.long)
+        for b, (x, n) in enumerate(zip(suffixes, lengths)):  # [pad][prefix][pad][suffix]
+            mask[b, P - n:P] = 1
             ids[b, W - len(x):] = torch.tensor(x)
-            mask[b, L + W - len(x):] = 1
-        pos = L + (mask[:, L:].cumsum(-1) - 1).clamp(min=0)
+            mask[b, P + W - len(x):] = 1
+        first = torch.tensor(lengths, dtype=torch.long)[:, None]  # each suffix continues at its prefix's length
+        pos = first + (mask[:, P:].cumsum(-1) - 1).clamp(min=0)
         logits = self._forward(ids.to(dev), mask.to(dev), pos.to(dev), cache)
         t1 = time.perf_counter()
         self.phase_seconds["prefill"] += t1 - t0
-        next_pos = torch.tensor([L + len(x) for x in suffixes], dtype=torch.long)
+        next_pos = torch.tensor([n + len(x) for x, n in zip(suffixes, lengths)], dtype=torch.long)
         warpers = _warpers(params)
         eos = torch.tensor(self._eos_ids, device=dev)
         stops = tuple(params.stop)
@@ -301,37 +304,69 @@ class HFBackend:
         return [self._completion(rows[b], gen[b], finished.get(b, (len(gen[b]), "length")), params)
                 for b in range(B)]
 
-    def _prefixed_cache(self, rows: list[list[int]], B: int) -> tuple[DynamicCache, int]:
-        """A cache holding the rows' shared prefix (length L, batch B) and L; an empty cache and 0 when they
-        share fewer than _MIN_PREFIX tokens or the prefix cache is off. Every row keeps at least one token
-        of its own (its last position's logits start decoding)."""
-        cache = DynamicCache(config=self.model.config)
+    def _prefixed_cache(self, rows: list[list[int]]) -> tuple[DynamicCache, list[int]]:
+        """A cache holding each row's cached prefix, and each prefix's length (0: none).
+
+        Rows are grouped by the prefix they share (consecutive rows whose common prefix is at least
+        _MIN_PREFIX tokens; the caller sorted them by their first tokens). A group's prefix comes from the
+        prefix cache when a cached one covers it to within _PREFIX_SLACK tokens, else it is run once (batch 1)
+        and cached; a single row only ever reuses a cached prefix. The prefixes are left-padded to the longest
+        in the cache (masked by the caller), so each row's suffix continues at its own prefix's length. Every
+        row keeps at least one token of its own (its last position's logits start decoding)."""
+        lengths = [0] * len(rows)
         if self.prefix_cache == 0 or not self._prefix_ok:
-            return cache, 0
-        shared = rows[0][: _common_prefix(rows, max(min(len(r) for r in rows) - 1, 0))]
-        if len(shared) < _MIN_PREFIX:
-            return cache, 0
+            return DynamicCache(config=self.model.config), lengths
+        picks: list[tuple[list, int] | None] = [None] * len(rows)  # (the prefix's layers, tokens of it used)
+        i = 0
+        while i < len(rows):
+            j, n = i + 1, len(rows[i]) - 1
+            while j < len(rows) and _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1)) >= _MIN_PREFIX:
+                n = _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1))
+                j += 1
+            pick = self._cached_prefix(rows[i][:n], store=j - i > 1) if n >= _MIN_PREFIX else None
+            for b in range(i, j):
+                picks[b] = pick
+                lengths[b] = pick[1] if pick else 0
+            i = j
+        P = max(lengths)
+        cache = DynamicCache(config=self.model.config)
+        if P == 0:
+            return cache, lengths
+        some = next(p for p in picks if p)[0]
+        for layer in range(len(some)):
+            ks, vs = [], []
+            for pick in picks:
+                k0, v0 = (pick[0] if pick else some)[layer]
+                n = pick[1] if pick else 0
+                pad = (0, 0, P - n, 0)  # zeros before the prefix (masked): every prefix ends at column P - 1
+                ks.append(torch.nn.functional.pad(k0[:, :, :n], pad))
+                vs.append(torch.nn.functional.pad(v0[:, :, :n], pad))
+            cache.update(torch.cat(ks), torch.cat(vs), layer)
+        return cache, lengths
+
+    def _cached_prefix(self, shared: list[int], *, store: bool) -> tuple[list, int] | None:
+        """(the cached layers' keys and values, tokens of them to use) for a prefix: the cached entry that covers ``shared`` best when it
+        does so to within _PREFIX_SLACK tokens; else, with ``store``, ``shared`` run once and cached; else None."""
         best, L = None, 0
         for key in self._prefixes:
-            n = _common_prefix([list(key), shared], len(shared))
+            n = _common_prefix([key, shared], len(shared))
             if n > L:
                 best, L = key, n
-        if best is None or L < max(_MIN_PREFIX, len(shared) - _PREFIX_SLACK):
-            self.prefix_stats["misses"] += 1
-            best, L = tuple(shared), len(shared)
-            fresh = DynamicCache(config=self.model.config)
-            self._forward(torch.tensor([shared], device=self.model.device), None, None, fresh)
-            self._prefixes[best] = [(layer.keys, layer.values) for layer in fresh.layers]
-            while len(self._prefixes) > self.prefix_cache:
-                self._prefixes.popitem(last=False)
-        else:
+        if best is not None and L >= max(_MIN_PREFIX, len(shared) - _PREFIX_SLACK):
             self.prefix_stats["hits"] += 1
-            self.prefix_stats["prefix_tokens_reused"] += L * B
+            self.prefix_stats["prefix_tokens_reused"] += L
             self._prefixes.move_to_end(best)
-        for i, (k, v) in enumerate(self._prefixes[best]):
-            cache.update(k[:, :, :L].expand(B, -1, -1, -1).contiguous(),
-                         v[:, :, :L].expand(B, -1, -1, -1).contiguous(), i)
-        return cache, L
+            return self._prefixes[best], L
+        if not store:
+            return None
+        self.prefix_stats["misses"] += 1
+        fresh = DynamicCache(config=self.model.config)
+        self._forward(torch.tensor([shared], device=self.model.device), None, None, fresh)
+        kv = [(layer.keys, layer.values) for layer in fresh.layers]
+        self._prefixes[tuple(shared)] = kv
+        while len(self._prefixes) > self.prefix_cache:
+            self._prefixes.popitem(last=False)
+        return kv, len(shared)
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor | None,
                  cache: DynamicCache) -> torch.Tensor:
