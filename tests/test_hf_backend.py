@@ -331,6 +331,21 @@ def test_shared_prefix_is_prefilled_once(twins):
     assert len(fast._prefixes) == 1
 
 
+def test_a_batch_that_mixes_rows_with_and_without_a_prefix_uses_none(twins):
+    """A row without a shared prefix keeps the padded suffix as wide as the prompt: a prefix would cost its own
+    forward and save nothing, so the batch is prefilled whole."""
+    fast, _ = twins
+    lm = HFBackend(fast.model.name_or_path, dtype=torch.float64, batch_size=4)
+    demo = "the quick brown fox jumps over the lazy dog " * 3
+    long_plain = "write a poem about the sea hello world " * 4
+    seen, hook = _forward_batches(lm)
+    try:
+        lm.generate([demo + "hello", demo + "sea", long_plain, "fox"], GenParams(max_new_tokens=1))
+    finally:
+        hook.remove()
+    assert seen[0][0] == 4 and len(seen) == 1 and not lm._prefixes
+
+
 def test_a_batch_with_several_demo_blocks_prefills_each_once(twins):
     fast, plain = twins
     lm = HFBackend(fast.model.name_or_path, dtype=torch.float64, batch_size=6, prefix_cache=1)  # evicts mid-batch

@@ -310,29 +310,50 @@ class HFBackend:
         Rows are grouped by the prefix they share (consecutive rows whose common prefix is at least
         _MIN_PREFIX tokens; the caller sorted them by their first tokens). A group's prefix comes from the
         prefix cache when a cached one covers it to within _PREFIX_SLACK tokens, else it is run once (batch 1)
-        and cached; a single row only ever reuses a cached prefix. The prefixes are left-padded to the longest
-        in the cache (masked by the caller), so each row's suffix continues at its own prefix's length. Every
-        row keeps at least one token of its own (its last position's logits start decoding)."""
+        and cached; a single row only ever reuses a cached prefix. The plan is used only when it shortens the
+        batch's padded suffix by more tokens (rows x columns) than the new prefixes cost: a row without a
+        prefix keeps the suffix as wide as the whole prompt, so a batch that mixes them gains nothing.
+        The prefixes are left-padded to the longest in the cache (masked by the caller), so each row's suffix
+        continues at its own prefix's length. Every row keeps at least one token of its own."""
         lengths = [0] * len(rows)
+        empty = DynamicCache(config=self.model.config)
         if self.prefix_cache == 0 or not self._prefix_ok:
-            return DynamicCache(config=self.model.config), lengths
-        picks: list[tuple[list, int] | None] = [None] * len(rows)  # (the prefix's layers, tokens of it used)
+            return empty, lengths
+        plan: list[tuple[int, int, list[int], tuple | None, int]] = []  # (first row, end, shared, key, n)
         i = 0
         while i < len(rows):
             j, n = i + 1, len(rows[i]) - 1
             while j < len(rows) and _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1)) >= _MIN_PREFIX:
                 n = _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1))
                 j += 1
-            pick = self._cached_prefix(rows[i][:n], store=j - i > 1) if n >= _MIN_PREFIX else None
-            for b in range(i, j):
-                picks[b] = pick
-                lengths[b] = pick[1] if pick else 0
+            if n >= _MIN_PREFIX:
+                key, used = self._lookup_prefix(rows[i][:n])
+                if key is not None:
+                    plan.append((i, j, rows[i][:n], key, used))
+                elif j - i > 1:  # a group without a cached prefix: run it once, if the plan is used
+                    plan.append((i, j, rows[i][:n], None, n))
             i = j
+        for i, j, _, _, n in plan:
+            lengths[i:j] = [n] * (j - i)
+        width = max(len(r) for r in rows)
+        saved = len(rows) * (width - max(len(r) - n for r, n in zip(rows, lengths)))
+        cost = sum(n for _, _, _, key, n in plan if key is None)
+        if saved <= cost or saved < _MIN_PREFIX * len(rows):
+            return empty, [0] * len(rows)
+        picks: list[tuple[list, int] | None] = [None] * len(rows)  # (the prefix's layers, tokens of it used)
+        for i, j, shared, key, n in plan:
+            if key is None:
+                key = self._store_prefix(shared)
+            else:
+                self.prefix_stats["hits"] += 1
+                self.prefix_stats["prefix_tokens_reused"] += n * (j - i)
+                self._prefixes.move_to_end(key)
+            picks[i:j] = [(self._prefixes[key], n)] * (j - i)
+        while len(self._prefixes) > self.prefix_cache:  # the batch holds its own references to what it uses
+            self._prefixes.popitem(last=False)
         P = max(lengths)
-        cache = DynamicCache(config=self.model.config)
-        if P == 0:
-            return cache, lengths
         some = next(p for p in picks if p)[0]
+        cache = empty
         for layer in range(len(some)):
             ks, vs = [], []
             for pick in picks:
@@ -344,29 +365,27 @@ class HFBackend:
             cache.update(torch.cat(ks), torch.cat(vs), layer)
         return cache, lengths
 
-    def _cached_prefix(self, shared: list[int], *, store: bool) -> tuple[list, int] | None:
-        """(the cached layers' keys and values, tokens of them to use) for a prefix: the cached entry that covers ``shared`` best when it
-        does so to within _PREFIX_SLACK tokens; else, with ``store``, ``shared`` run once and cached; else None."""
+    def _lookup_prefix(self, shared: list[int]) -> tuple[tuple | None, int]:
+        """(key, tokens of it to use) of the cached prefix that covers ``shared`` to within _PREFIX_SLACK
+        tokens, or (None, 0)."""
         best, L = None, 0
         for key in self._prefixes:
             n = _common_prefix([key, shared], len(shared))
             if n > L:
                 best, L = key, n
         if best is not None and L >= max(_MIN_PREFIX, len(shared) - _PREFIX_SLACK):
-            self.prefix_stats["hits"] += 1
-            self.prefix_stats["prefix_tokens_reused"] += L
-            self._prefixes.move_to_end(best)
-            return self._prefixes[best], L
-        if not store:
-            return None
+            return best, L
+        return None, 0
+
+    def _store_prefix(self, shared: list[int]) -> tuple:
+        """Run ``shared`` once (batch 1) and cache its keys and values; returns its key. The caller applies
+        the cache's bound once its batch holds the entries it uses."""
         self.prefix_stats["misses"] += 1
         fresh = DynamicCache(config=self.model.config)
         self._forward(torch.tensor([shared], device=self.model.device), None, None, fresh)
-        kv = [(layer.keys, layer.values) for layer in fresh.layers]
-        self._prefixes[tuple(shared)] = kv
-        while len(self._prefixes) > self.prefix_cache:
-            self._prefixes.popitem(last=False)
-        return kv, len(shared)
+        key = tuple(shared)
+        self._prefixes[key] = [(layer.keys, layer.values) for layer in fresh.layers]
+        return key
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, pos: torch.Tensor | None,
                  cache: DynamicCache) -> torch.Tensor:
