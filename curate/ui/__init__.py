@@ -58,13 +58,17 @@ HEAD = """
   for (const kind of ["focusin", "mousedown", "select", "keydown", "input"]) {
     document.addEventListener(kind, began, true);
   }
-  // the app itself writing a field of the form while an edit is under way (a late render) spoils that edit
+  // the app itself writing a field of the form while an edit is under way (a late render) spoils that edit:
+  // a different text replaces what the edit began on, and even the same text moves the caret and drops a
+  // selection, so keys typed next land elsewhere (a select-all then typing would append to the old text)
   const area = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value");
   Object.defineProperty(HTMLTextAreaElement.prototype, "value", {
     configurable: true, enumerable: area.enumerable,
     get() { return area.get.call(this); },
     set(v) {
-      if (window.__curateTypedOn !== null && v !== area.get.call(this) && this.closest
+      const same = v === area.get.call(this);
+      const moved = same && this === document.activeElement && this.selectionStart !== this.selectionEnd;
+      if (window.__curateTypedOn !== null && (!same || moved) && this.closest
           && this.closest("#curate-edit-box")) window.__curateTypedOn = JSON.stringify({token: "overwritten"});
       area.set.call(this, v);
     },
