@@ -323,9 +323,11 @@ class HFBackend:
         i = 0
         while i < len(rows):
             j, n = i + 1, len(rows[i]) - 1
-            while j < len(rows) and _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1)) >= _MIN_PREFIX:
-                n = _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1))
-                j += 1
+            while j < len(rows):  # extend the group while the next row shares enough of its prefix
+                shared = _common_prefix([rows[i], rows[j]], min(n, len(rows[j]) - 1))
+                if shared < _MIN_PREFIX:
+                    break
+                n, j = shared, j + 1
             if n >= _MIN_PREFIX:
                 key, used = self._lookup_prefix(rows[i][:n])
                 if key is not None:
