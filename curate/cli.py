@@ -506,10 +506,13 @@ def cmd_select(args: argparse.Namespace) -> int:
         with bar:
             run = run_selection(store, k=args.k, alpha=args.alpha, source=args.source, tau=tau,
                                 quality=args.quality, name=args.name, model=args.model, seed=args.seed,
-                                progress=progress)
+                                epsilon=args.stochastic, progress=progress)
     p, rep = run.params, run.report
     print(f"selection {run.name!r}: {rep['k']} of {rep['n']} candidates (--from {p['source']}), alpha={p['alpha']:g}, "
           f"embeddings {p['model']} ({run.embedding_stats['computed']} embedded now)")
+    if args.stochastic is not None:
+        print(f"APPROXIMATE: stochastic greedy, epsilon={args.stochastic:g}, seed={args.seed} (each pick the best of "
+              "a random sample; leave out --stochastic for the exact greedy)")
     print(f"quality: {p['quality']}, min-max scaled to [0, 1] over the pool")
     print(f"{'method':14} {'mean quality':>12} {'coverage F/n':>13} {'mean pairwise cos':>18}")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
@@ -857,7 +860,12 @@ def build_parser() -> argparse.ArgumentParser:
     pool_args(sp, "passing")
     sp.add_argument("--quality", default="consensus", help=f"quality q: {QUALITY_HELP}")
     sp.add_argument("--name", default="qdit", help="selection name (default qdit; re-using a name replaces it)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+    sp.add_argument("--seed", type=int, default=0,
+                    help="seed of the random baseline and of --stochastic's samples (default 0)")
+    sp.add_argument("--stochastic", type=float, metavar="EPS",
+                    help="APPROXIMATE, for large pools: the stochastic greedy of Mirzasoleiman et al. 2015 "
+                         "(each pick the best of (n/k)·ln(1/EPS) random candidates; EPS in (0, 1), e.g. 0.01; "
+                         "about one similarity pass instead of several). Default: the exact greedy")
 
     sp = add("dups", "list groups of near-duplicate instructions (cosine of embeddings >= threshold)")
     sp.add_argument("--threshold", type=float, default=0.95, help="cosine threshold in (0, 1] (default 0.95)")

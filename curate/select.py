@@ -181,6 +181,19 @@ class _Device:
         self.torch, self.device = torch, torch.device(device)
         self.q32 = torch.from_numpy(qz.q32).to(self.device)
         self.qz = qz
+        self._sims = self._up = self._grid = None
+
+    def buffers(self, rows: int):
+        """(rows, n) work tensors (float32 similarities, float32 and int16 grid bounds), reused from call to
+        call: a fresh block of this size is fresh pages (≈ 40 ms of page faults per 128 MiB on the CPU, as much
+        as a fifth of the matmul)."""
+        n, torch = self.q32.shape[0], self.torch
+        if self._sims is None or self._sims.shape[0] < rows:
+            self._sims = self._up = self._grid = None
+            self._sims = torch.empty((rows, n), dtype=torch.float32, device=self.device)
+            self._up = torch.empty((rows, n), dtype=torch.float32, device=self.device)
+            self._grid = torch.empty((rows, n), dtype=torch.int16, device=self.device)
+        return self._sims[:rows], self._up[:rows], self._grid[:rows]
 
 
 def _bound_gains(dev: _Device, rows, cover_real32: np.ndarray, keep=None) -> np.ndarray:
@@ -189,28 +202,31 @@ def _bound_gains(dev: _Device, rows, cover_real32: np.ndarray, keep=None) -> np.
     float32 dot products of the (exactly representable) quantised rows are within γ_d of the exact value
     (any summation order, so any BLAS, thread count or GPU kernel; TF32 is switched off for it); the float32
     cover and the subtraction add a few more unit roundoffs. Each term gets that margin, the float64 row sum
-    a relative one, so bound ≥ exact gain always. ``keep(rows, up)`` receives the rows' similarity upper
-    bounds on the 2^-14 grid (int16) for the row cache.
+    a relative one, so bound ≥ exact gain always. ``keep(rows, up, bounds)`` receives the rows' similarity
+    upper bounds on the 2^-14 grid (int16) for the row cache, with the gain bounds (to cache some rows only).
     """
     torch, qz = dev.torch, dev.qz
     d = qz.q32.shape[1]
     gamma = d * _U32 / (1 - d * _U32)
     eps = float(np.float32(1.01 * gamma + 8 * _U32))
     idx = torch.as_tensor(np.atleast_1d(np.arange(qz.q32.shape[0])[rows]), device=dev.device)
+    sims, up, grid = dev.buffers(idx.shape[0])
     with _fp32_matmul(torch):
-        sims = dev.q32[idx] @ dev.q32.T  # ≈ integer sims · 2^(2b), float32, (rows, n)
+        torch.matmul(dev.q32[idx], dev.q32.T, out=sims)  # ≈ integer sims · 2^(2b), float32, (rows, n)
     sims *= float(qz.scale)  # exact power-of-two scaling (no underflow: |sims| ≥ 2^-49 or 0)
-    if keep is not None:  # ceil((s + ε) · 2^14): ≥ the exact similarity on the grid
-        up = sims + eps
-        up *= float(2 ** _GRID_BITS)
-        up += 1e-3
-        keep(rows, up.ceil_().to(torch.int16).cpu().numpy())
-        del up
-    if cover_real32.any():
+    sims += eps  # from here on: the similarity plus its margin, ≥ the exact similarity
+    if keep is not None:  # ceil((s + ε) · 2^14 + 10^-3): ≥ the exact similarity on the grid
+        torch.mul(sims, float(2 ** _GRID_BITS), out=up)
+        up += 1e-3  # covers the rounding of this addition (≤ 2^14 · u < 10^-3)
+        up.ceil_()
+        grid.copy_(up)
+    if cover_real32.any():  # s + ε − cover: ε also covers the cover's and the subtraction's rounding
         sims -= torch.from_numpy(cover_real32).to(dev.device)[None, :]
-    sims += eps
     sims.clamp_(min=0)
-    return _row_sums(torch, sims) * (1 + 1e-9) + 1e-12
+    bounds = _row_sums(torch, sims) * (1 + 1e-9) + 1e-12
+    if keep is not None:
+        keep(rows, grid.cpu().numpy(), bounds)
+    return bounds
 
 
 _SUM_CHUNK = 256  # float32 partial sums of this many terms, then a float64 sum of the partials
@@ -257,7 +273,7 @@ class _RowCache:
         self.owner = np.full(self.cap, -1, dtype=np.int64)
         self.next = 0
 
-    def put(self, rows, up: np.ndarray) -> None:
+    def put(self, rows, up: np.ndarray, bounds=None) -> None:
         """Cache the rows not cached yet (FIFO: the oldest slots are reused), in vectorised steps. Rows
         cached when the call starts keep their slot (this call's new rows may evict them)."""
         if self.cap == 0:
@@ -297,26 +313,44 @@ class QditResult:
     scores: list[float] = field(default_factory=list)
     evaluations: int = 0
     bound_evaluations: int = 0
+    epsilon: float | None = None  # None: the exact greedy; else the stochastic greedy's ε (approximate)
+    seed: int | None = None  # the stochastic greedy's sampling seed
+
+    @property
+    def approximate(self) -> bool:
+        return self.epsilon is not None
 
 
-def qdit_select_naive(embeddings, quality, k: int, alpha: float) -> QditResult:
+def qdit_select_naive(embeddings, quality, k: int, alpha: float, *, epsilon: float | None = None,
+                      seed: int = 0) -> QditResult:
     """The plain dense greedy: an n × n similarity matrix, every gain recomputed at every pick.
-    O(n²) memory; for tests and the benchmark. Same definitions and arithmetic as :func:`qdit_select`."""
+    O(n²) memory; for tests and the benchmark. Same definitions and arithmetic as :func:`qdit_select`.
+    With ``epsilon``, each pick is the best of the stochastic greedy's sample (the same draws)."""
     e, q = _check(embeddings, quality, k, alpha)
+    draws = _Draws(e.shape[0], k, epsilon, seed)
     qz = _quantise(e)
     n = e.shape[0]
     sims = _exact_sims(qz, slice(None))  # (n, n)
     cover = np.zeros(n, dtype=np.int64)
-    taken = np.zeros(n, dtype=bool)
-    out = QditResult()
+    taken = draws.taken
+    out = QditResult(epsilon=epsilon, seed=seed if epsilon is not None else None)
     for _ in range(k):
-        gains = _exact_gains(sims, cover)
-        scores = _score(gains, q, float(alpha), qz.scale)
-        scores[taken] = -np.inf
-        a = int(np.argmax(scores))  # first maximum: ties to the lowest index
+        if epsilon is None:
+            gains = _exact_gains(sims, cover)
+            scores = _score(gains, q, float(alpha), qz.scale)
+            scores[taken] = -np.inf
+            a = int(np.argmax(scores))  # first maximum: ties to the lowest index
+            out.evaluations += n
+        else:
+            sample = draws.draw()  # sorted: the first maximum is the lowest index
+            gains = np.zeros(n, dtype=np.int64)
+            gains[sample] = _exact_gains(sims[sample], cover)
+            scores = np.full(n, -np.inf)
+            scores[sample] = _score(gains[sample], q[sample], float(alpha), qz.scale)
+            a = int(sample[int(np.argmax(scores[sample]))])
+            out.evaluations += sample.size
         out.indices.append(a); out.gains.append(float(gains[a]) * qz.scale)
         out.quality.append(float(q[a])); out.scores.append(float(scores[a]))
-        out.evaluations += n
         taken[a] = True
         np.maximum(cover, sims[a], out=cover)
     return out
@@ -328,62 +362,139 @@ def qdit_naive(embeddings, quality, k: int, alpha: float) -> list[int]:
 
 
 def qdit_select(embeddings, quality, k: int, alpha: float, *, batch: int = 32,
-                cache_bytes: int = 1 << 30, device: str = "auto") -> QditResult:
+                cache_bytes: int = 1 << 30, device: str = "auto", epsilon: float | None = None,
+                seed: int = 0) -> QditResult:
     """Greedy QDIT by lazy greedy over blocked similarities; equals :func:`qdit_select_naive` exactly.
 
     ``embeddings``: (n, d) array (rows are normalised here); ``quality``: (n,) in [0, 1] or None (zeros:
     pure diversity); ``k``: 1 … n; ``alpha`` ∈ [0, 1]. Raises SelectionError on bad input (empty pool,
-    k out of range, alpha outside [0, 1], NaN or unscaled quality, non-finite or zero embeddings).
-    ``device``: where the similarity blocks are multiplied: ``"auto"`` (CUDA when present, else the CPU),
-    ``"cpu"`` or ``"cuda"``; the sequence is the same on every device.
+    k out of range, alpha outside [0, 1], NaN or unscaled quality, non-finite or zero embeddings, ε outside
+    (0, 1)). ``device``: where the similarity blocks are multiplied: ``"auto"`` (CUDA when present, else the
+    CPU), ``"cpu"`` or ``"cuda"``; the sequence is the same on every device.
+
+    ``epsilon``: None (default) is the exact greedy. A number in (0, 1) is the APPROXIMATE stochastic greedy
+    of Mirzasoleiman et al. 2015 ("Lazier than lazy greedy"): each pick is the best of a random sample of
+    ⌈(n / k) · ln(1 / ε)⌉ candidates not taken yet (drawn with ``seed``), which in expectation reaches
+    (1 − 1/e − ε) of the optimum instead of the exact greedy's (1 − 1/e). It is still exact *within* each
+    sample (the same lazy bounds, the same result as :func:`qdit_select_naive` with the same ε and seed),
+    and costs about one similarity pass over the pool instead of the exact greedy's several.
     """
     e, q = _check(embeddings, quality, k, alpha)
+    draws = _Draws(e.shape[0], k, epsilon, seed)
     alpha = float(alpha)
     qz = _quantise(e)
     dev = _Device(qz, device)
     (n, d), e = e.shape, None  # from here on only the integer copies are used
     rows_per_block = max(1, min(n, _BLOCK_ELEMENTS // n))
-    out = QditResult()
-
-    # 1) initial upper bounds for every candidate (empty selection), blocked float32 pass
-    cover32 = np.zeros(n, dtype=np.float32)
-    bound = np.empty(n)
+    out = QditResult(epsilon=epsilon, seed=seed if epsilon is not None else None)
     cache = _RowCache(n, max_bytes=cache_bytes)
-    for start in range(0, n, rows_per_block):
-        rows = np.arange(start, min(n, start + rows_per_block))
-        bound[rows] = _bound_gains(dev, rows, cover32, cache.put if cache.cap == n else None)
-    out.bound_evaluations += n
-    keys = _score(bound, q, alpha, 1.0)
-    if 0 < cache.cap < n:  # warm the cache with the rows of the best initial bounds (cap / n of a pass)
-        top = np.sort(np.argsort(-keys, kind="stable")[:cache.cap])
-        for start in range(0, top.size, rows_per_block):
-            _bound_gains(dev, top[start:start + rows_per_block], cover32, cache.put)
-    # heap entries (−key, index); state per index: when it was computed (pick number) and whether exact
-    heap = [(-float(keys[i]), i) for i in range(n)]
-    heapq.heapify(heap)
-    when = np.full(n, 0, dtype=np.int64)  # bounds from the float32 pass at pick 0 are current for pick 0
+    g = _Greedy(dev, q, alpha, batch, out, rows_per_block, cache)
 
     # small products (pool ≲ 20,000 × 384): BLAS threads only add synchronisation; large ones keep them
     with threadpool_limits(limits=1 if n * d < 8_000_000 else None, user_api="blas"):
-        _lazy_greedy(dev, q, k, alpha, batch, heap, when, out, rows_per_block, cache)
+        if epsilon is None:
+            heap = g.initial_heap()
+            for pick in range(k):
+                g.take(*g.best(heap, pick))
+        else:
+            # a sample's stale keys are refreshed 16 at a time from the start: on the CPU a pass over the
+            # pool's rows costs about as much for 1 row as for 16 (memory-bound), and most picks refresh more
+            g.first_round = min(16, batch)
+            for pick in range(k):
+                sample = draws.draw()
+                g.refresh_new(sample, pick)
+                heap = [(-float(g.keys[i]), int(i)) for i in sample]
+                heapq.heapify(heap)
+                a = g.take(*g.best(heap, pick))
+                draws.taken[a] = True
     return out
 
 
-def _lazy_greedy(dev: _Device, q: np.ndarray, k: int, alpha: float, batch: int, heap: list, when: np.ndarray,
-                 out: QditResult, rows_per_block: int, cache: _RowCache) -> None:
-    qz = dev.qz
-    n = q.shape[0]
-    exact = np.zeros(n, dtype=bool)
-    exact_gain = np.zeros(n, dtype=np.int64)
-    cover = np.zeros(n, dtype=np.int64)
-    cover32 = np.zeros(n, dtype=np.float32)
-    cover_down = np.zeros(n, dtype=np.int16)  # floor(cover) on the 2^-14 grid
-    shift = 2 * qz.bits - _GRID_BITS
-    best = None  # lowest (−score, index) evaluated exactly in this pick: (key, columns or None, sims there)
-    exact_batch = max(1, min(batch, rows_per_block))
-    for pick in range(k):
-        # 2) pop until the top is an exact score computed against the current selection
-        size = 1  # entries refreshed per round: 1, 2, 4 … batch (cheap when the top holds, amortised when not)
+class _Draws:
+    """The random samples of the stochastic greedy (Mirzasoleiman et al. 2015): each pick draws
+    ⌈(n / k) · ln(1 / ε)⌉ of the candidates not taken yet (all of them once fewer remain), without replacement,
+    sorted, from ``numpy.random.default_rng(seed)``; both greedies draw through this, so they see the same
+    samples. With ε None, ``draw()`` is every candidate not taken (the exact greedy)."""
+
+    def __init__(self, n: int, k: int, epsilon: float | None, seed: int):
+        if epsilon is not None:
+            if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating)) \
+                    or not 0.0 < float(epsilon) < 1.0:
+                raise SelectionError(f"epsilon must be in (0, 1) for the stochastic greedy (e.g. 0.01); got "
+                                     f"{epsilon!r}. Leave it out for the exact greedy.")
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise SelectionError(f"seed must be an integer; got {seed!r}")
+        self.epsilon = epsilon
+        self.size = n if epsilon is None else max(1, math.ceil(n / k * math.log(1.0 / float(epsilon))))
+        self.rng = np.random.default_rng(seed)
+        self.taken = np.zeros(n, dtype=bool)
+
+    def draw(self) -> np.ndarray:
+        remaining = np.flatnonzero(~self.taken)
+        if remaining.size <= self.size:
+            return remaining
+        return np.sort(remaining[self.rng.choice(remaining.size, self.size, replace=False)])
+
+
+class _Greedy:
+    """The state of one lazy greedy run over the integer similarities: per candidate its last key (an upper
+    bound of its score, or its exact score), the pick that key was computed at and whether it is exact; the
+    coverage in exact integers and in the float32 / grid copies the bounds use."""
+
+    def __init__(self, dev: _Device, q: np.ndarray, alpha: float, batch: int, out: QditResult,
+                 rows_per_block: int, cache: _RowCache):
+        n = q.shape[0]
+        self.dev, self.qz, self.q, self.alpha, self.out, self.cache = dev, dev.qz, q, alpha, out, cache
+        self.batch, self.rows_per_block = batch, rows_per_block
+        self.exact_batch = max(1, min(batch, rows_per_block))
+        self.keys = np.full(n, np.inf)  # the key each candidate was last pushed with (+inf: never bounded)
+        self.when = np.full(n, -1, dtype=np.int64)  # the pick its key was computed at (-1: never)
+        self.exact = np.zeros(n, dtype=bool)
+        self.exact_gain = np.zeros(n, dtype=np.int64)
+        self.cover = np.zeros(n, dtype=np.int64)
+        self.cover32 = np.zeros(n, dtype=np.float32)
+        self.cover_down = np.zeros(n, dtype=np.int16)  # floor(cover) on the 2^-14 grid
+        self.shift = 2 * self.qz.bits - _GRID_BITS
+        self.best_found = None  # lowest (−score, index) evaluated exactly in this pick: (key, columns, sims)
+        self.first_round = 1  # entries refreshed in a pick's first round (16 for the stochastic greedy)
+
+    def _bounds(self, rows: np.ndarray, pick: int, keep) -> None:
+        """Float32-pass bounds of ``rows`` against the current coverage, in blocks; they become their keys."""
+        for start in range(0, rows.size, self.rows_per_block):
+            part = rows[start:start + self.rows_per_block]
+            self.keys[part] = _score(_bound_gains(self.dev, part, self.cover32, keep), self.q[part], self.alpha, 1.0)
+            self.when[part], self.exact[part] = pick, False
+        self.out.bound_evaluations += rows.size
+
+    def initial_heap(self) -> list:
+        """Bounds of every candidate for the empty selection (one blocked pass, caching what fits) as a heap."""
+        n, cache = self.q.shape[0], self.cache
+        self._bounds(np.arange(n), 0, cache.put if cache.cap == n else None)
+        if 0 < cache.cap < n:  # warm the cache with the rows of the best initial bounds (cap / n of a pass)
+            top = np.sort(np.argsort(-self.keys, kind="stable")[:cache.cap])
+            for start in range(0, top.size, self.rows_per_block):
+                _bound_gains(self.dev, top[start:start + self.rows_per_block], self.cover32, cache.put)
+        heap = [(-float(self.keys[i]), i) for i in range(n)]
+        heapq.heapify(heap)
+        return heap
+
+    def refresh_new(self, rows: np.ndarray, pick: int) -> None:
+        """Bound the ``rows`` that were never bounded, together (one blocked pass, not many small ones)."""
+        new = rows[self.when[rows] < 0]
+        if new.size:
+            self._bounds(new, pick, self.cache.put)
+
+    def _push(self, heap: list, i: int, key: float) -> None:
+        self.keys[i] = key
+        heapq.heappush(heap, (-key, i))
+
+    def best(self, heap: list, pick: int) -> tuple[int, float]:
+        """Pop until the top of ``heap`` is an exact score computed against the current selection; pops and
+        returns it (index, score). Keys are refreshed in rounds of 1, 2, 4 … ``batch`` entries: cheap when the
+        top holds, amortised when it does not."""
+        qz, cache, q, alpha, out = self.qz, self.cache, self.q, self.alpha, self.out
+        when, exact = self.when, self.exact
+        size = self.first_round
         while True:
             top_key, top = heap[0]
             if when[top] == pick and exact[top]:
@@ -398,48 +509,54 @@ def _lazy_greedy(dev: _Device, q: np.ndarray, k: int, alpha: float, batch: int, 
             if stale:  # bounds against the current coverage: from cached rows, else a float32 pass
                 hit = [i for i in stale if cache.slot_of[i] >= 0]
                 miss = [i for i in stale if cache.slot_of[i] < 0]
-                for part, b in ((hit, cache.bounds(hit, cover_down) if hit else None),
-                                (miss, _bound_gains(dev, np.array(miss), cover32, cache.put) if miss else None)):
+                for part, b in ((hit, cache.bounds(hit, self.cover_down) if hit else None),
+                                (miss, _bound_gains(self.dev, np.array(miss), self.cover32, cache.put)
+                                 if miss else None)):
                     if not part:
                         continue
                     out.bound_evaluations += len(part)
                     for i, key in zip(part, _score(b, q[part], alpha, 1.0)):
                         when[i], exact[i] = pick, False
-                        heapq.heappush(heap, (-float(key), i))
+                        self._push(heap, i, float(key))
             # exact integer gains: a cached candidate only over the columns its bound row says can gain
             # (up > floor(cover) there; elsewhere sim ≤ cover adds 0), others over whole rows
             found: list[tuple[int, int, np.ndarray | None, np.ndarray]] = []  # (i, gain, columns, sims)
             for i in [i for i in to_exact if cache.slot_of[i] >= 0]:
-                cols = np.flatnonzero(cache.rows[cache.slot_of[i]] > cover_down)
+                cols = np.flatnonzero(cache.rows[cache.slot_of[i]] > self.cover_down)
                 sims = (qz.q64[cols] @ qz.q64[i]).astype(np.int64)
-                found.append((i, int(np.maximum(sims - cover[cols], 0).sum()), cols, sims))
+                found.append((i, int(np.maximum(sims - self.cover[cols], 0).sum()), cols, sims))
             full = [i for i in to_exact if cache.slot_of[i] < 0]
-            for s in range(0, len(full), exact_batch):
-                part = full[s:s + exact_batch]
+            for s in range(0, len(full), self.exact_batch):
+                part = full[s:s + self.exact_batch]
                 sims = _exact_sims(qz, part)
-                gains = _exact_gains(sims, cover)
+                gains = _exact_gains(sims, self.cover)
                 found.extend((i, int(gains[j]), None, sims[j]) for j, i in enumerate(part))
             out.evaluations += len(found)
             for (i, g, cols, sims), key in zip(found, _score(np.array([f[1] for f in found], dtype=np.int64),
                                                              q[[f[0] for f in found]], alpha, qz.scale)):
-                when[i], exact[i], exact_gain[i] = pick, True, g
-                heapq.heappush(heap, (-float(key), i))
-                if best is None or (-float(key), i) < best[0]:
-                    best = ((-float(key), i), cols, sims)
-            size = min(batch, 2 * size)
-        # 3) take it; update the coverage
+                when[i], exact[i], self.exact_gain[i] = pick, True, g
+                self._push(heap, i, float(key))
+                if self.best_found is None or (-float(key), i) < self.best_found[0]:
+                    self.best_found = ((-float(key), i), cols, sims)
+            size = min(self.batch, 2 * size)
         _, a = heapq.heappop(heap)
-        assert best is not None and best[0][1] == a  # the heap top is the best exact score of this pick
-        out.indices.append(a); out.gains.append(float(exact_gain[a]) * qz.scale)
-        out.quality.append(float(q[a])); out.scores.append(-top_key)
-        _, cols, sims = best
+        assert self.best_found is not None and self.best_found[0][1] == a  # the top is this pick's best
+        return a, -top_key
+
+    def take(self, a: int, score: float) -> int:
+        """Add ``a`` to the selection (its record in ``out``) and update the coverage; returns ``a``."""
+        out, qz = self.out, self.qz
+        out.indices.append(a); out.gains.append(float(self.exact_gain[a]) * qz.scale)
+        out.quality.append(float(self.q[a])); out.scores.append(score)
+        _, cols, sims = self.best_found
         if cols is None:
-            np.maximum(cover, sims, out=cover)
+            np.maximum(self.cover, sims, out=self.cover)
         else:
-            cover[cols] = np.maximum(cover[cols], sims)
-        cover32 = (cover.astype(np.float64) * qz.scale).astype(np.float32)
-        cover_down = (cover >> shift).astype(np.int16)
-        best = None
+            self.cover[cols] = np.maximum(self.cover[cols], sims)
+        self.cover32 = (self.cover.astype(np.float64) * qz.scale).astype(np.float32)
+        self.cover_down = (self.cover >> self.shift).astype(np.int16)
+        self.best_found = None
+        return a
 
 
 def qdit(embeddings, quality, k: int, alpha: float) -> list[int]:
@@ -763,20 +880,26 @@ class SelectionRun:
 
 def run_selection(store, *, k: int, alpha: float, source: str = "passing", tau: float = 0.01,
                   quality: str | None = "consensus", name: str = "qdit", model: str | None = None,
-                  embedder=None, compute: bool = True, seed: int = 0, progress=None) -> SelectionRun:
+                  embedder=None, compute: bool = True, seed: int = 0, epsilon: float | None = None,
+                  progress=None) -> SelectionRun:
     """Select ``k`` candidates of the pool by greedy QDIT, store them as the selection ``name`` (replacing
-    one of that name) and report them against a random and a quality-only baseline.
-    Raises SelectionError (bad k / alpha, empty pool, missing quality or embeddings)."""
+    one of that name) and report them against a random and a quality-only baseline. ``epsilon``: the
+    approximate stochastic greedy (:func:`qdit_select`; its samples drawn with ``seed``), stored in the params.
+    Raises SelectionError (bad k / alpha / epsilon, empty pool, missing quality or embeddings)."""
     if not name or not str(name).strip():
         raise SelectionError("a selection needs a name (--name)")
     pool = load_pool(store, source, tau=tau, quality=quality)
     q = scaled_quality(store, pool)
     # check k and alpha before embedding anything (embedding can take minutes)
     _check(np.ones((len(pool.ids), 1)), q, k, alpha)
+    _Draws(len(pool.ids), k, epsilon, seed)
     e, stats = embed_pool(store, pool, model, embedder=embedder, compute=compute, progress=progress)
-    result = qdit_select(e, q, k, alpha)
+    result = qdit_select(e, q, k, alpha, epsilon=epsilon, seed=seed)
     params = {"k": k, "alpha": alpha, "source": source, "tau": tau, "quality": pool.quality_label,
-              "model": stats["model"], "pool": len(pool.ids)}
+              "model": stats["model"], "pool": len(pool.ids),
+              "greedy": "exact" if epsilon is None else "stochastic (approximate)"}
+    if epsilon is not None:
+        params.update(epsilon=epsilon, seed=seed)
     store.save_selection(name, [{"candidate_id": pool.ids[a], "rank": r, "gain": g, "quality": qa, "score": s}
                                 for r, (a, g, qa, s) in enumerate(zip(result.indices, result.gains,
                                                                       result.quality, result.scores))], params)
