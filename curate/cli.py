@@ -412,13 +412,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     s = _settings(args, quality_scorer=args.scorer)
     with _store(s) as store:
         job_id = start_job(store, "score", {"scorer": s.quality_scorer, "limit": args.limit,
-                                            "batch_size": args.batch_size})
+                                            "batch_size": args.batch_size, **_engine(args)})
         job = _run_with_bar(store, job_id)
     rc = _job_exit(job, store_path=s.db)
     r = job["progress"].get("result")
     if r:
         print(f"{r['scorer']} ({r['label']}): {r['scored']} outputs scored, {r['unscored']} unscored "
               "(reason stored); outputs scored before were skipped")
+        if args.engine == "ray" and r.get("engine") == "local":
+            print(f"note: {r['scorer']} reads the store, so it scored in this process, not on the Ray actors")
     return rc
 
 
@@ -824,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scorer", help=scorer_help)
     sp.add_argument("--limit", type=int, help="only the outputs of a deterministic sample of N candidates")
     sp.add_argument("--batch-size", type=int, default=8, help="outputs per scorer call (default 8)")
+    engine_args(sp)
 
     sp = add("teachers", "rank the mixture's models as teachers for a student by CAR, per task type")
     sp.add_argument("--student", help="the student model spec (default smollm2-135m-instruct; any model spec)")

@@ -3,7 +3,9 @@
 
 A stage asks its engine for *calls*: ``engine.submit(spec, "generate", prompts, params)`` (or ``"loglik"``)
 returns a handle whose ``result()`` is what ``pool.get(spec).generate(prompts, params)`` returns;
-``engine.submit_encode(model, texts, batch_size)`` embeds texts with a sentence-transformers model (:func:`encode`). A call is the
+``engine.submit_encode(model, texts, batch_size)`` embeds texts with a sentence-transformers model (:func:`encode`);
+``engine.submit_score(spec, batch_size, instructions, inputs, outputs, ids)`` scores a batch of outputs with a
+quality scorer (:func:`score`; not ``proxy:consensus``, which reads the store on the driver). A call is the
 unit of work on both engines — the same prompts, the same params (with the same sampling seed) — so a call's
 result does not depend on where it ran, on how many actors there are or on the order they finish in; that is what
 keeps the stored rows the same as the local engine's. Everything else stays on the driver (the process that runs
@@ -64,6 +66,15 @@ def encode(embedder, texts: list[str], batch_size: int):
                                       convert_to_numpy=True), dtype="<f4")
 
 
+def score(cache: dict, pool, spec: str, batch_size: int, instructions, inputs, outputs, ids):
+    """A :class:`~curate.quality.ScoredBatch` of one batch by the scorer ``spec`` (one score call of either
+    engine), the scorer loaded once into ``cache`` (a judge's LM from ``pool``)."""
+    from .quality import load_scorer, score_batch
+    if (spec, batch_size) not in cache:
+        cache[spec, batch_size] = load_scorer(spec, pool=pool, batch_size=batch_size)
+    return score_batch(cache[spec, batch_size], instructions, inputs, outputs, ids)
+
+
 def _embedder(cache: dict, model: str):
     """``model``'s embedder from ``cache``, loaded once (:func:`curate.lm.registry.load_embedder`)."""
     if model not in cache:
@@ -82,6 +93,7 @@ class LocalEngine:
     def __init__(self, pool, embedders: dict | None = None):
         self.pool = pool
         self._embedders = dict(embedders or {})
+        self._scorers: dict = {}
 
     def lm(self, spec: str):
         """The driver's own copy of a model, for what only the driver does (counting prompt tokens, the
@@ -103,6 +115,13 @@ class LocalEngine:
     def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Done:
         try:
             return _Done(encode(_embedder(self._embedders, model), texts, batch_size))
+        except Exception as exc:
+            return _Done(error=exc)
+
+    def submit_score(self, spec: str, batch_size: int, instructions, inputs, outputs, ids) -> _Done:
+        """One quality-scorer call (:func:`score`): the scorer loaded once per engine, its judge LM from the pool."""
+        try:
+            return _Done(score(self._scorers, self.pool, spec, batch_size, instructions, inputs, outputs, ids))
         except Exception as exc:
             return _Done(error=exc)
 
@@ -170,12 +189,16 @@ class _LMWorker:
             torch.set_num_threads(threads)
         self.pool = ModelPool(preloaded)
         self.embedders: dict = {}
+        self.scorers: dict = {}
 
     def call(self, spec: str, method: str, *args):
         return getattr(self.pool.get(spec), method)(*args)
 
     def encode(self, model: str, texts: list[str], batch_size: int):
         return encode(_embedder(self.embedders, model), texts, batch_size)
+
+    def score(self, spec: str, batch_size: int, *batch):
+        return score(self.scorers, self.pool, spec, batch_size, *batch)
 
     def pid(self) -> int:
         return os.getpid()
@@ -229,6 +252,11 @@ class RayEngine:
 
     def submit_encode(self, model: str, texts: list[str], batch_size: int) -> _Call:
         return self._send(f"embedder:{model}", "encode", model, texts, batch_size)
+
+    def submit_score(self, spec: str, batch_size: int, instructions, inputs, outputs, ids) -> _Call:
+        """A quality-scorer call on an actor (the scorer loaded once per actor, by its portable spec)."""
+        return self._send(f"scorer:{spec}", "score", spec, batch_size, list(instructions), list(inputs),
+                          list(outputs), list(ids))
 
     def _send(self, key: str, actor_method: str, *args) -> _Call:
         i = self._pick(key)

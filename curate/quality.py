@@ -37,7 +37,8 @@ from .lm.base import GenParams
 __all__ = [
     "Score", "Scorer", "BaseScorer", "RewardModelScorer", "JudgeScorer", "ConsensusProxyScorer",
     "load_scorer", "register_scorer", "scorer_name", "score_outputs", "parse_judge_score", "JUDGE_PROMPT",
-    "DEFAULT_SCORER", "PROXY_LABEL", "SCORER_FORMS",
+    "DEFAULT_SCORER", "PROXY_LABEL", "SCORER_FORMS", "EngineScorer", "ScoredBatch", "score_batch",
+    "reads_the_store", "portable_spec",
 ]
 
 DEFAULT_SCORER = "proxy:consensus"
@@ -332,28 +333,76 @@ def scorer_name(spec: str) -> str:
     return f"{kind}:{rest}"
 
 
-def load_scorer(spec: str, *, store=None, **kwargs: Any) -> Scorer:
+def load_scorer(spec: str, *, store=None, pool=None, **kwargs: Any) -> Scorer:
     """The scorer a spec names (see the module docstring); ``store`` is needed by ``proxy:consensus``;
+    ``pool`` (a :class:`~curate.mixture.ModelPool`) gives a judge its LM (else it is loaded by spec);
     ``kwargs`` go to the scorer (e.g. ``batch_size``). Raises ScorerError naming the accepted forms."""
     kind, rest = _split(spec)
+    if pool is not None:
+        kwargs["pool"] = pool
     return _FACTORIES[kind](rest, store=store, **kwargs)
 
 
-def _rm(rest: str, *, store=None, **kwargs: Any) -> Scorer:
+def reads_the_store(spec: str) -> bool:
+    """True for a scorer that reads the store (``proxy:consensus``): it runs where the store is (the driver),
+    never on a Ray actor. Raises ScorerError for an unknown spec."""
+    return _split(spec)[0] == "proxy"
+
+
+def portable_spec(spec: str) -> str:
+    """The spec as another process loads it: a reward model folder made absolute (a Ray worker's working
+    directory is not the driver's)."""
+    kind, rest = _split(spec)
+    if kind == "rm" and Path(rest).expanduser().exists():
+        return f"rm:{Path(rest).expanduser().resolve()}"
+    return spec.strip()
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One scorer call's answer as it crosses a process: the scorer's label and proxy flag with the scores."""
+    label: str
+    proxy: bool
+    scores: list
+
+
+def score_batch(scorer: Scorer, instructions, inputs, outputs, ids) -> ScoredBatch:
+    """``scorer`` on one batch (its reasons kept), with its label: what an engine's score call returns."""
+    return ScoredBatch(scorer.label, bool(getattr(scorer, "is_proxy", False)),
+                       _detailed(scorer, list(instructions), list(inputs), list(outputs), list(ids)))
+
+
+class EngineScorer:
+    """A scorer whose calls run on an engine's workers (:meth:`curate.engine.RayEngine.submit_score`: each
+    actor loads the spec once, on its first batch). ``label`` is the workers' scorer's once a batch is back."""
+
+    is_proxy = False
+
+    def __init__(self, spec: str, engine, batch_size: int = 8):
+        if reads_the_store(spec):
+            raise ScorerError(f"{spec} reads the store, so it runs in this process, not on an engine's workers")
+        self.spec, self.name, self.label = portable_spec(spec), scorer_name(spec), scorer_name(spec)
+        self.engine, self.batch_size = engine, batch_size
+
+    def submit(self, instructions, inputs, outputs, ids):
+        return self.engine.submit_score(self.spec, self.batch_size, instructions, inputs, outputs, ids)
+
+
+def _rm(rest: str, *, store=None, pool=None, **kwargs: Any) -> Scorer:
     return RewardModelScorer(rest, **kwargs)
 
 
-def _judge(rest: str, *, store=None, **kwargs: Any) -> Scorer:
+def _judge(rest: str, *, store=None, pool=None, **kwargs: Any) -> Scorer:
     from .lm.registry import load_lm
 
     try:
-        lm = load_lm(rest)
+        lm = pool.get(rest) if pool is not None else load_lm(rest)
     except (CurateError, ValueError) as exc:
         raise ScorerError(f"judge model {rest!r}: {exc}") from None
     return JudgeScorer(lm, name=scorer_name(f"judge:{rest}"), **kwargs)
 
 
-def _proxy(rest: str, *, store=None, **kwargs: Any) -> Scorer:
+def _proxy(rest: str, *, store=None, pool=None, **kwargs: Any) -> Scorer:
     if rest != "consensus":
         raise ScorerError(f"unknown proxy scorer 'proxy:{rest}'; the proxy there is: proxy:consensus")
     if store is None:
@@ -370,27 +419,55 @@ register_scorer("proxy", _proxy)
 # -- scoring the store ------------------------------------------------------------------------------------
 
 
-def score_outputs(store, scorer: Scorer, *, limit: int | None = None, batch_size: int = 16,
+class _Inline:
+    """Score calls made in this process, one batch at a time (the local engine's way)."""
+    window = 1
+
+
+class _Now:
+    def __init__(self, value: ScoredBatch):
+        self.value = value
+
+    def result(self) -> ScoredBatch:
+        return self.value
+
+
+def score_outputs(store, scorer: Scorer | EngineScorer, *, limit: int | None = None, batch_size: int = 16,
                   progress: Callable[[str, int, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> dict[str, int]:
     """Score the outputs of the sample of ``limit`` instances (all with None; see ``Store.sample_outputs``)
     that have no score from ``scorer`` yet, writing each batch as it is done (an interrupted run resumes).
+    An :class:`EngineScorer` keeps its engine's window of batches in flight on the workers; the batches are
+    written here, in order, as they come back.
 
     Returns {"scored": n, "unscored": m}. ``progress(stage, done, total)`` is called after each batch;
     ``should_stop()`` true stops between batches.
     """
+    from .engine import ordered
+
     todo = store.sample_outputs(limit, missing=scorer.name, missing_names=("reward", "unscored"))
     counts = {"scored": 0, "unscored": 0}
-    for start in range(0, len(todo), batch_size):
-        if should_stop is not None and should_stop():
-            break
+    remote = isinstance(scorer, EngineScorer)
+    cursor = iter(range(0, len(todo), batch_size))
+
+    def next_job(in_flight: int):
+        start = next(cursor, None)
+        if start is None or (should_stop is not None and should_stop()):
+            return None
         rows = todo[start:start + batch_size]
-        scores = _detailed(scorer, [r["instruction"] for r in rows], [r["input"] for r in rows],
-                           [r["text"] for r in rows], [r["id"] for r in rows])
+        args = ([r["instruction"] for r in rows], [r["input"] for r in rows], [r["text"] for r in rows],
+                [r["id"] for r in rows])
+        return (start, rows), ((lambda: scorer.submit(*args)) if remote else
+                               (lambda: _Now(score_batch(scorer, *args))))
+
+    for (start, rows), call in ordered(scorer.engine if remote else _Inline, next_job):
+        batch = call.result()
+        if remote:
+            scorer.label = batch.label
         records = []
-        for r, s in zip(rows, scores):
+        for r, s in zip(rows, batch.scores):
             ok = s.value is not None and math.isfinite(s.value)
-            detail = {"label": scorer.label, "proxy": bool(getattr(scorer, "is_proxy", False)), **s.detail}
+            detail = {"label": batch.label, "proxy": batch.proxy, **s.detail}
             if not ok:
                 detail["reason"] = s.reason or "no score"
             records.append({"subject_id": r["id"], "scorer": scorer.name, "name": "reward" if ok else "unscored",

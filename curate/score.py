@@ -5,17 +5,20 @@ run resumes and a repeated run scores nothing twice. ``curate score`` runs it as
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from .engine import EngineSettings, check_engine, open_engine
 from .errors import ScorerError, Stopped
-from .quality import DEFAULT_SCORER, load_scorer, score_outputs, scorer_name
+from .quality import DEFAULT_SCORER, EngineScorer, load_scorer, reads_the_store, score_outputs, scorer_name
 from .stage import StageContext
 
 __all__ = ["Config", "check", "run"]
 
 
-class Config(BaseModel):
-    """Scoring the stored outputs (:func:`curate.quality.score_outputs`) as a background job."""
+class Config(EngineSettings):
+    """Scoring the stored outputs (:func:`curate.quality.score_outputs`) as a background job. With the Ray
+    engine (:class:`~curate.engine.EngineSettings`) each actor loads the scorer once and scores batches, the
+    driver writes them; ``proxy:consensus`` reads the store, so it always scores in the job's process."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -29,19 +32,29 @@ def check(store, config: Config) -> None:
     if store.count_outputs() == 0:
         raise ScorerError(f"no outputs in {store.path} to score: run `curate ensemble` first")
     scorer_name(config.scorer)
+    check_engine(config.engine, config.address, config.actors)
 
 
 def run(store, config: Config, ctx: StageContext) -> dict:
-    """Score what is not scored yet; returns {"scorer", "label", "scored", "unscored"} of this run."""
+    """Score what is not scored yet; returns {"scorer", "label", "scored", "unscored", "engine"} of this run
+    ("engine": where the scorer ran)."""
     check(store, config)
-    ctx.report(phase=f"loading {config.scorer}")
-    scorer = load_scorer(config.scorer, store=store, batch_size=config.batch_size)
-    counts = score_outputs(
-        store, scorer, limit=config.limit, batch_size=config.batch_size, should_stop=ctx.should_stop,
-        progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"))
+    remote = config.engine == "ray" and not reads_the_store(config.scorer)
+    ctx.report(phase=f"loading {config.scorer}" + (" on the Ray actors" if remote else ""))
+    engine = open_engine(config, ctx.pool) if remote else None
+    try:
+        scorer = (EngineScorer(config.scorer, engine, config.batch_size) if remote else
+                  load_scorer(config.scorer, store=store, pool=ctx.pool, batch_size=config.batch_size))
+        counts = score_outputs(
+            store, scorer, limit=config.limit, batch_size=config.batch_size, should_stop=ctx.should_stop,
+            progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"))
+    finally:
+        if engine is not None:
+            engine.close()
     if ctx.should_stop():
         raise Stopped()
-    result = {"scorer": scorer.name, "label": scorer.label, **counts}
+    result = {"scorer": scorer.name, "label": scorer.label, **counts,
+              "engine": "ray" if remote else "local"}
     done = counts["scored"] + counts["unscored"]
     ctx.report(phase="done", done=done, total=done, unit="outputs", result=result)
     return result

@@ -33,7 +33,8 @@ from .engine import EngineSettings, LocalEngine, open_engine, ordered
 from .errors import BackendError, ScorerError, Stopped
 from .mixture import MixtureEntry
 from .prompts import reference_prompt
-from .quality import DEFAULT_SCORER, Scorer, load_scorer, score_outputs, scorer_name
+from .quality import (DEFAULT_SCORER, EngineScorer, Scorer, load_scorer, reads_the_store, score_outputs,
+                      scorer_name)
 from .stage import StageContext
 
 __all__ = ["Config", "check", "run", "student_key", "nll_scorer_name", "student_prompt", "compute_teacher_stats", "teacher_ranking",
@@ -209,8 +210,8 @@ def format_mixture(entries: Sequence[MixtureEntry], digits: int = 4) -> str:
 # -- the Stage contract (curate.stage) ---------------------------------------------------------------------
 class Config(EngineSettings):
     """A teacher-compatibility run (:func:`compute_teacher_stats`) as a background job; the engine fields
-    (:class:`~curate.engine.EngineSettings`) say where the student's loglik calls run (the rewards are the
-    scorer's, in this process)."""
+    (:class:`~curate.engine.EngineSettings`) say where the student's loglik calls and the scorer's calls run
+    (``proxy:consensus`` reads the store: it always scores in the job's process)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -234,9 +235,11 @@ def run(store, config: Config, ctx: StageContext) -> dict:
     :func:`compute_teacher_stats`."""
     ctx.report(phase=f"loading the student {config.student}")
     student = ctx.pool.get(config.student)
-    scorer = load_scorer(config.scorer, store=store, batch_size=config.batch_size)
     engine = open_engine(config, ctx.pool)
     try:
+        scorer = (EngineScorer(config.scorer, engine, config.batch_size)
+                  if config.engine == "ray" and not reads_the_store(config.scorer) else
+                  load_scorer(config.scorer, store=store, pool=ctx.pool, batch_size=config.batch_size))
         result = compute_teacher_stats(
             store, student, scorer, limit=config.limit, batch_size=config.batch_size, student_name=config.student,
             progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"),

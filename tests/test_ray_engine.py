@@ -146,6 +146,86 @@ def test_real_embeddings_are_the_same_on_ray(local_ray):
     assert len(a) >= 6 and a == b
 
 
+def judge(prompt: str) -> str:
+    """A deterministic judge: a score from the prompt's hash, or (for a third of them) no score at all."""
+    h = hashlib.sha256(prompt.encode()).digest()[0]
+    return "I cannot tell." if h % 3 == 0 else f"Score: {h % 10 + 1}"
+
+
+def judged_pool() -> ModelPool:
+    return ModelPool({**scripted_pool().preloaded, "j": ScriptedLM("j", judge)})
+
+
+def scores_of(st: Store, scorer: str) -> list[tuple]:
+    return sorted((r["subject_id"], r["name"], r["value"], r["detail"]) for r in st.db["scores"].rows
+                  if r["scorer"] == scorer)
+
+
+def test_score_and_teachers_rewards_on_ray_store_what_the_local_scorer_stores(local_ray):
+    """`curate score --engine ray` (a judge on the actors) and the teachers' rewards on Ray write the rows the
+    local scorer writes; proxy:consensus reads the store, so it scores on the driver even with --engine ray."""
+    from curate import score as score_stage, teachers
+    from curate.quality import load_scorer, score_outputs
+
+    local, remote = Store(":memory:"), Store(":memory:")
+    for st in (local, remote):
+        pipeline(st, scripted_pool(), {}, n=6)
+    counts = score_outputs(local, load_scorer("judge:j", pool=judged_pool(), batch_size=3), batch_size=3)
+    assert counts["scored"] > 0 and counts["unscored"] > 0  # both kinds of row cross the process boundary
+    res = score_stage.run(remote, score_stage.Config(scorer="judge:j", batch_size=3, engine="ray", actors=2),
+                          StageContext(pool=judged_pool()))
+    assert res["engine"] == "ray" and res["label"] == "LLM judge j (1-10)"
+    assert {k: res[k] for k in ("scored", "unscored")} == counts
+    assert scores_of(local, "judge:j") == scores_of(remote, "judge:j")
+    again = score_stage.run(remote, score_stage.Config(scorer="judge:j", batch_size=3, engine="ray", actors=2),
+                            StageContext(pool=judged_pool()))
+    assert again["scored"] == again["unscored"] == 0  # resumable: nothing is scored twice
+
+    proxy = score_stage.run(remote, score_stage.Config(scorer="proxy:consensus", engine="ray", actors=2),
+                            StageContext(pool=judged_pool()))
+    assert proxy["engine"] == "local" and proxy["scored"] > 0
+
+    cfg = dict(student="s", scorer="judge:j", batch_size=3)
+    for st, eng in ((local, {}), (remote, {"engine": "ray", "actors": 2})):
+        fresh = Store(":memory:")
+        pipeline(fresh, scripted_pool(), {}, n=6)
+        teachers.run(fresh, teachers.Config(**cfg, **eng), StageContext(pool=judged_pool()))
+        st.fresh = fresh
+    assert scores_of(local.fresh, "judge:j") == scores_of(remote.fresh, "judge:j") == scores_of(local, "judge:j")
+    assert scores_of(local.fresh, "nll:s") == scores_of(remote.fresh, "nll:s") != []
+
+
+def test_a_reward_model_folder_scores_the_same_on_ray(local_ray, tmp_path):
+    """rm:<folder> (a tiny random Llama reward model) loaded by each actor: the same rewards as in-process."""
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, LlamaConfig
+
+    from curate import score as score_stage
+    from curate.lm.registry import ensure_lm_folder
+    from curate.quality import load_scorer, score_outputs
+
+    tok = AutoTokenizer.from_pretrained(ensure_lm_folder("smollm2-135m-instruct"))
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, num_labels=1,
+                         pad_token_id=tok.pad_token_id, initializer_range=0.5)
+    torch.manual_seed(0)
+    folder = tmp_path / "rm"
+    transformers.LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    local, remote = Store(":memory:"), Store(":memory:")
+    for st in (local, remote):
+        pipeline(st, scripted_pool(), {}, n=4)
+    score_outputs(local, load_scorer(f"rm:{folder}", batch_size=4), batch_size=4)
+    res = score_stage.run(remote, score_stage.Config(scorer=f"rm:{folder}", batch_size=4, engine="ray", actors=2),
+                          StageContext(pool=scripted_pool()))
+    assert res["engine"] == "ray" and res["scored"] > 0 and res["label"].startswith("reward model")
+    name = f"rm:{folder.resolve()}"
+    a, b = scores_of(local, name), scores_of(remote, name)
+    assert len(a) == res["scored"] and [r[:2] for r in a] == [r[:2] for r in b]
+    assert [r[2] for r in a] == pytest.approx([r[2] for r in b], abs=1e-5)  # padding differs per batch order
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     from ray import cloudpickle
@@ -238,3 +318,15 @@ def test_cli_refuses_ray_settings_without_the_ray_engine_and_ray_without_ray(tmp
     assert main(["generate", "--db", db, "-n", "1", "--engine", "ray"]) == 2
     assert "pip install 'curate[ray]'" in capsys.readouterr().err
     assert Store(db).list_jobs() == []  # refused before any job row was made
+
+
+def test_cli_score_on_ray_with_the_store_reading_proxy_says_it_scored_here(tmp_path, capsys):
+    from curate.cli import main
+    db = str(tmp_path / "p.db")
+    pipeline(Store(db), scripted_pool(), {}, n=4)
+    assert main(["score", "--db", db, "--engine", "ray", "--actors", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "reads the store, so it scored in this process, not on the Ray actors" in out
+    assert sum(1 for r in Store(db).db["scores"].rows if r["scorer"] == "proxy:consensus") > 0
+    assert main(["score", "--db", db, "--scorer", "rm:x", "--actors", "2"]) == 2  # Ray settings need --engine ray
+    assert "add --engine ray" in capsys.readouterr().err

@@ -408,6 +408,16 @@ def test_cli_select_embed_and_dups_end_to_end(tmp_path, capsys):
     assert "at least 1" in capsys.readouterr().err
     assert main(["select", "--k", "3", "--alpha", "2", "--db", db]) == 2
     assert "[0, 1]" in capsys.readouterr().err
+    assert main(["select", "--k", "5", "--stochastic", "0.1", "--seed", "4", "--name", "fast", "--db", db]) == 0
+    assert "APPROXIMATE: stochastic greedy, epsilon=0.1, seed=4" in capsys.readouterr().out
+    with Store(db) as st:
+        params = st.get_selection("fast")[0]["params"]
+        assert params["greedy"] == "stochastic (approximate)" and params["epsilon"] == 0.1 and params["seed"] == 4
+        assert st.get_selection("pick")[0]["params"]["greedy"] == "exact"
+    assert main(["select", "--k", "5", "--stochastic", "1", "--name", "fast", "--db", db]) == 2
+    assert "epsilon must be in (0, 1)" in capsys.readouterr().err
+    with Store(db) as st:
+        assert len(st.get_selection("fast")) == 5  # the refused run left the stored selection as it was
 
 
 # -- the torch bound pass and the row cache ------------------------------------------------------------------
