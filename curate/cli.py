@@ -55,6 +55,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for row in registry.setup_models(names, progress=lambda m: _console().print(m)):
             print(f"{row['name']:26} ok   {row.get('path', '')}")
         return 0
+    if args.action == "tune":
+        return _models_tune(args)
     from rich.table import Table
     table = Table(title="Embedded models (offline, from package-registry packages)")
     for col in ("name", "role", "chat", "status", "licence"):
@@ -71,6 +73,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("Also usable: any Hugging Face id or local folder (with a network or a local copy), and "
           "openai:<model>@<url>[,<url>] for vLLM / llama.cpp / TGI / Ollama servers, and vllm:<model> for vLLM in "
           "this process on a GPU (pip install 'curate[vllm]'; untested on a GPU so far).")
+    return 0
+
+
+def _models_tune(args: argparse.Namespace) -> int:
+    """`curate models tune`: measure each model's curve here and store its picks (curate.tune)."""
+    from . import tune
+    names = args.names or ["smollm2-135m-instruct"]
+    print(f"machine: {tune.machine_key()}; picks are stored in {tune.tuning_path()}")
+    for name in names:
+        if args.if_missing and tune.tuned(name) is not None:
+            t = tune.tuned(name)
+            print(f"{name}: tuned already ({t.measured_at}): batch {t.batch_size}, {t.threads} threads "
+                  "(run without --if-missing to measure again)")
+            continue
+        print(f"{name}: measuring {args.new_tokens} new tokens on ~300-token instruction prompts …", flush=True)
+        t = tune.tune(name, batches=args.batches, threads=args.threads, new_tokens=args.new_tokens,
+                      progress=lambda m: print(f"  {m}", flush=True))
+        print(f"{name}: batch {t.batch_size}, {t.threads} threads (the smallest within "
+              f"{100 * t.curve['tolerance']:.0f}% of the fastest); the default from now on on this machine")
+    print(f"stages now default to {tune.default_batch_size()} prompts per model call (--batch-size overrides it)")
     return 0
 
 
@@ -675,10 +697,22 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--actors", type=int, metavar="N",
                         help="with --engine ray: model-holding actors (default: one per CPU, at most 8)")
 
-    sp = add("models", "list the embedded offline models, or assemble and verify them (setup)")
-    sp.add_argument("action", nargs="?", choices=("list", "setup"), default="list",
-                    help="list (default) or setup: assemble every embedded model into the cache and check sha256")
-    sp.add_argument("names", nargs="*", help="with setup: only these models")
+    sp = add("models", "list the embedded offline models, assemble and verify them (setup), or measure this "
+                       "machine's best batch size and threads for them (tune)")
+    sp.add_argument("action", nargs="?", choices=("list", "setup", "tune"), default="list",
+                    help="list (default); setup: assemble every embedded model into the cache and check sha256; "
+                         "tune: measure tokens/s by batch size and threads, store the fastest as this machine's "
+                         "defaults (~/.cache/curate/tuning.json)")
+    sp.add_argument("names", nargs="*", help="with setup: only these models; with tune: the models to tune "
+                                             "(default smollm2-135m-instruct; any transformers model spec)")
+    sp.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32], metavar="B",
+                    help="with tune: the batch sizes measured (default 1 2 4 8 16 32)")
+    sp.add_argument("--threads", type=int, nargs="+", metavar="T",
+                    help="with tune: the thread counts measured at the best batch (default 1, half and all CPUs)")
+    sp.add_argument("--new-tokens", type=int, default=32, metavar="N",
+                    help="with tune: new tokens per prompt in each probe (default 32)")
+    sp.add_argument("--if-missing", action="store_true",
+                    help="with tune: skip a model already tuned on this machine")
 
     sp = add("seeds", "validate a seed file and print its task counts (type A needs input, B does not)")
     sp.add_argument("--seeds", help="Self-Instruct JSONL or Alpaca JSON/JSONL (default: the shipped seeds)")
@@ -695,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how prompts are spread over the mixture")
     sp.add_argument("--seeds", help="seed task file (default: the shipped Self-Instruct seeds)")
     sp.add_argument("--seed", type=int, help="random seed (default 0)")
-    sp.add_argument("--batch-size", type=int, help="prompts per model call (default 8)")
+    sp.add_argument("--batch-size", type=int,
+                    help="prompts per model call (default 8, or this machine's `curate models tune` pick)")
     sp.add_argument("--temperature", type=float, help="sampling temperature (default 0.7; 0 = greedy)")
     sp.add_argument("--top-k", type=int, help="top-k sampling (default 50; 0 disables)")
     sp.add_argument("--top-p", type=float, help="nucleus sampling (default 1.0)")
@@ -725,7 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="chat template where the model has one (default), or instruction\\ninput")
     sp.add_argument("--threshold", type=float, help="consensus tau: keep iff min pairwise Rouge-L > tau "
                                                     "(default 0.01)")
-    sp.add_argument("--batch-size", type=int, help="prompts per model call (default 8)")
+    sp.add_argument("--batch-size", type=int,
+                    help="prompts per model call (default 8, or this machine's `curate models tune` pick)")
     sp.add_argument("--no-generate", action="store_true",
                     help="run no model: only (re)compute consensus over the stored outputs (e.g. imported with "
                          "`curate import --as-outputs`)")

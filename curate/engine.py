@@ -187,6 +187,7 @@ class _LMWorker:
         if threads:
             import torch
             torch.set_num_threads(threads)
+            os.environ["CURATE_THREADS"] = str(threads)  # a tuned thread count must not override the actor's
         self.pool = ModelPool(preloaded)
         self.embedders: dict = {}
         self.scorers: dict = {}

