@@ -36,14 +36,15 @@ class ApiHandlers(TabHandlers):
     @user_errors
     def start_job(self, kind: str = "generate", instructions: int = 20, task_type: str = "both",
                   instances: bool = True, instruction_models: str = "", instance_models: str = "",
-                  ensemble_models: str = "", seed: int = 0, batch_size: int = 8,
+                  ensemble_models: str = "", seed: int = 0, batch_size: int | None = None,
                   temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
                   max_new_tokens: int | None = None, instance_max_new_tokens: int | None = None,
                   allow_concurrent: bool = False, request: gr.Request = None) -> dict:
         """Start a generation or ensembling job on the server (admins); returns the job (poll /job_status).
         Mixtures are "model[:weight],…"; empty means the settings' default; every model is resolved before the
         job is created. Sampling values (generation only) left null keep the defaults: temperature 0.7, top_k
-        50, top_p 1.0, 256 / 512 new tokens. A job of the same kind already active on the store refuses the
+        50, top_p 1.0, 256 / 512 new tokens; batch_size null keeps the settings' (8, or this machine's tuned
+        pick). A job of the same kind already active on the store refuses the
         request (the error names it) unless ``allow_concurrent``."""
         self.require_admin(request, "start a job")
         return self._run.job_status(self._run.start_job(

@@ -44,7 +44,7 @@ class RunHandlers(TabHandlers):
 
     def start_job(self, kind: str, instructions: int = 20, task_type: str = "both", instances: bool = True,
                   instruction_models: str = "", instance_models: str = "", ensemble_models: str = "",
-                  seed: int = 0, batch_size: int = 8, temperature: float | None = None,
+                  seed: int = 0, batch_size: int | None = None, temperature: float | None = None,
                   top_k: int | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
                   instance_max_new_tokens: int | None = None, *, allow_concurrent: bool = False) -> str:
         """Create a job from the Run tab's values and start it on the runner. Returns its id. Sampling
