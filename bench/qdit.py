@@ -9,7 +9,7 @@ and the opt-in stochastic greedy (APPROXIMATE; Mirzasoleiman et al. 2015) agains
     greedy runs on the same pool: its objective as a share of the exact greedy's, and its time.
 (ii) synthetic: 100,000 clustered, normalised 384-d vectors shaped like sentence embeddings (see
     ``clustered``); k = 1,000, α = 0.7, random quality; the stochastic greedy at ``--epsilon`` (0.01): time and
-    peak memory. ``qdit_100k_peak_mb`` is the RSS high-water mark (ru_maxrss) of the fresh child process that ran
+    peak memory. ``qdit_100k_peak_mb`` is the RSS high-water mark (VmHWM) of the fresh child process that ran
     it, so torch's buffers count too (tracemalloc sees only numpy's; its peak is printed beside it). The
     similarity blocks are torch matmuls on CUDA when present, else on the CPU with torch's threads
     (``qdit_100k_device``). ``--exact-100k`` also runs the exact greedy there (tens of minutes on 2 cores) for
@@ -102,6 +102,14 @@ def clustered(n: int, d: int, clusters: int, seed: int = 0) -> np.ndarray:
 
 
 def rss_mb() -> float:
+    """This process's RSS high-water mark in MiB: VmHWM (its own address space's; a spawned child's
+    ru_maxrss starts from its parent's RSS at the fork), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -177,7 +185,21 @@ def main() -> None:
                   f"{float(exact['s']) / float(approx['s']):.2f}")
 
 
+def gemm_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+    """This machine's sustained float32 matmul rate now (torch, all its threads): the reference a time is read
+    against (the bound passes are matmuls)."""
+    import torch
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        done += 1
+    return 2 * n ** 3 * done / (time.perf_counter() - t0) / 1e9
+
+
 def synthetic(n: int, k: int, alpha: float, epsilon: float | None) -> dict:
+    gflops = gemm_gflops()
     e = clustered(n, 384, clusters=2000)
     q = np.random.default_rng(1).random(n)
     base = rss_mb()
@@ -191,7 +213,7 @@ def synthetic(n: int, k: int, alpha: float, epsilon: float | None) -> dict:
     return {"n": n, "greedy": "exact" if epsilon is None else f"stochastic_eps_{epsilon:g}",
             "s": f"{seconds:.1f}", "peak_mb": f"{rss_mb():.0f}", "rss_before_mb": f"{base:.0f}",
             "device": "cuda" if torch.cuda.is_available() else f"cpu_{torch.get_num_threads()}_threads",
-            "load_avg_1m": f"{os.getloadavg()[0]:.1f}",
+            "load_avg_1m": f"{os.getloadavg()[0]:.1f}", "gemm_gflops_before": f"{gflops:.1f}",
             "tracemalloc_peak_mb": f"{peak / 2**20:.0f}", "exact_evals_per_pick": f"{res.evaluations / k:.1f}",
             "bound_evals_per_pick": f"{(res.bound_evaluations - (n if epsilon is None else 0)) / k:.1f}",
             "objective": sum(res.scores), "F": facility_location(e, res.indices)}
