@@ -26,20 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _machine import gemm_gflops  # noqa: E402
 from curate import prompts  # noqa: E402
 from curate.lm.base import GenParams  # noqa: E402
 from curate.lm.registry import load_lm  # noqa: E402
 from curate.seeds import load_seeds, split_by_type  # noqa: E402
-
-
-def gemm_gflops(n: int = 2048, seconds: float = 3.0) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, b)
-        done += 1
-    return 2 * n ** 3 * done / (time.perf_counter() - t0) / 1e9
 
 
 def instruction_prompts(k: int) -> list[str]:

@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from _machine import gemm_gflops  # noqa: E402
+
 from curate.select import (embedding_text, facility_location, minmax_scale, qdit_select,  # noqa: E402
                            qdit_select_naive)
 
@@ -183,19 +185,6 @@ def main() -> None:
             print(f"BENCH qdit_{a}_F_pct_of_exact={100 * approx['F'] / exact['F']:.2f}")
             print(f"BENCH qdit_{a}_time_ratio_exact_over_stochastic="
                   f"{float(exact['s']) / float(approx['s']):.2f}")
-
-
-def gemm_gflops(n: int = 2048, seconds: float = 3.0) -> float:
-    """This machine's sustained float32 matmul rate now (torch, all its threads): the reference a time is read
-    against (the bound passes are matmuls)."""
-    import torch
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, b)
-        done += 1
-    return 2 * n ** 3 * done / (time.perf_counter() - t0) / 1e9
 
 
 def synthetic(n: int, k: int, alpha: float, epsilon: float | None) -> dict:
