@@ -82,8 +82,8 @@ def _models_tune(args: argparse.Namespace) -> int:
     names = args.names or ["smollm2-135m-instruct"]
     print(f"machine: {tune.machine_key()}; picks are stored in {tune.tuning_path()}")
     for name in names:
-        if args.if_missing and tune.tuned(name) is not None:
-            t = tune.tuned(name)
+        t = tune.tuned(name) if args.if_missing else None
+        if t is not None:
             print(f"{name}: tuned already ({t.measured_at}): batch {t.batch_size}, {t.threads} threads "
                   "(run without --if-missing to measure again)")
             continue

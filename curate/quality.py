@@ -38,7 +38,7 @@ __all__ = [
     "Score", "Scorer", "BaseScorer", "RewardModelScorer", "JudgeScorer", "ConsensusProxyScorer",
     "load_scorer", "register_scorer", "scorer_name", "score_outputs", "parse_judge_score", "JUDGE_PROMPT",
     "DEFAULT_SCORER", "PROXY_LABEL", "SCORER_FORMS", "EngineScorer", "ScoredBatch", "score_batch",
-    "reads_the_store", "portable_spec",
+    "reads_the_store", "portable_spec", "stage_scorer",
 ]
 
 DEFAULT_SCORER = "proxy:consensus"
@@ -388,6 +388,14 @@ class EngineScorer:
         return self.engine.submit_score(self.spec, self.batch_size, instructions, inputs, outputs, ids)
 
 
+def stage_scorer(spec: str, engine, *, store, pool, batch_size: int):
+    """The scorer a stage scores with: on ``engine``'s workers when it is the Ray engine and the scorer does not
+    read the store (:class:`EngineScorer`), else loaded in this process (``pool`` gives a judge its LM)."""
+    if getattr(engine, "name", "local") == "ray" and not reads_the_store(spec):
+        return EngineScorer(spec, engine, batch_size)
+    return load_scorer(spec, store=store, pool=pool, batch_size=batch_size)
+
+
 def _rm(rest: str, *, store=None, pool=None, **kwargs: Any) -> Scorer:
     return RewardModelScorer(rest, **kwargs)
 
@@ -424,14 +432,6 @@ class _Inline:
     window = 1
 
 
-class _Now:
-    def __init__(self, value: ScoredBatch):
-        self.value = value
-
-    def result(self) -> ScoredBatch:
-        return self.value
-
-
 def score_outputs(store, scorer: Scorer | EngineScorer, *, limit: int | None = None, batch_size: int = 16,
                   progress: Callable[[str, int, int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> dict[str, int]:
@@ -443,7 +443,7 @@ def score_outputs(store, scorer: Scorer | EngineScorer, *, limit: int | None = N
     Returns {"scored": n, "unscored": m}. ``progress(stage, done, total)`` is called after each batch;
     ``should_stop()`` true stops between batches.
     """
-    from .engine import ordered
+    from .engine import _Done, ordered
 
     todo = store.sample_outputs(limit, missing=scorer.name, missing_names=("reward", "unscored"))
     counts = {"scored": 0, "unscored": 0}
@@ -458,7 +458,7 @@ def score_outputs(store, scorer: Scorer | EngineScorer, *, limit: int | None = N
         args = ([r["instruction"] for r in rows], [r["input"] for r in rows], [r["text"] for r in rows],
                 [r["id"] for r in rows])
         return (start, rows), ((lambda: scorer.submit(*args)) if remote else
-                               (lambda: _Now(score_batch(scorer, *args))))
+                               (lambda: _Done(score_batch(scorer, *args))))
 
     for (start, rows), call in ordered(scorer.engine if remote else _Inline, next_job):
         batch = call.result()

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 
 from .engine import EngineSettings, check_engine, open_engine
 from .errors import ScorerError, Stopped
-from .quality import DEFAULT_SCORER, EngineScorer, load_scorer, reads_the_store, score_outputs, scorer_name
+from .quality import DEFAULT_SCORER, reads_the_store, score_outputs, scorer_name, stage_scorer
 from .stage import StageContext
 
 __all__ = ["Config", "check", "run"]
@@ -43,8 +43,7 @@ def run(store, config: Config, ctx: StageContext) -> dict:
     ctx.report(phase=f"loading {config.scorer}" + (" on the Ray actors" if remote else ""))
     engine = open_engine(config, ctx.pool) if remote else None
     try:
-        scorer = (EngineScorer(config.scorer, engine, config.batch_size) if remote else
-                  load_scorer(config.scorer, store=store, pool=ctx.pool, batch_size=config.batch_size))
+        scorer = stage_scorer(config.scorer, engine, store=store, pool=ctx.pool, batch_size=config.batch_size)
         counts = score_outputs(
             store, scorer, limit=config.limit, batch_size=config.batch_size, should_stop=ctx.should_stop,
             progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"))

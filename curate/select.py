@@ -202,8 +202,8 @@ def _bound_gains(dev: _Device, rows, cover_real32: np.ndarray, keep=None) -> np.
     float32 dot products of the (exactly representable) quantised rows are within γ_d of the exact value
     (any summation order, so any BLAS, thread count or GPU kernel; TF32 is switched off for it); the float32
     cover and the subtraction add a few more unit roundoffs. Each term gets that margin, the float64 row sum
-    a relative one, so bound ≥ exact gain always. ``keep(rows, up, bounds)`` receives the rows' similarity
-    upper bounds on the 2^-14 grid (int16) for the row cache, with the gain bounds (to cache some rows only).
+    a relative one, so bound ≥ exact gain always. ``keep(rows, up)`` receives the rows' similarity upper
+    bounds on the 2^-14 grid (int16) for the row cache.
     """
     torch, qz = dev.torch, dev.qz
     d = qz.q32.shape[1]
@@ -220,13 +220,11 @@ def _bound_gains(dev: _Device, rows, cover_real32: np.ndarray, keep=None) -> np.
         up += 1e-3  # covers the rounding of this addition (≤ 2^14 · u < 10^-3)
         up.ceil_()
         grid.copy_(up)
+        keep(rows, grid.cpu().numpy())
     if cover_real32.any():  # s + ε − cover: ε also covers the cover's and the subtraction's rounding
         sims -= torch.from_numpy(cover_real32).to(dev.device)[None, :]
     sims.clamp_(min=0)
-    bounds = _row_sums(torch, sims) * (1 + 1e-9) + 1e-12
-    if keep is not None:
-        keep(rows, grid.cpu().numpy(), bounds)
-    return bounds
+    return _row_sums(torch, sims) * (1 + 1e-9) + 1e-12
 
 
 _SUM_CHUNK = 256  # float32 partial sums of this many terms, then a float64 sum of the partials
@@ -273,7 +271,7 @@ class _RowCache:
         self.owner = np.full(self.cap, -1, dtype=np.int64)
         self.next = 0
 
-    def put(self, rows, up: np.ndarray, bounds=None) -> None:
+    def put(self, rows, up: np.ndarray) -> None:
         """Cache the rows not cached yet (FIFO: the oldest slots are reused), in vectorised steps. Rows
         cached when the call starts keep their slot (this call's new rows may evict them)."""
         if self.cap == 0:
@@ -424,7 +422,6 @@ class _Draws:
                                      f"{epsilon!r}. Leave it out for the exact greedy.")
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
                 raise SelectionError(f"seed must be an integer; got {seed!r}")
-        self.epsilon = epsilon
         self.size = n if epsilon is None else max(1, math.ceil(n / k * math.log(1.0 / float(epsilon))))
         self.rng = np.random.default_rng(seed)
         self.taken = np.zeros(n, dtype=bool)

@@ -33,8 +33,7 @@ from .engine import EngineSettings, LocalEngine, open_engine, ordered
 from .errors import BackendError, ScorerError, Stopped
 from .mixture import MixtureEntry
 from .prompts import reference_prompt
-from .quality import (DEFAULT_SCORER, EngineScorer, Scorer, load_scorer, reads_the_store, score_outputs,
-                      scorer_name)
+from .quality import DEFAULT_SCORER, Scorer, load_scorer, score_outputs, scorer_name, stage_scorer
 from .stage import StageContext
 
 __all__ = ["Config", "check", "run", "student_key", "nll_scorer_name", "student_prompt", "compute_teacher_stats", "teacher_ranking",
@@ -237,9 +236,7 @@ def run(store, config: Config, ctx: StageContext) -> dict:
     student = ctx.pool.get(config.student)
     engine = open_engine(config, ctx.pool)
     try:
-        scorer = (EngineScorer(config.scorer, engine, config.batch_size)
-                  if config.engine == "ray" and not reads_the_store(config.scorer) else
-                  load_scorer(config.scorer, store=store, pool=ctx.pool, batch_size=config.batch_size))
+        scorer = stage_scorer(config.scorer, engine, store=store, pool=ctx.pool, batch_size=config.batch_size)
         result = compute_teacher_stats(
             store, student, scorer, limit=config.limit, batch_size=config.batch_size, student_name=config.student,
             progress=lambda phase, done, total: ctx.report(phase=phase, done=done, total=total, unit="outputs"),

@@ -22,6 +22,7 @@ A file that cannot be read is reported once and ignored: tuning never stops a ru
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -52,8 +53,10 @@ class Tuned:
     measured_at: str
 
 
+@functools.lru_cache(maxsize=1)
 def machine_key() -> str:
-    """What the picks depend on: the accelerator (or CPU model), the logical CPUs and the torch version."""
+    """What the picks depend on: the accelerator (or CPU model), the logical CPUs and the torch version (the
+    same for the whole process, so worked out once: every stage Config's default reads it)."""
     import torch
     if torch.cuda.is_available():
         device = f"cuda {torch.cuda.get_device_name(0)}"
@@ -188,7 +191,7 @@ def tune(spec: str = "smollm2-135m-instruct", *, batches: Sequence[int] = BATCHE
         raise CurateError(f"{spec}: only a transformers backend (an embedded name, a Hugging Face id or folder) "
                           "is tuned here; a server or vLLM batches on its own")
     model_id = getattr(lm, "model_id", spec)
-    before = torch.get_num_threads()
+    before, batch_before = torch.get_num_threads(), lm.batch_size
     try:
         torch.set_num_threads(threads[-1])
         measure(lm, 1, new_tokens=2)  # warm-up
@@ -203,8 +206,9 @@ def tune(spec: str = "smollm2-135m-instruct", *, batches: Sequence[int] = BATCHE
             by_threads[t] = measure(lm, batch, new_tokens=new_tokens)
             say(f"threads {t:>2}: {by_threads[t]:7.1f} new tok/s (batch {batch})")
         n_threads = pick(by_threads, tolerance)
-    finally:
+    finally:  # the backend is left as it was given
         torch.set_num_threads(before)
+        lm.batch_size = batch_before
     result = Tuned(batch, n_threads, {"new_tok_s_by_batch": {str(k): round(v, 2) for k, v in by_batch.items()},
                                       "new_tok_s_by_threads": {str(k): round(v, 2) for k, v in by_threads.items()},
                                       "new_tokens": new_tokens, "tolerance": tolerance,

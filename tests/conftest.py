@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -10,8 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # This machine's `curate models tune` picks must not change the defaults the tests assert: a file of their own
 # (absent unless a test writes it).
-os.environ["CURATE_TUNING"] = os.path.join(os.environ.get("PYTEST_TUNING_DIR", "/tmp"),
-                                           f"curate-test-tuning-{os.getpid()}.json")
+os.environ["CURATE_TUNING"] = os.path.join(tempfile.gettempdir(), f"curate-test-tuning-{os.getpid()}.json")
 
 import pytest
 

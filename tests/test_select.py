@@ -439,7 +439,7 @@ def test_torch_bound_pass_is_an_upper_bound_and_a_tight_one():
             exact = select._exact_gains(select._exact_sims(qz, rows), cover) * qz.scale
             cover32 = (cover.astype(np.float64) * qz.scale).astype(np.float32)
             kept = {}
-            bound = select._bound_gains(dev, rows, cover32, lambda r, up, b: kept.update(up=up.copy()))
+            bound = select._bound_gains(dev, rows, cover32, lambda r, up: kept.update(up=up.copy()))
             assert (bound >= exact).all()
             assert (bound - exact).max() <= 1e-3 * n
             # the grid rows for the cache bound every similarity from above, by at most two grid steps

@@ -130,7 +130,7 @@ def test_real_smollm2_tune_and_a_backend_built_without_a_batch_takes_the_pick(sm
     from curate.lm.registry import load_lm
 
     t = tune.tune("smollm2-135m-instruct", lm=smollm2, batches=[1, 2], threads=[1], new_tokens=2)
-    smollm2.batch_size = 8  # the session fixture's own
+    assert smollm2.batch_size == 8  # the session fixture's own, given back after the probes
     assert t.batch_size in (1, 2) and t.threads == 1
     assert all(v > 0 for v in t.curve["new_tok_s_by_batch"].values())
     torch.set_num_threads(2)
